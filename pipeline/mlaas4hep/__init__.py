@@ -1,0 +1,29 @@
+"""MLaaS4HEP engine: stream ROOT files of any size into training-ready arrays.
+
+The public API::
+
+    ds = mlaas4hep.Dataset(files, labels=None, params=None, preproc=None)
+    ds.specs()                 # branch kinds, min/max, jdim, NaN and event counts
+    for X, y in ds.chunks():   # X float32 (n, n_features), y int labels (None if unlabelled)
+        ...
+"""
+
+from ._version import __version__
+from .config import Params, Preproc, load_params, load_preproc
+from .dataset import Dataset
+from .errors import ConfigError, DataError, ExpressionError, MLaaS4HEPError
+from .expr import compile_expression
+
+__all__ = [
+    "__version__",
+    "Dataset",
+    "Params",
+    "Preproc",
+    "load_params",
+    "load_preproc",
+    "compile_expression",
+    "MLaaS4HEPError",
+    "ConfigError",
+    "DataError",
+    "ExpressionError",
+]

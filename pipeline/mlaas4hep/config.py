@@ -1,0 +1,511 @@
+"""Parse and validate the user's inputs: files.txt, labels.txt, params.json, preproc.json.
+
+Every mistake raises :class:`~mlaas4hep.errors.ConfigError` naming the file, the key path and
+what was expected. The original MLaaS4HEP keys, defaults and spellings (``"True"``/``"False"``
+strings for booleans, ``""`` for an empty list, ``cut_1``/``cut_2`` ...) are accepted as-is.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, did_you_mean
+from .expr import Expression, compile_expression
+
+# ---------------------------------------------------------------------------------------------
+# small coercers: each takes (value, where) and returns the typed value or raises ConfigError
+
+
+def _bool(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigError(f"expected true or false, got {value!r}", where=where)
+
+
+def _int(minimum: int | None = None, allow: Sequence[int] = ()) -> Callable[[Any, str], int]:
+    def coerce(value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"expected an integer, got {value!r}", where=where)
+        try:
+            number = int(value) if not isinstance(value, float) or value.is_integer() else None
+        except ValueError:
+            number = None
+        if number is None:
+            raise ConfigError(f"expected an integer, got {value!r}", where=where)
+        if number in allow:
+            return number
+        if minimum is not None and number < minimum:
+            also = f" (or {', '.join(map(str, allow))})" if allow else ""
+            raise ConfigError(f"expected an integer >= {minimum}{also}, got {number}", where=where)
+        return number
+
+    return coerce
+
+
+def _float(minimum: float = 0.0) -> Callable[[Any, str], float]:
+    def coerce(value: Any, where: str) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"expected a number, got {value!r}", where=where) from None
+        if isinstance(value, bool) or number < minimum:
+            raise ConfigError(f"expected a number >= {minimum}, got {value!r}", where=where)
+        return number
+
+    return coerce
+
+
+def _str(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"expected a string, got {value!r}", where=where)
+    return value.strip()
+
+
+def _str_list(value: Any, where: str) -> tuple[str, ...]:
+    """A list of names: a JSON list, a comma-separated string, or "" / null for none."""
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(v.strip() for v in value if v.strip())
+    raise ConfigError(f"expected a list of branch names or a comma-separated string, got {value!r}", where=where)
+
+
+def _jdim(value: Any, where: str) -> int | dict[str, int] | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        return {str(k): _int(1)(v, f"{where}.{k}") for k, v in value.items()}
+    return _int(1)(value, where)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    coerce: Callable[[Any, str], Any]
+    default: Any
+    doc: str
+
+
+#: Every params.json key: how it is read, its default and what it means. README documents each.
+PARAMS: dict[str, ParamSpec] = {
+    "nevts": ParamSpec(_int(1, allow=(-1,)), -1,
+                       "total number of events to use across all files; -1 = all"),
+    "chunk_size": ParamSpec(_int(1), 10000, "events per chunk handed to training"),
+    "epochs": ParamSpec(_int(1), 5, "training epochs (per chunk in chunk mode)"),
+    "batch_size": ParamSpec(_int(1), 100, "training batch size"),
+    "shuffle": ParamSpec(_bool, True, "shuffle events inside each chunk"),
+    "seed": ParamSpec(_int(0), 0, "seed of the shuffling (and of anything else random)"),
+    "branch": ParamSpec(_str, "Events", "name of the TTree to read"),
+    "identifier": ParamSpec(_str_list, (), "branches that identify an event (run, event, ...); never features"),
+    "selected_branches": ParamSpec(_str_list, (), "branches to use as features; empty = all"),
+    "exclude_branches": ParamSpec(_str_list, (), "branches never to use as features"),
+    "redirector": ParamSpec(_str, "", "XRootD redirector put before file names that are not local, "
+                                      "e.g. root://cms-xrd-global.cern.ch"),
+    "use_masks": ParamSpec(_bool, False, "add a mask column per jagged element (1 = real, 0 = padding)"),
+    "jdim": ParamSpec(_jdim, None, "cap on padded jagged length: an integer for all jagged branches "
+                                   "or {branch: n}; longer events are clipped and counted"),
+    "retries": ParamSpec(_int(0), 3, "retries of a failed remote read, with exponential backoff"),
+    "retry_wait": ParamSpec(_float(0.0), 0.5, "seconds before the first retry (doubles each time)"),
+    "timeout": ParamSpec(_float(0.1), 30.0, "seconds to wait for a remote server before a read counts as failed"),
+    "cache_dir": ParamSpec(_str, "", "folder of the specs cache; default $MLAAS4HEP_CACHE_DIR or "
+                                     "~/.cache/mlaas4hep"),
+    "specs_cache": ParamSpec(_bool, True, "reuse a cached specs pass when nothing it depends on changed"),
+    "verbose": ParamSpec(_int(0), 0, "verbosity of the command line"),
+    "hist": ParamSpec(_str, "", "accepted for compatibility with the original params.json; unused"),
+}
+
+
+@dataclass(frozen=True)
+class Params:
+    """params.json, typed. Build with :func:`load_params`."""
+
+    nevts: int = -1
+    chunk_size: int = 10000
+    epochs: int = 5
+    batch_size: int = 100
+    shuffle: bool = True
+    seed: int = 0
+    branch: str = "Events"
+    identifier: tuple[str, ...] = ()
+    selected_branches: tuple[str, ...] = ()
+    exclude_branches: tuple[str, ...] = ()
+    redirector: str = ""
+    use_masks: bool = False
+    jdim: int | dict[str, int] | None = None
+    retries: int = 3
+    retry_wait: float = 0.5
+    timeout: float = 30.0
+    cache_dir: str = ""
+    specs_cache: bool = True
+    verbose: int = 0
+    hist: str = ""
+    source: str = field(default="params", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in fields(self):
+            if f.name == "source":
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def replace(self, **changes: Any) -> Params:
+        checked = {k: _coerce_param(k, v, "params") for k, v in changes.items()}
+        return replace(self, **checked)
+
+
+def _coerce_param(key: str, value: Any, source: str) -> Any:
+    spec = PARAMS.get(key)
+    if spec is None:
+        raise ConfigError(
+            f"unknown key {key!r}", where=source,
+            hint=did_you_mean(key, PARAMS) or "known keys: " + ", ".join(PARAMS),
+        )
+    return spec.coerce(value, f"{source}: {key}")
+
+
+def load_params(source: str | os.PathLike | Mapping[str, Any] | Params | None = None) -> Params:
+    """params.json (a path, a dict, or None for defaults) as :class:`Params`."""
+    if isinstance(source, Params):
+        return source
+    if source is None:
+        return Params()
+    name, data = _load_json_object(source, "params")
+    values = {key: _coerce_param(key, value, name) for key, value in data.items()}
+    return Params(**values, source=name)
+
+
+def _load_json_object(source: str | os.PathLike | Mapping[str, Any], what: str) -> tuple[str, dict]:
+    """Read a JSON object from a path (or take a mapping); errors name the file and line."""
+    if isinstance(source, Mapping):
+        return what, dict(source)
+    path = Path(source)
+    name = str(source)
+    if not path.exists():
+        raise ConfigError(f"{what} file not found", where=name)
+    if path.is_dir():
+        raise ConfigError(f"expected a {what} JSON file, got a folder", where=name)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {what} file: {err}", where=name) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(
+            f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}", where=name
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"expected a JSON object {{...}}, got {type(data).__name__}", where=name)
+    return name, data
+
+
+# ---------------------------------------------------------------------------------------------
+# files.txt and labels.txt
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One value from files.txt / labels.txt (or a command-line list), with where it came from."""
+
+    value: str
+    origin: str  # "files.txt:3", "--files[1]", "files[0]"
+    base_dir: str | None = None  # folder of the list file, for relative paths
+
+
+def load_list(source: str | os.PathLike | Sequence[str], what: str = "files") -> list[ListEntry]:
+    """Entries of a list: a path to a text file (one per line, ``#`` comments, blank lines
+    skipped, commas allowed), a comma-separated string, or a Python list."""
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
+    if isinstance(source, str):
+        if os.path.isfile(source):
+            return _read_list_file(source, what)
+        if source.endswith((".txt", ".list")):
+            raise ConfigError(f"{what} list file not found", where=source)
+        items = [s.strip() for s in source.split(",")]
+        entries = [ListEntry(v, f"{what}[{i}]") for i, v in enumerate(items) if v]
+    elif isinstance(source, Sequence):
+        entries = []
+        for i, v in enumerate(source):
+            if isinstance(v, os.PathLike):
+                v = os.fspath(v)
+            if not isinstance(v, (str, int)):
+                raise ConfigError(f"expected strings, got {v!r}", where=f"{what}[{i}]")
+            entries.append(ListEntry(str(v).strip(), f"{what}[{i}]"))
+    else:
+        raise ConfigError(f"expected a list or a path to a list file, got {source!r}", where=what)
+    if not entries:
+        raise ConfigError(f"the {what} list is empty", where=what)
+    return entries
+
+
+def _read_list_file(path: str, what: str) -> list[ListEntry]:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read {what} list: {err}", where=path) from None
+    base = os.path.dirname(os.path.abspath(path))
+    entries = []
+    for lineno, line in enumerate(lines, 1):
+        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("#") else ""
+        for value in (v.strip() for v in line.split(",")):
+            if value:
+                entries.append(ListEntry(value, f"{path}:{lineno}", base))
+    if not entries:
+        raise ConfigError(f"the {what} list has no entries (only blank lines or # comments)", where=path)
+    return entries
+
+
+@dataclass(frozen=True)
+class Labels:
+    """One integer label per file, and class names when the labels were given as names."""
+
+    values: tuple[int, ...]
+    classes: tuple[str, ...] | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes) if self.classes else (max(self.values) + 1 if self.values else 0)
+
+
+def load_labels(source: str | os.PathLike | Sequence[str | int], n_files: int, files_origin: str = "files") -> Labels:
+    """Labels, one per file: integers (``0``, ``1``) or class names (``signal``, ``background``;
+    numbered in order of first appearance)."""
+    entries = load_list(source, "labels")
+    if len(entries) != n_files:
+        raise ConfigError(
+            f"{len(entries)} label{'s' if len(entries) != 1 else ''} for {n_files} "
+            f"file{'s' if n_files != 1 else ''} in {files_origin}; give one label per file, in the same order",
+            where=entries[0].origin.rsplit(":", 1)[0] if ":" in entries[0].origin else "labels",
+        )
+    if all(re.fullmatch(r"[+-]?\d+", e.value) for e in entries):
+        values = tuple(int(e.value) for e in entries)
+        for e, v in zip(entries, values):
+            if v < 0:
+                raise ConfigError(f"labels must be >= 0, got {v}", where=e.origin)
+        return Labels(values)
+    classes: list[str] = []
+    for e in entries:
+        if e.value not in classes:
+            classes.append(e.value)
+    return Labels(tuple(classes.index(e.value) for e in entries), tuple(classes))
+
+
+# ---------------------------------------------------------------------------------------------
+# preproc.json
+
+FLAT, JAGGED = "flat", "jagged"
+_CUT_KEY = re.compile(r"cut(?:_(\d+))?$")
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One cut: a boolean expression; ``mode`` is ``flat`` (per event) or ``all`` / ``any``
+    (a jagged condition reduced per event)."""
+
+    expr: Expression
+    mode: str
+    key: str  # key path, e.g. "new_branch.log_partonE.cut_1"
+
+    @property
+    def text(self) -> str:
+        return self.expr.text
+
+    @property
+    def label(self) -> str:
+        return self.text if self.mode == FLAT else f"{self.mode}({self.text})"
+
+
+@dataclass(frozen=True)
+class NewBranch:
+    name: str
+    expr: Expression
+    kind: str | None  # declared type; None = inferred from the expression
+    cuts: tuple[Cut, ...]
+    remove: bool
+    keys_to_remove: tuple[str, ...]
+    key: str
+
+
+@dataclass(frozen=True)
+class BranchCut:
+    """An entry of flat_cut or jagged_cut: cuts on an existing (or new) branch."""
+
+    name: str
+    kind: str  # flat for flat_cut, jagged for jagged_cut
+    cuts: tuple[Cut, ...]
+    remove: bool
+    key: str
+
+
+@dataclass(frozen=True)
+class Preproc:
+    """preproc.json, parsed. ``raw`` is the file's content as given, for exact round trips."""
+
+    new_branches: tuple[NewBranch, ...] = ()
+    flat_cuts: tuple[BranchCut, ...] = ()
+    jagged_cuts: tuple[BranchCut, ...] = ()
+    raw: dict = field(default_factory=dict, compare=False)
+    source: str = "preproc"
+
+    @property
+    def cuts(self) -> list[Cut]:
+        """Every cut, in the order of the file: new-branch cuts, flat cuts, jagged cuts."""
+        out = [c for nb in self.new_branches for c in nb.cuts]
+        out += [c for bc in self.flat_cuts for c in bc.cuts]
+        out += [c for bc in self.jagged_cuts for c in bc.cuts]
+        return out
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(self.raw)
+
+    def canonical(self) -> str:
+        """A stable text of the content (key order never matters) for cache keys."""
+        return json.dumps(self.raw, sort_keys=True, separators=(",", ":"))
+
+    def __bool__(self) -> bool:
+        return bool(self.new_branches or self.flat_cuts or self.jagged_cuts)
+
+
+_TOP_KEYS = ("new_branch", "flat_cut", "jagged_cut")
+_NEW_BRANCH_KEYS = ("def", "type", "cut", "remove", "keys_to_remove")
+_BRANCH_CUT_KEYS = ("cut", "remove")
+
+
+def load_preproc(source: str | os.PathLike | Mapping[str, Any] | Preproc | None) -> Preproc:
+    """preproc.json (a path or a dict; None or {} for none) as :class:`Preproc`."""
+    if isinstance(source, Preproc):
+        return source
+    if source is None:
+        return Preproc()
+    name, data = _load_json_object(source, "preproc")
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise ConfigError(
+                f"unknown key {key!r}", where=name,
+                hint=did_you_mean(key, _TOP_KEYS) or "top-level keys are new_branch, flat_cut, jagged_cut",
+            )
+    new_branches = tuple(
+        _parse_new_branch(bname, body, name)
+        for bname, body in _section(data, "new_branch", name).items()
+    )
+    flat_cuts = tuple(
+        _parse_branch_cut(bname, body, FLAT, name)
+        for bname, body in _section(data, "flat_cut", name).items()
+    )
+    jagged_cuts = tuple(
+        _parse_branch_cut(bname, body, JAGGED, name)
+        for bname, body in _section(data, "jagged_cut", name).items()
+    )
+    names = [nb.name for nb in new_branches]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise ConfigError(f"new branch {sorted(dupes)[0]!r} is defined twice", where=f"{name}: new_branch")
+    return Preproc(new_branches, flat_cuts, jagged_cuts, copy.deepcopy(data), name)
+
+
+def _section(data: dict, key: str, name: str) -> dict:
+    value = data.get(key, {})
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected an object {{branch: {{...}}}}, got {type(value).__name__}", where=f"{name}: {key}")
+    return value
+
+
+def _check_keys(body: Any, allowed: Sequence[str], where: str) -> dict:
+    if not isinstance(body, dict):
+        raise ConfigError(f"expected an object {{...}}, got {body!r}", where=where)
+    for key in body:
+        if key in allowed or _CUT_KEY.match(key):
+            continue
+        raise ConfigError(f"unknown key {key!r}", where=where,
+                          hint=did_you_mean(key, allowed) or "keys are " + ", ".join(allowed))
+    return body
+
+
+def _is_identifier(name: str) -> bool:
+    return name.isidentifier()
+
+
+def _parse_new_branch(bname: str, body: Any, source: str) -> NewBranch:
+    where = f"{source}: new_branch.{bname}"
+    body = _check_keys(body, _NEW_BRANCH_KEYS, where)
+    if not _is_identifier(bname):
+        raise ConfigError(f"new branch name {bname!r} must be a valid identifier (letters, digits, _)",
+                          where=f"{source}: new_branch")
+    if "def" not in body:
+        raise ConfigError("missing 'def' (the expression that defines the new branch)", where=where)
+    expr = compile_expression(body["def"], f"{where}.def")
+    kind = body.get("type")
+    if kind is not None and kind not in (FLAT, JAGGED):
+        raise ConfigError(f"expected 'flat' or 'jagged', got {kind!r}", where=f"{where}.type")
+    if bname in expr.names:
+        raise ConfigError(f"new branch {bname!r} is defined in terms of itself", where=f"{where}.def")
+    cuts = _parse_cuts(body, where, kind)
+    remove = _bool(body.get("remove", False), f"{where}.remove")
+    keys_to_remove = _str_list(body.get("keys_to_remove", ()), f"{where}.keys_to_remove")
+    return NewBranch(bname, expr, kind, cuts, remove, keys_to_remove, where)
+
+
+def _parse_branch_cut(bname: str, body: Any, kind: str, source: str) -> BranchCut:
+    section = "flat_cut" if kind == FLAT else "jagged_cut"
+    where = f"{source}: {section}.{bname}"
+    body = _check_keys(body, _BRANCH_CUT_KEYS, where)
+    cuts = _parse_cuts(body, where, kind)
+    if not cuts:
+        raise ConfigError("missing 'cut'", where=where)
+    remove = _bool(body.get("remove", False), f"{where}.remove")
+    return BranchCut(bname, kind, cuts, remove, where)
+
+
+def _parse_cuts(body: dict, where: str, kind: str | None) -> tuple[Cut, ...]:
+    keyed = []
+    for key in body:
+        m = _CUT_KEY.match(key)
+        if m:
+            keyed.append((int(m.group(1)) if m.group(1) else 0, key))
+    cuts = []
+    for _, key in sorted(keyed):
+        cuts.append(_parse_cut(body[key], f"{where}.{key}", kind))
+    return tuple(cuts)
+
+
+def _parse_cut(value: Any, where: str, kind: str | None) -> Cut:
+    if isinstance(value, str):
+        if kind == JAGGED:
+            raise ConfigError(
+                f"a cut on a jagged branch needs a mode: write [{value!r}, \"all\"] or [{value!r}, \"any\"]",
+                where=where,
+            )
+        return Cut(compile_expression(value, where), FLAT, where)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], str):
+        mode = value[1]
+        if mode not in ("all", "any"):
+            raise ConfigError(f"the mode of a jagged cut must be \"all\" or \"any\", got {mode!r}", where=where)
+        if kind == FLAT:
+            raise ConfigError(
+                f"[expression, {mode!r}] is a jagged cut, but this branch is flat: give the cut as a plain string",
+                where=where,
+            )
+        return Cut(compile_expression(value[0], where), mode, where)
+    raise ConfigError(
+        f"expected a cut expression string, or [expression, \"all\"|\"any\"] for a jagged cut; got {value!r}",
+        where=where,
+    )

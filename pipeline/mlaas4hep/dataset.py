@@ -1,0 +1,241 @@
+"""The public entry point of the data layer: :class:`Dataset`.
+
+>>> ds = mlaas4hep.Dataset("files.txt", labels="labels.txt", params="params.json", preproc="preproc.json")
+>>> ds.specs()["jdim"]
+>>> for X, y in ds.chunks():
+...     model.fit(X, y)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from .config import (Labels, ListEntry, Params, Preproc, load_labels, load_list, load_params,
+                     load_preproc)
+from .errors import ConfigError
+from .features import FeatureSelection, select_features
+from .mix import Chunk, ChunkMixer, FileStream, prefetch
+from .plan import Plan
+from .read import RootFile, resolve_path
+from .specs import Progress, compute_specs, load_cached, specs_key, store_cached, window
+from .tensorize import FeatureLayout, Tensorizer
+
+PathOrList = str | os.PathLike | Sequence[str]
+
+
+class Dataset:
+    """Labelled (or unlabelled) ROOT files, with params and preproc, as a stream of chunks.
+
+    ``files`` and ``labels``: a path of a files.txt / labels.txt, a comma-separated string or
+    a list. ``params`` and ``preproc``: a path of the JSON file, a dict, or None for defaults.
+    ``specs``: an existing specs file (path or dict) whose normalisation (min/max, jdim) is
+    used instead of the computed one, as ``workflow --specs`` does.
+    """
+
+    def __init__(
+        self,
+        files: PathOrList,
+        labels: PathOrList | None = None,
+        params: str | os.PathLike | Mapping[str, Any] | Params | None = None,
+        preproc: str | os.PathLike | Mapping[str, Any] | Preproc | None = None,
+        specs: str | os.PathLike | Mapping[str, Any] | None = None,
+    ):
+        self.params: Params = load_params(params)
+        self.preproc: Preproc = load_preproc(preproc)
+        self.entries: list[ListEntry] = load_list(files, "files")
+        self.paths: list[str] = [
+            resolve_path(e.value, self.params.redirector, e.base_dir, e.origin) for e in self.entries
+        ]
+        seen: dict[str, str] = {}
+        for path, entry in zip(self.paths, self.entries):
+            if path in seen:
+                raise ConfigError(f"file {path} is listed twice (also at {seen[path]})", where=entry.origin,
+                                  hint="list each file once; its events are drawn from it only once")
+            seen[path] = entry.origin
+        files_origin = self.entries[0].origin.rsplit(":", 1)[0] if ":" in self.entries[0].origin else "files"
+        self.labels: Labels | None = (
+            None if labels is None else load_labels(labels, len(self.paths), files_origin)
+        )
+        self._given_specs = _load_specs(specs) if specs is not None else None
+        self._files: list[RootFile] | None = None
+        self._selection: FeatureSelection | None = None
+        self._specs: dict[str, Any] | None = None
+        self._tensorizer: Tensorizer | None = None
+
+    # -- files and branches -------------------------------------------------------------------
+
+    @property
+    def files(self) -> list[RootFile]:
+        """The opened files (opened on first use; errors name the file and where it was listed)."""
+        if self._files is None:
+            opened = []
+            try:
+                for path, entry in zip(self.paths, self.entries):
+                    opened.append(RootFile(path, self.params.branch, origin=entry.origin,
+                                           retries=self.params.retries, retry_wait=self.params.retry_wait,
+                                           open_options={"timeout": self.params.timeout}))
+            except BaseException:
+                for f in opened:
+                    f.close()
+                raise
+            self._files = opened
+        return self._files
+
+    @property
+    def selection(self) -> FeatureSelection:
+        """Which branches are read and which are features (checked against every file)."""
+        if self._selection is None:
+            self._selection = select_features(self.files, self.params, self.preproc)
+        return self._selection
+
+    def branches(self) -> dict[str, dict[str, str]]:
+        """Every branch of the first file: kind (flat / jagged / None), dtype, type name, and why
+        an unsupported one cannot be a feature."""
+        return {
+            name: {"kind": info.kind, "dtype": info.dtype, "typename": info.typename, "reason": info.reason}
+            for name, info in self.files[0].branches.items()
+        }
+
+    # -- specs --------------------------------------------------------------------------------
+
+    def specs(self, progress: Progress | None = None, refresh: bool = False) -> dict[str, Any]:
+        """The specs (see :mod:`mlaas4hep.specs`), from the cache when nothing changed."""
+        if self._specs is not None and not refresh:
+            return self._specs
+        selection = self.selection
+        key = specs_key(self.files, self.params, self.preproc)
+        specs = None if (refresh or not self.params.specs_cache) else load_cached(key, self.params)
+        if specs is None:
+            specs = compute_specs(self.files, selection, self.params, progress)
+            if self.params.specs_cache:
+                store_cached(key, specs, self.params)
+        specs["cache_key"] = key
+        self._specs = specs
+        return specs
+
+    @property
+    def layout(self) -> FeatureLayout:
+        """Feature columns and normalisation (from the given specs file, if any)."""
+        norm = self._given_specs or self.specs()
+        computed = self.specs()
+        if self._given_specs is not None:
+            for key in ("fkeys", "jkeys"):
+                if list(norm.get(key, [])) != list(computed[key]):
+                    raise ConfigError(
+                        f"the given specs list {key} {norm.get(key)} but the files and preproc give "
+                        f"{computed[key]}", where="specs",
+                        hint="drop --specs to compute specs for these inputs")
+        return FeatureLayout.from_specs(norm, masks=self.params.use_masks, jdim_cap=self.params.jdim)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.layout.names
+
+    def plan(self) -> Plan:
+        specs = self.specs()
+        events = [specs["events"]["per_file"][p] for p in self.paths]
+        return Plan.build(events, self.params.nevts, self.params.chunk_size)
+
+    # -- chunks -------------------------------------------------------------------------------
+
+    def iter_chunks(self, *, shuffle: bool | None = None, seed: int | None = None,
+                    identifiers: bool = False, background: bool = True) -> Iterator[Chunk]:
+        """:class:`~mlaas4hep.mix.Chunk` objects (X, y, and each row's file and entry).
+
+        ``identifiers=True`` also carries the params' identifier branches per row.
+        ``background=False`` builds chunks in the calling thread (for debugging).
+        """
+        specs = self.specs()
+        layout = self.layout
+        plan = self.plan()
+        selection = self.selection
+        shuffle = self.params.shuffle if shuffle is None else shuffle
+        seed = self.params.seed if seed is None else seed
+        ids = list(self.params.identifier) if identifiers else []
+        labels = None if self.labels is None else self.labels.values
+        tensorizer = Tensorizer(layout)
+        self._tensorizer = tensorizer
+
+        def generate() -> Iterator[Chunk]:
+            executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlaas4hep-read")
+            streams: list[FileStream | None] = []
+            try:
+                for i, rfile in enumerate(self.files):
+                    if plan.quotas[i] == 0:
+                        streams.append(None)
+                        continue
+                    stop = window(rfile.num_entries, self.params.nevts)
+                    streams.append(FileStream(rfile, selection, stop, self._step(i, plan, specs), executor, ids))
+                yield from ChunkMixer(streams, plan, tensorizer, labels, shuffle, seed, ids)
+            finally:
+                for stream in streams:
+                    if stream is not None:
+                        stream.close()
+                executor.shutdown(wait=True, cancel_futures=True)
+
+        return prefetch(generate()) if background else generate()
+
+    def chunks(self, *, shuffle: bool | None = None, seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """``(X, y)`` per chunk: X float32 (n, n_features), y int64 labels (None if unlabelled).
+
+        Every selected event (up to ``nevts``) appears exactly once per pass. X may be a reused
+        buffer once you drop it; keeping a reference (or a view) to it is always safe.
+        """
+        for chunk in self.iter_chunks(shuffle=shuffle, seed=seed):
+            yield chunk.X, chunk.y
+
+    @property
+    def clipped(self) -> dict[str, int]:
+        """Jagged elements beyond ``jdim`` dropped during the last pass, per branch."""
+        return dict(self._tensorizer.clipped) if self._tensorizer else {}
+
+    def _step(self, i: int, plan: Plan, specs: dict[str, Any]) -> int:
+        """Entries to read per block from file i: about one chunk's share of its events."""
+        path = self.paths[i]
+        read = specs["events_read"]["per_file"][path]
+        selected = specs["events"]["per_file"][path]
+        efficiency = selected / read if read else 1.0
+        return int(min(max(math.ceil(plan.share(i) / max(efficiency, 1e-6)), 2000), 500_000))
+
+    # -- housekeeping -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for f in self._files or []:
+            f.close()
+        self._files = None
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        labels = "" if self.labels is None else f", labels={list(self.labels.values)}"
+        return f"Dataset({len(self.paths)} files{labels}, tree={self.params.branch!r})"
+
+
+def _load_specs(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(source, Mapping):
+        data = dict(source)
+        name = "specs"
+    else:
+        name = os.fspath(source)
+        try:
+            with open(name) as stream:
+                data = json.load(stream)
+        except FileNotFoundError:
+            raise ConfigError("specs file not found", where=name) from None
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}", where=name) from None
+    for key in ("fkeys", "jkeys", "jdim", "minv", "maxv"):
+        if key not in data:
+            raise ConfigError(f"missing key {key!r} (a specs file has fkeys, jkeys, jdim, minv, maxv)", where=name)
+    return data

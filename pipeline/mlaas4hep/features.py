@@ -1,0 +1,103 @@
+"""Which branches are read, and which become features.
+
+Features are the supported branches common to every file (or ``selected_branches``), minus
+``exclude_branches``, the ``identifier`` branches and what the preproc removes, plus the new
+branches the preproc keeps. Branches read are the source features plus every branch the preproc
+expressions use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .config import JAGGED, Params, Preproc
+from .errors import ConfigError, DataError, did_you_mean
+from .preproc import Preprocessor
+from .read import RootFile
+
+
+@dataclass
+class FeatureSelection:
+    flat: list[str]  # feature branches with one value per event, sorted
+    jagged: list[str]  # feature branches with a list per event, sorted
+    read: list[str]  # source branches to read
+    identifiers: list[str]
+    kinds: dict[str, str]  # every usable branch (source and new) -> flat | jagged
+    dtypes: dict[str, str]  # source branches -> numpy dtype name
+    skipped: dict[str, str] = field(default_factory=dict)  # branch -> why it is not a feature
+    preprocessor: Preprocessor | None = None
+
+    @property
+    def features(self) -> list[str]:
+        return self.flat + self.jagged
+
+
+def select_features(files: Sequence[RootFile], params: Params, preproc: Preproc) -> FeatureSelection:
+    """Check the params' branch lists and the preproc against the files; decide the features."""
+    first = files[0]
+    common: dict[str, str] = {}
+    dtypes: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    unsupported: dict[str, str] = {}
+    for name, info in first.branches.items():
+        if not info.supported:
+            unsupported[name] = info.reason
+            continue
+        for other in files[1:]:
+            other_info = other.branches.get(name)
+            if other_info is None:
+                skipped[name] = f"not in every file (missing in {other.path})"
+                break
+            if other_info.kind != info.kind:
+                skipped[name] = f"{info.kind} in {first.path} but {other_info.kind} in {other.path}"
+                break
+        else:
+            common[name] = info.kind
+            dtypes[name] = info.dtype
+
+    source = f"{params.source}"
+    for name in params.selected_branches:
+        _require(name, files, "selected_branches", source)
+        if name in unsupported:
+            raise ConfigError(f"branch {name!r} cannot be a feature: {unsupported[name]}",
+                              where=f"{source}: selected_branches")
+        if name in skipped:
+            raise DataError(f"branch {name!r} cannot be a feature: {skipped[name]}", where=f"{source}: selected_branches")
+    for name in params.identifier:
+        _require(name, files, "identifier", source)
+    for name in params.exclude_branches:
+        if not any(name in f.branches for f in files):
+            raise ConfigError(f"exclude_branches names unknown branch {name!r}", where=f"{source}: exclude_branches",
+                              hint=did_you_mean(name, first.branches))
+
+    preprocessor = Preprocessor(preproc, common, {**unsupported, **skipped}) if preproc else None
+    if params.selected_branches:
+        candidates = list(params.selected_branches)
+    else:
+        candidates = list(common)
+        skipped.update(unsupported)
+    dropped = set(params.exclude_branches) | set(params.identifier)
+    if preprocessor is not None:
+        dropped |= preprocessor.removed
+    source_features = [n for n in candidates if n not in dropped]
+    kinds = dict(preprocessor.kinds if preprocessor else common)
+    features = source_features + [n for n in (preprocessor.new_names if preprocessor else []) if n not in dropped]
+    if not features:
+        raise ConfigError(
+            "no features left: every branch is excluded, an identifier, removed by the preproc, or unsupported",
+            where=source,
+        )
+    read = list(dict.fromkeys(source_features + sorted(preprocessor.inputs if preprocessor else [])))
+    flat = sorted(n for n in features if kinds[n] != JAGGED)
+    jagged = sorted(n for n in features if kinds[n] == JAGGED)
+    return FeatureSelection(flat, jagged, read, list(params.identifier), kinds, dtypes, skipped, preprocessor)
+
+
+def _require(name: str, files: Sequence[RootFile], key: str, source: str) -> None:
+    for f in files:
+        if name not in f.branches:
+            raise DataError(
+                f"branch {name!r} (from {source}: {key}) is not in tree {f.tree_name!r}", where=f.where,
+                hint=did_you_mean(name, f.branches),
+            )

@@ -1,0 +1,232 @@
+"""Mix the selected events of labelled files into shuffled chunks of (X, y).
+
+Each file is a :class:`FileStream` of its selected events, read ahead in a thread pool
+(reading and the preproc of the next block run while the current one is tensorized). A
+:class:`ChunkMixer` asks every stream for its share of each chunk (see :mod:`.plan`), writes
+the rows straight into a reused buffer at shuffled positions, and the whole assembly runs one
+chunk ahead of the consumer in a background thread. Memory stays bounded by a few chunks
+whatever the size of the dataset.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+from .features import FeatureSelection
+from .plan import Plan
+from .read import RootFile
+from .tensorize import Tensorizer
+
+
+@dataclass
+class Chunk:
+    """One chunk: features, labels (None when unlabelled), and where each row came from."""
+
+    X: np.ndarray  # float32 (n, n_features)
+    y: np.ndarray | None  # int64 (n,)
+    file_index: np.ndarray  # int32 (n,): position of the file in the file list
+    entry: np.ndarray  # int64 (n,): entry number of the event in its file
+    index: int  # chunk number, from 0
+    identifiers: dict[str, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+
+@dataclass
+class Block:
+    """Consecutive selected events of one file."""
+
+    arrays: dict[str, Any]
+    entry: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.entry)
+
+    def slice(self, a: int, b: int) -> Block:
+        return Block({k: v[a:b] for k, v in self.arrays.items()}, self.entry[a:b])
+
+
+class FileStream:
+    """The selected events of one file, in entry order, one block read ahead."""
+
+    def __init__(self, rfile: RootFile, selection: FeatureSelection, stop: int, step: int,
+                 executor: Executor, identifiers: Sequence[str] = ()):
+        self.rfile = rfile
+        self.selection = selection
+        self.keep = selection.features + [n for n in identifiers if n not in selection.features]
+        read = selection.read + [n for n in identifiers if n not in selection.read]
+        self._blocks = rfile.iterate(read, 0, stop, step)
+        self._executor = executor
+        self._pending: Future | None = None
+        self._current: Block | None = None
+        self._pos = 0
+        self._schedule()
+
+    def _schedule(self) -> None:
+        self._pending = self._executor.submit(self._read_next)
+
+    def _read_next(self) -> Block | None:
+        item = next(self._blocks, None)
+        if item is None:
+            return None
+        start, _, arrays = item
+        pre = self.selection.preprocessor
+        env, mask = pre.apply(arrays) if pre else (arrays, None)
+        if mask is None:
+            n = len(next(iter(env.values())))
+            return Block({k: env[k] for k in self.keep}, np.arange(start, start + n, dtype=np.int64))
+        return Block({k: env[k][mask] for k in self.keep}, start + np.flatnonzero(mask).astype(np.int64))
+
+    def take(self, k: int) -> list[Block]:
+        """The next ``k`` selected events, as one or more blocks."""
+        out = []
+        while k > 0:
+            if self._current is None or self._pos >= len(self._current):
+                block = self._pending.result() if self._pending else None
+                if block is None:
+                    raise DataError(
+                        f"ran out of selected events ({k} more were expected from the specs pass); "
+                        "did the file change while it was being read?", where=self.rfile.where)
+                self._current, self._pos = block, 0
+                self._schedule()
+            n = min(k, len(self._current) - self._pos)
+            out.append(self._current.slice(self._pos, self._pos + n))
+            self._pos += n
+            k -= n
+        return out
+
+    def close(self) -> None:
+        """Stop reading ahead; waits for a block already being read, then closes the file's reader."""
+        if self._pending is not None and not self._pending.cancel():
+            try:
+                self._pending.result()
+            except Exception:  # noqa: BLE001 - the stream is being abandoned; its error no longer matters
+                pass
+        self._pending = None
+        self._blocks.close()
+
+
+class BufferPool:
+    """Reuses output buffers that nobody else references any more.
+
+    A buffer handed out as ``buf[:n]`` is reused only when the caller has dropped every view of
+    it (its reference count is back to the pool's own), so keeping a chunk is always safe.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any, keep: int = 4):
+        self.shape, self.dtype, self.keep = shape, dtype, keep
+        self._buffers: list[np.ndarray] = []
+
+    def get(self) -> np.ndarray:
+        for buf in self._buffers:
+            # references: the list, the loop variable and getrefcount's argument
+            if sys.getrefcount(buf) <= 3:
+                return buf
+        buf = np.empty(self.shape, self.dtype)
+        if len(self._buffers) < self.keep:
+            self._buffers.append(buf)
+        return buf
+
+
+class ChunkMixer:
+    """Builds chunks from file streams according to a plan."""
+
+    def __init__(self, streams: Sequence[FileStream], plan: Plan, tensorizer: Tensorizer,
+                 labels: Sequence[int] | None, shuffle: bool, seed: int, identifiers: Sequence[str] = ()):
+        self.streams = streams
+        self.plan = plan
+        self.tensorizer = tensorizer
+        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.shuffle = shuffle
+        self.rng = np.random.default_rng(seed)
+        self.identifiers = list(identifiers)
+        size = plan.chunk_size
+        self._x = BufferPool((size, tensorizer.layout.n_features), np.float32)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        for index, takes in enumerate(self.plan.takes()):
+            yield self._build(index, takes)
+
+    def _build(self, index: int, takes: list[int]) -> Chunk:
+        n = sum(takes)
+        X = self._x.get()[:n]
+        y = None if self.labels is None else np.empty(n, np.int64)
+        file_index = np.empty(n, np.int32)
+        entry = np.empty(n, np.int64)
+        ids = {name: None for name in self.identifiers}
+        order = self.rng.permutation(n) if self.shuffle else None
+        pos = 0
+        for i, (stream, k) in enumerate(zip(self.streams, takes)):
+            for block in stream.take(k):
+                m = len(block)
+                rows = order[pos:pos + m] if order is not None else slice(pos, pos + m)
+                self.tensorizer.fill(X, rows, block.arrays)
+                if y is not None:
+                    y[rows] = self.labels[i]
+                file_index[rows] = i
+                entry[rows] = block.entry
+                for name in self.identifiers:
+                    values = np.asarray(block.arrays[name])
+                    if ids[name] is None:
+                        ids[name] = np.empty(n, values.dtype)
+                    ids[name][rows] = values
+                pos += m
+        return Chunk(X, y, file_index, entry, index, ids if self.identifiers else None)
+
+
+def prefetch(iterator: Iterator[Any], depth: int = 1) -> Iterator[Any]:
+    """Run ``iterator`` in a background thread, ``depth`` items ahead of the consumer.
+
+    Exceptions are re-raised in the consumer; closing the generator stops the thread and
+    closes ``iterator`` (in the thread that ran it).
+    """
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(kind: str, value: Any) -> bool:
+        while not stop.is_set():
+            try:
+                items.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in iterator:
+                if not put("item", item):
+                    return
+            put("done", None)
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            put("error", err)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="mlaas4hep-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        thread.join()

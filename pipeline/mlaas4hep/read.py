@@ -1,0 +1,336 @@
+"""Reading ROOT trees with uproot: local paths, ``root://`` (XRootD) and ``http(s)://``.
+
+Only the branches needed are read, by entry ranges. Remote faults are retried a bounded number
+of times with exponential backoff; everything else (a missing file, a wrong tree name, a
+missing branch, a corrupt or truncated file) becomes a :class:`~mlaas4hep.errors.DataError`
+that names the file and the object.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from .errors import DataError, did_you_mean
+
+FLAT, JAGGED = "flat", "jagged"
+REMOTE_SCHEMES = ("root://", "http://", "https://", "xroot://")
+_NUMERIC_KINDS = "biuf"
+
+T = TypeVar("T")
+
+
+def is_remote(path: str) -> bool:
+    return path.startswith(REMOTE_SCHEMES)
+
+
+def resolve_path(name: str, redirector: str = "", base_dir: str | None = None, origin: str = "") -> str:
+    """Where to read ``name`` from.
+
+    URLs are kept. A local name is taken relative to the current folder, else relative to the
+    list file it came from (``base_dir``). A name that is neither, with a ``redirector`` set,
+    is read through the redirector (the original MLaaS4HEP behaviour for LFNs like /store/...).
+    """
+    if is_remote(name):
+        return name
+    if name.startswith("file://"):
+        name = name[len("file://"):]
+    candidates = [name]
+    if base_dir and not os.path.isabs(name):
+        candidates.append(os.path.join(base_dir, name))
+    for candidate in candidates:
+        if os.path.exists(candidate):
+            return os.path.abspath(candidate)
+    if redirector:
+        return redirector.rstrip("/") + "/" + (name if name.startswith("/") else "/" + name)
+    where = f"{origin}: {name}" if origin else name
+    looked = f" (looked in {os.getcwd()}" + (f" and {base_dir})" if base_dir and base_dir != os.getcwd() else ")")
+    raise DataError("ROOT file not found" + looked, where=where,
+                    hint="set 'redirector' in params.json to read names that are not local through XRootD")
+
+
+@dataclass(frozen=True)
+class BranchInfo:
+    """What a branch holds and whether it can be a feature."""
+
+    name: str
+    kind: str | None  # "flat", "jagged", or None when it cannot be a feature
+    dtype: str  # numpy dtype of the values ("" when not numeric)
+    typename: str  # ROOT's C++ type name
+    reason: str = ""  # why it cannot be a feature
+
+    @property
+    def supported(self) -> bool:
+        return self.kind is not None
+
+
+def branch_info(branch: Any) -> BranchInfo:
+    """Classify one uproot TBranch: a flat number per event, a jagged list of numbers per event,
+    or something the engine does not use as a feature (strings, objects, fixed-size arrays)."""
+    interp = branch.interpretation
+    typename = branch.typename
+    if isinstance(interp, uproot.AsDtype):
+        dtype = interp.from_dtype
+        if dtype.shape == () and dtype.kind in _NUMERIC_KINDS:
+            return BranchInfo(branch.name, FLAT, dtype.newbyteorder("=").name, typename)
+        if dtype.shape != ():
+            return BranchInfo(branch.name, None, dtype.base.newbyteorder("=").name, typename,
+                              f"fixed-size array {typename}: not supported as a feature")
+    if isinstance(interp, uproot.AsJagged) and isinstance(interp.content, uproot.AsDtype):
+        dtype = interp.content.from_dtype
+        if dtype.shape == () and dtype.kind in _NUMERIC_KINDS:
+            return BranchInfo(branch.name, JAGGED, dtype.newbyteorder("=").name, typename)
+    if isinstance(interp, uproot.AsStrings):
+        return BranchInfo(branch.name, None, "", typename, f"string branch ({typename})")
+    return BranchInfo(branch.name, None, "", typename,
+                      f"{typename or type(interp).__name__}: only numbers, booleans and variable-length "
+                      "arrays of them can be features")
+
+
+def _transient(err: BaseException) -> bool:
+    """A remote fault worth retrying (a dropped connection, a timeout), as opposed to a missing
+    file or a corrupt one."""
+    if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
+        return False
+    text = str(err).lower()
+    if any(s in text for s in ("no such file", "not found", "404", "[3011]", "permission denied", "[3010]")):
+        return False
+    if isinstance(err, (OSError, TimeoutError, ConnectionError)):
+        return True
+    module = type(err).__module__ or ""
+    return module.startswith(("aiohttp", "fsspec", "requests", "urllib3"))
+
+
+class RootFile:
+    """One ROOT file and the tree to read from it.
+
+    ``origin`` says where the file was named (``files.txt:2``) so that errors can point there.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        tree: str = "Events",
+        *,
+        origin: str = "",
+        retries: int = 3,
+        retry_wait: float = 0.5,
+        open_options: dict | None = None,
+    ):
+        self.path = path
+        self.tree_name = tree
+        self.origin = origin
+        self.retries = retries if is_remote(path) else 0
+        self.retry_wait = retry_wait
+        self.open_options = dict(open_options or {})
+        self._file = None
+        self._tree = None
+        self._branches: dict[str, BranchInfo] | None = None
+        self._open()
+
+    # -- opening ------------------------------------------------------------------------------
+
+    @property
+    def where(self) -> str:
+        return f"{self.path} (from {self.origin})" if self.origin and self.origin not in self.path else self.path
+
+    def _open(self) -> None:
+        self._file = self._retrying(self._open_file, "open")
+        self._tree = self._find_tree(self._file)
+
+    def _open_file(self):
+        options = dict(self.open_options)
+        if self.path.startswith(("root://", "xroot://")):
+            try:
+                import XRootD.client  # noqa: F401 - uproot's XRootDSource needs the bindings
+            except ImportError:
+                raise DataError("reading root:// URLs needs the XRootD Python bindings",
+                                where=self.where, hint="pip install xrootd") from None
+            options.setdefault("handler", uproot.source.xrootd.XRootDSource)
+        if not is_remote(self.path):
+            if not os.path.exists(self.path):
+                raise DataError("ROOT file not found", where=self.where)
+            if os.path.isdir(self.path):
+                raise DataError("expected a ROOT file, got a folder", where=self.where)
+        try:
+            return uproot.open(self.path, **options)
+        except FileNotFoundError:
+            raise DataError("ROOT file not found", where=self.where) from None
+        except ValueError as err:
+            raise DataError(f"not a readable ROOT file: {_first_line(err)}", where=self.where) from None
+        except (zlib.error, uproot.deserialization.DeserializationError) as err:
+            raise DataError(f"corrupt ROOT file: {_first_line(err)}", where=self.where) from None
+
+    def _find_tree(self, rfile):
+        try:
+            classnames = rfile.classnames(recursive=True)
+        except (OSError, ValueError, zlib.error, uproot.deserialization.DeserializationError) as err:
+            raise DataError(f"corrupt or truncated ROOT file (cannot read its directory): {_first_line(err)}",
+                            where=self.where) from None
+        trees = sorted({k.rsplit(";", 1)[0] for k, c in classnames.items() if c in ("TTree", "TNtuple", "TNtupleD")})
+        if self.tree_name not in trees:
+            ntuples = sorted({k.rsplit(";", 1)[0] for k, c in classnames.items() if c == "ROOT::RNTuple"})
+            if self.tree_name in ntuples:
+                raise DataError(f"'{self.tree_name}' is an RNTuple; only TTrees are supported", where=self.where)
+            hint = did_you_mean(self.tree_name, trees)
+            listing = ", ".join(repr(t) for t in trees) if trees else "none"
+            raise DataError(
+                f"no tree {self.tree_name!r} in this file (trees in it: {listing})", where=self.where,
+                hint=hint or "set 'branch' in params.json to the tree name",
+            )
+        try:
+            return rfile[self.tree_name]
+        except (OSError, ValueError, zlib.error, uproot.deserialization.DeserializationError) as err:
+            raise DataError(f"corrupt tree {self.tree_name!r}: {_first_line(err)}", where=self.where) from None
+
+    def _retrying(self, fn: Callable[[], T], what: str) -> T:
+        attempt = 0
+        while True:
+            try:
+                return fn()
+            except DataError:
+                raise
+            except Exception as err:  # noqa: BLE001 - classified just below, re-raised when not transient
+                if not (is_remote(self.path) and _transient(err)):
+                    raise
+                attempt += 1
+                if attempt > self.retries:
+                    raise DataError(
+                        f"could not {what} after {self.retries + 1} attempts: {_first_line(err)}", where=self.where,
+                        hint="is the server reachable?",
+                    ) from None
+                time.sleep(self.retry_wait * 2 ** (attempt - 1))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = self._tree = None
+
+    def __enter__(self) -> RootFile:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- what is in it ------------------------------------------------------------------------
+
+    @property
+    def num_entries(self) -> int:
+        return int(self._tree.num_entries)
+
+    @property
+    def branches(self) -> dict[str, BranchInfo]:
+        """Every leaf branch of the tree, in file order."""
+        if self._branches is None:
+            out = {}
+            for branch in self._tree.itervalues(recursive=True):
+                if branch.branches:  # a container of sub-branches, not a leaf
+                    continue
+                out[branch.name] = branch_info(branch)
+            self._branches = out
+        return self._branches
+
+    def check_branches(self, names: Iterable[str], what: str) -> None:
+        """Raise a DataError naming the first of ``names`` missing from the tree."""
+        for name in names:
+            if name not in self.branches:
+                raise DataError(
+                    f"no branch {name!r} ({what}) in tree {self.tree_name!r}", where=self.where,
+                    hint=did_you_mean(name, self.branches),
+                )
+
+    def identity(self) -> dict[str, Any]:
+        """What identifies this file's content, for cache keys: path, size and modification
+        time for a local file; size, ROOT UUID and end offset for a remote one."""
+        if not is_remote(self.path):
+            st = os.stat(self.path)
+            return {"path": self.path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        return {
+            "path": self.path,
+            "size": int(self._file.file.source.num_bytes or 0) if hasattr(self._file.file.source, "num_bytes") else None,
+            "uuid": str(self._file.file.uuid),
+            "end": int(self._file.file.fEND),
+        }
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def iterate(
+        self, names: Sequence[str], start: int = 0, stop: int | None = None, step: int = 100_000
+    ) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """``(start, stop, {name: array})`` for consecutive entry ranges of at most ``step``.
+
+        Flat branches come as numpy arrays, jagged ones as awkward arrays. A remote fault in
+        the middle reopens the file and continues from the first entry not yet delivered.
+        """
+        stop = self.num_entries if stop is None else min(stop, self.num_entries)
+        wanted = set(names)
+        pos, attempt = start, 0
+        while pos < stop:
+            try:
+                for arrays in self._tree.iterate(
+                    filter_name=wanted.__contains__, entry_start=pos, entry_stop=stop,
+                    step_size=step, library="ak", how=dict,
+                ):
+                    n = len(next(iter(arrays.values()))) if arrays else min(step, stop - pos)
+                    yield pos, pos + n, {k: _as_numpy_if_flat(v) for k, v in arrays.items()}
+                    pos += n
+                    attempt = 0
+                return
+            except DataError:
+                raise
+            except Exception as err:  # noqa: BLE001 - classified just below
+                if is_remote(self.path) and _transient(err) and attempt < self.retries:
+                    attempt += 1
+                    time.sleep(self.retry_wait * 2 ** (attempt - 1))
+                    self._reopen_quietly()
+                    continue
+                raise self._read_error(err, names, pos, stop) from None
+
+    def arrays(self, names: Sequence[str], start: int = 0, stop: int | None = None) -> dict[str, Any]:
+        """All of ``[start, stop)`` at once (for previews and tests; streaming uses iterate)."""
+        parts = list(self.iterate(names, start, stop, step=max(1, (stop or self.num_entries) - start)))
+        if not parts:
+            return {name: np.empty(0) for name in names}
+        return parts[0][2] if len(parts) == 1 else {
+            name: _concatenate([p[2][name] for p in parts]) for name in names
+        }
+
+    def _reopen_quietly(self) -> None:
+        try:
+            self.close()
+            self._open()
+        except DataError:
+            pass  # the next read attempt reports the fault
+
+    def _read_error(self, err: BaseException, names: Sequence[str], start: int, stop: int) -> DataError:
+        detail = _first_line(err)
+        if is_remote(self.path) and _transient(err):
+            return DataError(f"remote read of entries {start}..{stop} failed after {self.retries + 1} attempts: "
+                             f"{detail}", where=self.where, hint="is the server reachable?")
+        return DataError(f"corrupt or truncated ROOT file: reading entries {start}..{stop} of tree "
+                         f"{self.tree_name!r} failed: {detail}", where=self.where)
+
+
+def _as_numpy_if_flat(array: Any) -> Any:
+    if isinstance(array, ak.Array) and array.ndim == 1:
+        return ak.to_numpy(array)
+    return array
+
+
+def _concatenate(parts: list[Any]) -> Any:
+    if isinstance(parts[0], np.ndarray):
+        return np.concatenate(parts)
+    return ak.concatenate(parts)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]

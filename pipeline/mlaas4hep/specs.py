@@ -1,0 +1,206 @@
+"""The specs pass: one read of every file that gives what normalisation and mixing need.
+
+Keys of the original MLaaS4HEP specs file: ``fkeys``, ``jkeys``, ``jdim`` (max jagged length),
+``minv`` / ``maxv`` (finite values only), ``nans`` (NaN and inf values, counted, never in
+min/max); plus ``events`` (events passing the preproc cuts) and ``events_read`` (before cuts),
+each ``{"total": n, "per_file": {path: n}}``, and the same statistics per file under ``files``.
+
+All statistics are over the events that pass the cuts. With ``nevts`` > 0 each file is read
+up to its first ``nevts`` entries (no file can contribute more than that).
+
+Results are cached on disk, keyed by each file's identity (path, size, mtime; for remote files
+size, ROOT UUID and end offset), the tree, the branch selection, the preproc and ``nevts``: a
+changed input never reuses a stale cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from .config import Params, Preproc
+from .features import FeatureSelection
+from .read import RootFile
+
+SPECS_VERSION = 1
+Progress = Callable[[str, int, int], None]  # (file path, entries done, entries to read)
+
+
+class _Stats:
+    """Running min/max/NaN count (and max length for jagged) of one branch."""
+
+    __slots__ = ("minv", "maxv", "nans", "jdim")
+
+    def __init__(self) -> None:
+        self.minv, self.maxv, self.nans, self.jdim = np.inf, -np.inf, 0, 0
+
+    def add(self, values: np.ndarray) -> None:
+        if values.size == 0:
+            return
+        if values.dtype.kind == "f":
+            finite = np.isfinite(values)
+            n_bad = values.size - int(np.count_nonzero(finite))
+            if n_bad:
+                self.nans += n_bad
+                values = values[finite]
+                if values.size == 0:
+                    return
+        lo, hi = values.min(), values.max()
+        self.minv = min(self.minv, float(lo))
+        self.maxv = max(self.maxv, float(hi))
+
+    def to_dict(self) -> dict[str, Any]:
+        empty = self.minv > self.maxv
+        return {"minv": None if empty else self.minv, "maxv": None if empty else self.maxv,
+                "nans": self.nans, "jdim": self.jdim}
+
+
+def window(num_entries: int, nevts: int) -> int:
+    """How many entries of a file are read: all, or the first ``nevts``."""
+    return num_entries if nevts < 0 else min(num_entries, nevts)
+
+
+def file_specs(rfile: RootFile, selection: FeatureSelection, nevts: int, step: int,
+               progress: Progress | None = None) -> dict[str, Any]:
+    """Statistics of one file's selected events."""
+    stop = window(rfile.num_entries, nevts)
+    stats = {name: _Stats() for name in selection.features}
+    events_read = events = 0
+    pre = selection.preprocessor
+    jagged = set(selection.jagged)
+    for start, end, arrays in rfile.iterate(selection.read, 0, stop, step):
+        env, mask = pre.apply(arrays) if pre else (arrays, None)
+        events_read += end - start
+        events += (end - start) if mask is None else int(np.count_nonzero(mask))
+        for name, st in stats.items():
+            values = env[name] if mask is None else env[name][mask]
+            if name in jagged:
+                counts = ak.to_numpy(ak.num(values, axis=1))
+                if counts.size:
+                    st.jdim = max(st.jdim, int(counts.max()))
+                st.add(ak.to_numpy(ak.flatten(values, axis=1)))
+            else:
+                st.add(np.asarray(values))
+        if progress:
+            progress(rfile.path, end, stop)
+    per = {name: st.to_dict() for name, st in stats.items()}
+    return {
+        "identity": rfile.identity(),
+        "num_entries": rfile.num_entries,
+        "events_read": events_read,
+        "events": events,
+        "minv": {k: v["minv"] for k, v in per.items()},
+        "maxv": {k: v["maxv"] for k, v in per.items()},
+        "nans": {k: v["nans"] for k, v in per.items()},
+        "jdim": {k: per[k]["jdim"] for k in selection.jagged},
+    }
+
+
+def merge_specs(per_file: dict[str, dict[str, Any]], selection: FeatureSelection, params: Params) -> dict[str, Any]:
+    """Global specs from per-file ones."""
+    def pick(key: str, name: str, fn: Callable) -> Any:
+        values = [f[key][name] for f in per_file.values() if f[key][name] is not None]
+        return fn(values) if values else None
+
+    features = selection.features
+    minv = {n: pick("minv", n, min) for n in features}
+    maxv = {n: pick("maxv", n, max) for n in features}
+    return {
+        "version": SPECS_VERSION,
+        "tree": params.branch,
+        "fkeys": list(selection.flat),
+        "jkeys": list(selection.jagged),
+        "jdim": {n: max(f["jdim"][n] for f in per_file.values()) for n in selection.jagged},
+        "minv": {n: (0.0 if v is None else v) for n, v in minv.items()},
+        "maxv": {n: (0.0 if v is None else v) for n, v in maxv.items()},
+        "nans": {n: sum(f["nans"][n] for f in per_file.values()) for n in features},
+        "events": {"total": sum(f["events"] for f in per_file.values()),
+                   "per_file": {p: f["events"] for p, f in per_file.items()}},
+        "events_read": {"total": sum(f["events_read"] for f in per_file.values()),
+                        "per_file": {p: f["events_read"] for p, f in per_file.items()}},
+        "nevts": params.nevts,
+        "identifier": list(selection.identifiers),
+        "new_branches": [n for n in (selection.preprocessor.new_names if selection.preprocessor else [])],
+        "dtypes": {n: selection.dtypes.get(n, "float64") for n in features},
+        "skipped": dict(selection.skipped),
+        "files": per_file,
+    }
+
+
+def compute_specs(files: Sequence[RootFile], selection: FeatureSelection, params: Params,
+                  progress: Progress | None = None, workers: int = 2) -> dict[str, Any]:
+    """The specs pass over all files (files in parallel threads; uproot and numpy release the GIL)."""
+    step = int(min(max(params.chunk_size, 20_000), 200_000))
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files)))) as pool:
+        results = list(pool.map(lambda f: file_specs(f, selection, params.nevts, step, progress), files))
+    return merge_specs({f.path: r for f, r in zip(files, results)}, selection, params)
+
+
+# ---------------------------------------------------------------------------------------------
+# cache
+
+
+def cache_dir(params: Params) -> Path:
+    if params.cache_dir:
+        return Path(params.cache_dir).expanduser()
+    if os.environ.get("MLAAS4HEP_CACHE_DIR"):
+        return Path(os.environ["MLAAS4HEP_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mlaas4hep"
+
+
+def specs_key(files: Sequence[RootFile], params: Params, preproc: Preproc) -> str:
+    """A hash of everything the specs depend on."""
+    content = {
+        "version": SPECS_VERSION,
+        "files": [f.identity() for f in files],
+        "tree": params.branch,
+        "selected_branches": list(params.selected_branches),
+        "exclude_branches": sorted(params.exclude_branches),
+        "identifier": sorted(params.identifier),
+        "preproc": json.loads(preproc.canonical()) if preproc else None,
+        "nevts": params.nevts,
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def load_cached(key: str, params: Params) -> dict[str, Any] | None:
+    path = cache_dir(params) / "specs" / f"{key}.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if data.get("version") == SPECS_VERSION else None
+
+
+def store_cached(key: str, specs: dict[str, Any], params: Params) -> Path | None:
+    """Write atomically; a read-only cache folder only costs the cache, never the run."""
+    folder = cache_dir(params) / "specs"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / f"{key}.json", specs)
+    except OSError:
+        return None
+    return folder / f"{key}.json"
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = None) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(data, out, indent=indent)
+            out.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,127 @@
+"""Shared fixtures: generated ROOT files (seeded), the public scikit-hep-testdata files, and
+real remote servers on loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+from mlaas4hep.datagen import FIGURE4_PREPROC, write_tth
+
+# CI sets this so that a missing server binary fails the run instead of skipping tests
+REQUIRE_ALL = os.environ.get("MLAAS4HEP_REQUIRE_ALL") == "1"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip when a tool is missing on a developer machine; fail in CI, where it must be there."""
+    if condition:
+        return
+    if REQUIRE_ALL:
+        pytest.fail(f"required for this run: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Keep the specs cache of the tests out of the user's ~/.cache."""
+    os.environ["MLAAS4HEP_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def tth(tmp_path_factory) -> dict[str, Path]:
+    """ttH-like signal and background, 12k events each, and their input files."""
+    folder = tmp_path_factory.mktemp("tth")
+    sig = write_tth(folder / "signal.root", 12_000, signal=True, seed=7, batch=5_000)
+    bkg = write_tth(folder / "background.root", 9_000, signal=False, seed=7, batch=4_000)
+    (folder / "files.txt").write_text("signal.root\nbackground.root\n")
+    (folder / "labels.txt").write_text("1\n0\n")
+    return {"signal": sig, "background": bkg, "folder": folder,
+            "files": folder / "files.txt", "labels": folder / "labels.txt"}
+
+
+@pytest.fixture
+def figure4() -> dict:
+    import copy
+
+    return copy.deepcopy(FIGURE4_PREPROC)
+
+
+def write_kitchen_sink(path: Path, n: int = 4000, seed: int = 3) -> Path:
+    """Flat float (with NaN and inf), int, bool, a constant branch; jagged float (with NaN and
+    empty events), int and bool; counters are written by uproot as n<name>."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(10, 3, n).astype(np.float32)
+    x[rng.random(n) < 0.03] = np.nan
+    x[rng.random(n) < 0.005] = np.inf
+    counts = rng.integers(0, 13, n)
+    jf = rng.exponential(20, counts.sum()).astype(np.float32)
+    jf[rng.random(jf.size) < 0.02] = np.nan
+    ji = rng.integers(-5, 50, counts.sum()).astype(np.int32)
+    jb = rng.random(counts.sum()) < 0.3
+    arrays = {
+        "x": x,
+        "i": rng.integers(0, 10, n).astype(np.int32),
+        "b": rng.random(n) < 0.4,
+        "const": np.full(n, 7.5),
+        "id": np.arange(n, dtype=np.int64),
+        "jf": ak.unflatten(jf, counts),
+        "ji": ak.unflatten(ji, counts),
+        "jb": ak.unflatten(jb, counts),
+    }
+    with uproot.recreate(path) as out:
+        types = {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in arrays.items()}
+        tree = out.mktree("Events", types)
+        half = n // 2
+        tree.extend({k: v[:half] for k, v in arrays.items()})
+        tree.extend({k: v[half:] for k, v in arrays.items()})
+    return path
+
+
+@pytest.fixture(scope="session")
+def kitchen_sink(tmp_path_factory) -> Path:
+    return write_kitchen_sink(tmp_path_factory.mktemp("sink") / "sink.root")
+
+
+@pytest.fixture(scope="session")
+def kitchen_sink2(tmp_path_factory) -> Path:
+    return write_kitchen_sink(tmp_path_factory.mktemp("sink2") / "sink2.root", n=3000, seed=11)
+
+
+@pytest.fixture(scope="session")
+def hzz() -> str:
+    import skhep_testdata
+
+    return skhep_testdata.data_path("uproot-HZZ.root")
+
+
+@pytest.fixture(scope="session")
+def zmumu() -> str:
+    import skhep_testdata
+
+    return skhep_testdata.data_path("uproot-Zmumu.root")
+
+
+@pytest.fixture(scope="session")
+def xrootd_server(tth):
+    from servers import XRootDServer
+
+    need(shutil.which("xrootd") is not None, "Debian's xrootd-server is not installed")
+    server = XRootDServer([tth["signal"], tth["background"]])
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def http_server(tth):
+    from servers import RangeHTTPServer
+
+    server = RangeHTTPServer(tth["folder"])
+    yield server
+    server.close()

@@ -1,0 +1,179 @@
+"""Real servers on loopback for remote-reading tests: Debian's xrootd, and an HTTP server
+with byte-range support (and optional fault injection, to exercise retries)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from http import HTTPStatus
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
+
+
+class XRootDServer:
+    """Debian's ``xrootd`` serving a world-readable copy of some files on loopback.
+
+    xrootd refuses to run as root, so it drops to ``nobody`` (``-R nobody``).
+    """
+
+    def __init__(self, files: list[Path]):
+        self.root = Path(tempfile.mkdtemp(prefix="mlaas4hep-xrd-"))
+        self.data = self.root / "data"
+        self.run = self.root / "run"
+        self.data.mkdir()
+        self.run.mkdir()
+        for f in files:
+            shutil.copy(f, self.data / f.name)
+        os.chmod(self.root, 0o755)
+        for p in self.data.iterdir():
+            os.chmod(p, 0o644)
+        os.chmod(self.data, 0o755)
+        if os.geteuid() == 0:
+            shutil.chown(self.run, "nobody")
+        self.port = free_port()
+        config = self.root / "xrootd.cfg"
+        config.write_text(
+            f"xrd.port {self.port}\nall.export /\noss.localroot {self.data}\n"
+            f"all.adminpath {self.run}\nall.pidpath {self.run}\n"
+        )
+        args = ["xrootd", "-c", str(config), "-l", str(self.run / "xrootd.log"), "-n", "mlaas4hep"]
+        if os.geteuid() == 0:
+            args[1:1] = ["-R", "nobody"]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        wait_for_port(self.port)
+
+    def url(self, name: str) -> str:
+        return f"root://127.0.0.1:{self.port}//{name}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class _RangeHandler(SimpleHTTPRequestHandler):
+    """Static files with ``Range: bytes=a-b`` support; can be told to fail some requests."""
+
+    server: RangeHTTPServer
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def do_GET(self) -> None:
+        self.server.requests += 1
+        if self.server.take_failure():
+            self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "injected fault")
+            return
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(HTTPStatus.NOT_FOUND, "not found")
+            return
+        size = path.stat().st_size
+        ranged = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
+        if not ranged:
+            self._send(path, 0, size - 1, size, HTTPStatus.OK)
+            return
+        first, last = ranged.groups()
+        if first == "":
+            start, end = max(0, size - int(last)), size - 1
+        else:
+            start, end = int(first), min(size - 1, int(last) if last else size - 1)
+        if start >= size or start > end:
+            self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
+            self.send_header("Content-Range", f"bytes */{size}")
+            self.end_headers()
+            return
+        self._send(path, start, end, size, HTTPStatus.PARTIAL_CONTENT)
+
+    def do_HEAD(self) -> None:
+        self.server.requests += 1
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(HTTPStatus.NOT_FOUND, "not found")
+            return
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Length", str(path.stat().st_size))
+        self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+
+    def _send(self, path: Path, start: int, end: int, size: int, status: HTTPStatus) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(end - start + 1))
+        if status == HTTPStatus.PARTIAL_CONTENT:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        self.server.bytes_sent += end - start + 1
+        with path.open("rb") as f:
+            f.seek(start)
+            self.wfile.write(f.read(end - start + 1))
+
+
+class RangeHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.requests = 0
+        self.bytes_sent = 0
+        self._failures = 0
+        self._lock = threading.Lock()
+        handler = lambda *a, **k: _RangeHandler(*a, directory=str(self.folder), **k)  # noqa: E731
+        super().__init__(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def fail_next(self, n: int) -> None:
+        """Answer the next ``n`` GET requests with 503."""
+        with self._lock:
+            self._failures = n
+
+    def take_failure(self) -> bool:
+        with self._lock:
+            if self._failures > 0:
+                self._failures -= 1
+                return True
+            return False
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
