@@ -150,9 +150,32 @@ def specs_summary(specs: dict[str, Any], labels: Sequence[int] | None = None) ->
     return "\n\n".join(out)
 
 
+def _check_output_file(path: str, option: str) -> None:
+    """Refuse an output file that cannot be written before the long pass, not after it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise MLaaS4HEPError(f"{option} names a folder, not a file", where=path,
+                             hint=f"give a file name, e.g. {os.path.join(path, 'specs.json')}")
+    if not os.path.isdir(folder):
+        raise MLaaS4HEPError(f"cannot write {option}: folder {folder} does not exist", where=path,
+                             hint="create the folder first or choose another path")
+
+
+def _make_folder(path: str | os.PathLike, option: str) -> Path:
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        what = "it is a file, not a folder" if folder.is_file() else err.strerror
+        raise MLaaS4HEPError(f"cannot create the {option} folder: {what}", where=str(path)) from None
+    return folder
+
+
 def cmd_specs(args: argparse.Namespace) -> int:
     from .specs import write_json_atomic
 
+    if args.fout:
+        _check_output_file(args.fout, "--fout")
     with _dataset(args) as ds:
         specs = _compute_specs(ds, refresh=args.refresh)
         print(specs_summary(specs, ds.labels.values if ds.labels else None))
@@ -184,9 +207,7 @@ def cmd_stream(args: argparse.Namespace) -> int:
     with _dataset(args) as ds:
         specs = _compute_specs(ds)
         plan = ds.plan()
-        save = Path(args.save) if args.save else None
-        if save:
-            save.mkdir(parents=True, exist_ok=True)
+        save = _make_folder(args.save, "--save") if args.save else None
         bar = ProgressBar(plan.total, "stream")
         start = time.perf_counter()
         done = 0
@@ -213,6 +234,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     if args.events < 1:
         raise MLaaS4HEPError(f"--events must be at least 1, got {args.events}")
+    _make_folder(args.out, "--out")
     paths = write_demo_inputs(args.out, n_events=args.events, seed=args.seed)
     for name, path in paths.items():
         print(f"{name:16s} {path}")
@@ -222,7 +244,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .datagen import write_demo_inputs
 
-    out = Path(args.out)
+    out = _make_folder(args.out, "--out")
     print(f"== generating the ttH-like demo dataset in {out}/ ({args.events:,} events per file)")
     paths = write_demo_inputs(out, n_events=args.events)
     ns = argparse.Namespace(files=str(paths["files.txt"]), labels=str(paths["labels.txt"]),

@@ -234,7 +234,7 @@ def load_list(source: str | os.PathLike | Sequence[str], what: str = "files") ->
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     if isinstance(source, str):
-        if os.path.isfile(source):
+        if os.path.isfile(source) and not _is_root_file(source):
             return _read_list_file(source, what)
         if source.endswith((".txt", ".list")):
             raise ConfigError(f"{what} list file not found", where=source)
@@ -253,6 +253,15 @@ def load_list(source: str | os.PathLike | Sequence[str], what: str = "files") ->
     if not entries:
         raise ConfigError(f"the {what} list is empty", where=what)
     return entries
+
+
+def _is_root_file(path: str) -> bool:
+    """A ROOT file (given directly, e.g. ``--files data.root``) rather than a list of them."""
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(4) == b"root"
+    except OSError:
+        return False
 
 
 def _read_list_file(path: str, what: str) -> list[ListEntry]:

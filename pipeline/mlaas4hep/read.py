@@ -149,12 +149,9 @@ class RootFile:
     def _open_file(self):
         options = dict(self.open_options)
         if self.path.startswith(("root://", "xroot://")):
-            try:
-                import XRootD.client  # noqa: F401 - uproot's XRootDSource needs the bindings
-            except ImportError:
-                raise DataError("reading root:// URLs needs the XRootD Python bindings",
-                                where=self.where, hint="pip install xrootd") from None
-            options.setdefault("handler", uproot.source.xrootd.XRootDSource)
+            _configure_xrootd(self.open_options.get("timeout"), self.where)
+            # uproot 5.7's XRootDSource closes its file in the middle of iterate(); this one does not
+            options.setdefault("handler", uproot.source.xrootd.MultithreadedXRootDSource)
         if not is_remote(self.path):
             if not os.path.exists(self.path):
                 raise DataError("ROOT file not found", where=self.where)
@@ -168,6 +165,11 @@ class RootFile:
             raise DataError(f"not a readable ROOT file: {_first_line(err)}", where=self.where) from None
         except (zlib.error, uproot.deserialization.DeserializationError) as err:
             raise DataError(f"corrupt ROOT file: {_first_line(err)}", where=self.where) from None
+        except OSError as err:
+            if is_remote(self.path) and _transient(err):
+                raise  # retried by _retrying
+            # uproot reads past the end of a truncated file's header or directory
+            raise DataError(f"corrupt or truncated ROOT file: {_first_line(err)}", where=self.where) from None
 
     def _find_tree(self, rfile):
         try:
@@ -184,7 +186,7 @@ class RootFile:
             listing = ", ".join(repr(t) for t in trees) if trees else "none"
             raise DataError(
                 f"no tree {self.tree_name!r} in this file (trees in it: {listing})", where=self.where,
-                hint=hint or "set 'branch' in params.json to the tree name",
+                hint=hint or "set 'branch' in params.json (--tree for the branches verb) to the tree name",
             )
         try:
             return rfile[self.tree_name]
@@ -290,7 +292,8 @@ class RootFile:
                 if is_remote(self.path) and _transient(err) and attempt < self.retries:
                     attempt += 1
                     time.sleep(self.retry_wait * 2 ** (attempt - 1))
-                    self._reopen_quietly()
+                    self.close()
+                    self._open()  # retries on its own; a DataError here means the server is gone
                     continue
                 raise self._read_error(err, names, pos, stop) from None
 
@@ -303,13 +306,6 @@ class RootFile:
             name: _concatenate([p[2][name] for p in parts]) for name in names
         }
 
-    def _reopen_quietly(self) -> None:
-        try:
-            self.close()
-            self._open()
-        except DataError:
-            pass  # the next read attempt reports the fault
-
     def _read_error(self, err: BaseException, names: Sequence[str], start: int, stop: int) -> DataError:
         detail = _first_line(err)
         if is_remote(self.path) and _transient(err):
@@ -317,6 +313,20 @@ class RootFile:
                              f"{detail}", where=self.where, hint="is the server reachable?")
         return DataError(f"corrupt or truncated ROOT file: reading entries {start}..{stop} of tree "
                          f"{self.tree_name!r} failed: {detail}", where=self.where)
+
+
+def _configure_xrootd(timeout: float | None, where: str) -> None:
+    """Bound the XRootD client's own connection retries by our timeout (our retries do the rest),
+    unless the user chose them with XRD_CONNECTIONWINDOW / XRD_CONNECTIONRETRY."""
+    try:
+        import XRootD.client as xrd
+    except ImportError:
+        raise DataError("reading root:// URLs needs the XRootD Python bindings", where=where,
+                        hint="pip install xrootd") from None
+    if timeout and "XRD_CONNECTIONWINDOW" not in os.environ:
+        xrd.EnvPutInt("ConnectionWindow", max(1, int(round(timeout))))
+    if "XRD_CONNECTIONRETRY" not in os.environ:
+        xrd.EnvPutInt("ConnectionRetry", 1)
 
 
 def _as_numpy_if_flat(array: Any) -> Any:
@@ -332,5 +342,15 @@ def _concatenate(parts: list[Any]) -> Any:
 
 
 def _first_line(err: BaseException) -> str:
+    """The first paragraph of an error's text on one line (uproot wraps its messages over
+    several lines: "expected Chunk of length 403,\nreceived 0 bytes ...\nfor file path ...");
+    the file path is dropped, the error's ``where`` names the file."""
     text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0]
+    lines = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            break
+        if not line.startswith(("for file path ", "in file ")):
+            lines.append(line)
+    return " ".join(lines) or text.splitlines()[0]

@@ -1,0 +1,404 @@
+"""A corpus of mistakes a physicist can make, each run through the real command line.
+
+For every mistake: a non-zero exit (2, the user-error status), no traceback, and one
+``mlaas4hep: error: ...`` message that says what was wrong and where (the file, and the key
+path, branch or line where there is one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PREFIX = "mlaas4hep: error: "
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cli-errors-cache")
+
+
+@pytest.fixture
+def cli(tmp_path, cache_dir):
+    """Run ``python -m mlaas4hep.cli ARGS`` in ``tmp_path`` with a private specs cache."""
+    env = dict(os.environ, MLAAS4HEP_CACHE_DIR=str(cache_dir))
+
+    def run(*args: object) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "mlaas4hep.cli", *map(str, args)],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        )
+
+    return run
+
+
+def user_error(result: subprocess.CompletedProcess, *expected: str) -> str:
+    """Check the run failed as a user error and return the message (without the prefix);
+    every string in ``expected`` must be in it."""
+    stderr = result.stderr
+    assert result.returncode == 2, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{stderr}"
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(PREFIX)]
+    assert len(starts) == 1, f"expected one '{PREFIX}' line:\n{stderr}"
+    first = starts[0]
+    # before the message: only progress lines of the specs / stream passes
+    for line in lines[:first]:
+        assert line.startswith(("specs", "stream")), f"unexpected stderr line {line!r}:\n{stderr}"
+    # after its first line: only the message's own indented continuation (e.g. a caret display)
+    for line in lines[first + 1:]:
+        assert line.startswith(" "), f"unexpected stderr line {line!r} after the error:\n{stderr}"
+    message = "\n".join(lines[first:])[len(PREFIX):]
+    for text in expected:
+        assert text in message, f"{text!r} not in the message:\n{message}"
+    return message
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def write_json(path: Path, data: object) -> Path:
+    return write(path, json.dumps(data, indent=2) + "\n")
+
+
+@pytest.fixture
+def inputs(tth):
+    """The ttH-like files.txt and labels.txt."""
+    return ["--files", tth["files"], "--labels", tth["labels"]]
+
+
+# ---------------------------------------------------------------------------------------------
+# params.json
+
+
+def test_params_bad_json_names_line_and_column(cli, inputs, tmp_path):
+    params = write(tmp_path / "params.json", '{\n  "chunk_size": 100,\n  "epochs": 2\n  "nevts": -1\n}\n')
+    user_error(cli("specs", *inputs, "--params", params),
+               str(params), "not valid JSON", "Expecting ',' delimiter", "line 4, column 3")
+
+
+def test_params_unknown_key_suggests_the_right_one(cli, inputs, tmp_path):
+    params = write_json(tmp_path / "params.json", {"chunk_sise": 100})
+    user_error(cli("specs", *inputs, "--params", params),
+               f"{params}: unknown key 'chunk_sise'", "did you mean 'chunk_size'")
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("chunk_size", "lots", "expected an integer, got 'lots'"),
+    ("shuffle", "maybe", "expected true or false, got 'maybe'"),
+    ("jdim", -3, "expected an integer >= 1, got -3"),
+])
+def test_params_wrong_value_type_names_the_key(cli, inputs, tmp_path, key, value, expected):
+    params = write_json(tmp_path / "params.json", {key: value})
+    user_error(cli("specs", *inputs, "--params", params), f"{params}: {key}: {expected}")
+
+
+def test_params_not_an_object(cli, inputs, tmp_path):
+    params = write(tmp_path / "params.json", "[1, 2]\n")
+    user_error(cli("specs", *inputs, "--params", params), str(params), "expected a JSON object", "got list")
+
+
+def test_params_file_missing(cli, inputs, tmp_path):
+    user_error(cli("specs", *inputs, "--params", tmp_path / "parms.json"), "parms.json", "params file not found")
+
+
+# ---------------------------------------------------------------------------------------------
+# preproc.json
+
+
+def test_preproc_bad_json_names_line_and_column(cli, inputs, tmp_path):
+    preproc = write(tmp_path / "preproc.json",
+                    '{\n  "flat_cut": {\n    "nLeptons": {"cut": "nLeptons < 2",}\n  }\n}\n')
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               str(preproc), "not valid JSON", "line 3, column 40")
+
+
+def test_preproc_unknown_top_key_suggests_the_right_one(cli, inputs, tmp_path):
+    preproc = write_json(tmp_path / "preproc.json", {"flat_cuts": {"nLeptons": {"cut": "nLeptons < 2"}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               f"{preproc}: unknown key 'flat_cuts'", "did you mean 'flat_cut'")
+
+
+def test_preproc_unknown_key_in_a_new_branch(cli, inputs, tmp_path):
+    preproc = write_json(tmp_path / "preproc.json", {"new_branch": {"ht2": {"defn": "HT**2"}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               f"{preproc}: new_branch.ht2: unknown key 'defn'", "did you mean 'def'")
+
+
+def test_expression_syntax_error_points_at_the_column(cli, inputs, tmp_path):
+    preproc = write_json(tmp_path / "preproc.json", {"flat_cut": {"nLeptons": {"cut": "nLeptons <= (2"}}})
+    message = user_error(cli("specs", *inputs, "--preproc", preproc),
+                         f"{preproc}: flat_cut.nLeptons.cut", "syntax error in 'nLeptons <= (2'", "column 13")
+    assert message.splitlines()[-1].rstrip().endswith("^")
+
+
+@pytest.mark.parametrize("expression, expected", [
+    ("__import__('os').system('touch PWNED')", "only the whitelisted functions can be called"),
+    ("__import__('os')", "unknown function '__import__'"),
+    ("HT.__class__", "attribute access is not allowed"),
+    ("[x for x in HT]", "a comprehension is not allowed"),
+])
+def test_expression_forbidden_construct_is_refused_not_run(cli, inputs, tmp_path, expression, expected):
+    preproc = write_json(tmp_path / "preproc.json", {"new_branch": {"evil": {"def": expression}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               f"{preproc}: new_branch.evil.def", expected, repr(expression))
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_expression_unknown_branch_suggests_the_right_one(cli, inputs, tmp_path):
+    preproc = write_json(tmp_path / "preproc.json", {"new_branch": {"logE": {"def": "log(partonEE)"}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               f"{preproc}: new_branch.logE.def", "unknown branch 'partonEE' in 'log(partonEE)'",
+               "did you mean 'partonE'")
+
+
+def test_flat_cut_on_a_jagged_branch(cli, inputs, tmp_path):
+    preproc = write_json(tmp_path / "preproc.json", {"flat_cut": {"partonPt": {"cut": "partonPt > 200"}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               f"{preproc}: flat_cut.partonPt", "a flat cut on jagged branch 'partonPt'", "jagged_cut")
+
+
+def test_jagged_cut_on_a_flat_branch(cli, inputs, tmp_path):
+    preproc = write_json(tmp_path / "preproc.json", {"jagged_cut": {"nLeptons": {"cut": ["nLeptons < 2", "all"]}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               f"{preproc}: jagged_cut.nLeptons", "a jagged cut on flat branch 'nLeptons'", "flat_cut")
+
+
+def test_jagged_cut_without_a_mode(cli, inputs, tmp_path):
+    preproc = write_json(tmp_path / "preproc.json", {"jagged_cut": {"partonPt": {"cut": "partonPt > 200"}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               f"{preproc}: jagged_cut.partonPt.cut", "needs a mode", '"all"', '"any"')
+
+
+def test_new_branch_declared_flat_but_jagged_expression(cli, inputs, tmp_path):
+    preproc = write_json(tmp_path / "preproc.json", {"new_branch": {"logE": {"def": "log(partonE)", "type": "flat"}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               f"{preproc}: new_branch.logE.type", "declared type 'flat'", "'log(partonE)' gives a jagged value",
+               "partonE (jagged)", "reducer")
+
+
+def test_reducer_on_a_flat_branch(cli, inputs, tmp_path):
+    preproc = write_json(tmp_path / "preproc.json", {"new_branch": {"maxHT": {"def": "max(HT)"}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               f"{preproc}: new_branch.maxHT.def", "max() reduces a jagged value", "'HT' is flat")
+
+
+def test_new_branch_with_the_name_of_an_existing_branch(cli, inputs, tmp_path):
+    preproc = write_json(tmp_path / "preproc.json", {"new_branch": {"HT": {"def": "MET * 2"}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               f"{preproc}: new_branch.HT", "new branch 'HT' has the name of an existing branch")
+
+
+def test_new_branches_defined_in_a_cycle(cli, inputs, tmp_path):
+    preproc = write_json(tmp_path / "preproc.json", {"new_branch": {"a": {"def": "b + HT"}, "b": {"def": "a * 2"}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc), f"{preproc}: new_branch", "cycle: a, b")
+
+
+def test_keys_to_remove_names_an_unknown_branch(cli, inputs, tmp_path):
+    preproc = write_json(tmp_path / "preproc.json",
+                         {"new_branch": {"nJets2": {"def": "nJets**2", "keys_to_remove": ["nJet"]}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               f"{preproc}: new_branch.nJets2.keys_to_remove", "unknown branch 'nJet'", "did you mean 'nJets'")
+
+
+@pytest.mark.parametrize("section, branch, cut, key", [
+    ("flat_cut", "nLeptons", "nLeptons + 1", "flat_cut.nLeptons.cut"),
+    ("jagged_cut", "partonPt", ["partonPt * 2", "any"], "jagged_cut.partonPt.cut"),
+])
+def test_cut_that_gives_numbers_not_booleans(cli, inputs, tmp_path, section, branch, cut, key):
+    preproc = write_json(tmp_path / "preproc.json", {section: {branch: {"cut": cut}}})
+    text = cut if isinstance(cut, str) else cut[0]
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               f"{preproc}: {key}", f"cut {text!r} gives numbers, not True/False", f"'{text} > 0'")
+
+
+def test_cut_that_uses_no_branch(cli, inputs, tmp_path):
+    preproc = write_json(tmp_path / "preproc.json", {"flat_cut": {"nLeptons": {"cut": "1 < 2"}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc),
+               f"{preproc}: flat_cut.nLeptons.cut", "cut '1 < 2' does not use any branch")
+
+
+# ---------------------------------------------------------------------------------------------
+# files.txt and labels.txt
+
+
+def test_files_list_missing(cli, tmp_path):
+    user_error(cli("specs", "--files", "nofiles.txt"), "nofiles.txt: files list file not found")
+
+
+def test_files_list_with_only_comments(cli, tmp_path):
+    files = write(tmp_path / "files.txt", "# signal.root\n\n   # background.root\n")
+    user_error(cli("specs", "--files", files), str(files), "the files list has no entries", "# comments")
+
+
+def test_listed_root_file_missing_names_the_line(cli, tth, tmp_path):
+    files = write(tmp_path / "files.txt", f"# ttH\n{tth['signal']}\nmissing.root\n")
+    user_error(cli("specs", "--files", files), f"{files}:3: missing.root", "ROOT file not found")
+
+
+def test_labels_list_missing(cli, tth):
+    user_error(cli("specs", "--files", tth["files"], "--labels", "lables.txt"),
+               "lables.txt: labels list file not found")
+
+
+def test_labels_count_does_not_match_files(cli, tth, tmp_path):
+    labels = write(tmp_path / "labels.txt", "1\n0\n1\n")
+    user_error(cli("specs", "--files", tth["files"], "--labels", labels),
+               f"{labels}: 3 labels for 2 files in {tth['files']}", "one label per file")
+
+
+def test_same_file_listed_twice(cli, tth, tmp_path):
+    files = write(tmp_path / "files.txt", f"{tth['signal']}\n{tth['background']}\n{tth['signal']}\n")
+    labels = write(tmp_path / "labels.txt", "1\n0\n1\n")
+    user_error(cli("specs", "--files", files, "--labels", labels),
+               f"{files}:3", f"file {tth['signal']} is listed twice", f"also at {files}:1")
+
+
+def test_negative_label(cli, tth, tmp_path):
+    labels = write(tmp_path / "labels.txt", "1\n-1\n")
+    user_error(cli("specs", "--files", tth["files"], "--labels", labels), f"{labels}:2", "labels must be >= 0")
+
+
+# ---------------------------------------------------------------------------------------------
+# ROOT files
+
+
+def test_corrupt_root_file(cli, tth, tmp_path):
+    corrupt = tmp_path / "random.root"
+    corrupt.write_bytes(os.urandom(20_000))
+    files = write(tmp_path / "files.txt", f"{tth['signal']}\nrandom.root\n")
+    user_error(cli("specs", "--files", files),
+               f"{corrupt} (from {files}:2)", "not a readable ROOT file", "not a ROOT file")
+
+
+def test_truncated_root_file_fails_while_reading(cli, tth, tmp_path):
+    """The first half of a real file: the header and tree are there, the baskets are not."""
+    data = tth["signal"].read_bytes()
+    half = write_bytes(tmp_path / "signal-half.root", data[: len(data) // 2])
+    files = write(tmp_path / "files.txt", "signal-half.root\n")
+    user_error(cli("specs", "--files", files),
+               f"{half} (from {files}:1)", "corrupt or truncated ROOT file", "tree 'Events'")
+
+
+def test_truncated_root_file_fails_while_opening(cli, zmumu, tmp_path):
+    """The first half of Zmumu: its directory is at the end, so uproot fails at open."""
+    data = Path(zmumu).read_bytes()
+    half = write_bytes(tmp_path / "zmumu-half.root", data[: len(data) // 2])
+    user_error(cli("branches", half, "--tree", "events"), str(half), "corrupt or truncated ROOT file")
+    params = write_json(tmp_path / "params.json", {"branch": "events"})
+    files = write(tmp_path / "files.txt", f"{half}\n")
+    user_error(cli("specs", "--files", files, "--params", params),
+               f"{half} (from {files}:1)", "corrupt or truncated ROOT file")
+
+
+def test_empty_root_file(cli, tmp_path):
+    empty = write_bytes(tmp_path / "empty.root", b"")
+    user_error(cli("branches", empty), str(empty), "ROOT file")
+
+
+def test_wrong_tree_name_lists_the_trees(cli, inputs, tmp_path, tth):
+    params = write_json(tmp_path / "params.json", {"branch": "events"})
+    user_error(cli("specs", *inputs, "--params", params),
+               f"{tth['signal']} (from {tth['files']}:1)", "no tree 'events'", "trees in it: 'Events'",
+               "did you mean 'Events'")
+
+
+def test_branches_verb_wrong_tree_lists_the_trees(cli, zmumu):
+    user_error(cli("branches", zmumu, "--tree", "Events"), zmumu, "no tree 'Events'", "trees in it: 'events'")
+
+
+def test_branches_verb_on_a_missing_file(cli):
+    user_error(cli("branches", "nothere.root"), "nothere.root: ROOT file not found")
+
+
+def test_unknown_selected_branch(cli, inputs, tmp_path, tth):
+    params = write_json(tmp_path / "params.json", {"selected_branches": ["HT", "MET", "jetPT"]})
+    user_error(cli("specs", *inputs, "--params", params),
+               str(tth["signal"]), f"branch 'jetPT' (from {params}: selected_branches)", "not in tree 'Events'",
+               "did you mean 'jetPt'")
+
+
+def test_selecting_a_string_branch(cli, zmumu, tmp_path):
+    params = write_json(tmp_path / "params.json", {"branch": "events", "selected_branches": ["Type", "E1"]})
+    # a ROOT file given straight to --files, not a list of them
+    user_error(cli("specs", "--files", zmumu, "--params", params),
+               f"{params}: selected_branches", "branch 'Type' cannot be a feature", "string branch")
+
+
+def test_unknown_exclude_branch(cli, inputs, tmp_path):
+    params = write_json(tmp_path / "params.json", {"exclude_branches": ["weigth"]})
+    user_error(cli("specs", *inputs, "--params", params),
+               f"{params}: exclude_branches", "unknown branch 'weigth'", "did you mean 'weight'")
+
+
+def test_unknown_identifier(cli, inputs, tmp_path):
+    params = write_json(tmp_path / "params.json", {"identifier": ["run", "evnt"]})
+    user_error(cli("specs", *inputs, "--params", params),
+               f"branch 'evnt' (from {params}: identifier)", "did you mean 'event'")
+
+
+# ---------------------------------------------------------------------------------------------
+# outputs
+
+
+def test_specs_fout_into_a_missing_folder_fails_before_the_pass(cli, inputs, tmp_path):
+    result = cli("specs", *inputs, "--fout", "no-such-folder/specs.json")
+    user_error(result, "no-such-folder/specs.json", "folder", "no-such-folder", "does not exist")
+    assert "specs [" not in result.stderr  # refused before reading any event
+    assert not (tmp_path / "no-such-folder").exists()
+
+
+def test_specs_fout_is_a_folder(cli, inputs, tmp_path):
+    (tmp_path / "out").mkdir()
+    user_error(cli("specs", *inputs, "--fout", "out"), "out: --fout names a folder, not a file")
+
+
+@pytest.mark.parametrize("verb", ["stream", "generate"])
+def test_output_folder_that_is_a_file(cli, inputs, tmp_path, verb):
+    existing = write(tmp_path / "notes.txt", "my notes\n")
+    args = [*inputs, "--save", "notes.txt"] if verb == "stream" else ["--events", 10, "--out", "notes.txt"]
+    user_error(cli(verb, *args), "notes.txt: cannot create the", "folder", "it is a file")
+    assert existing.read_text() == "my notes\n"
+
+
+def test_failed_run_keeps_the_existing_specs_file(cli, inputs, tth, tmp_path):
+    """Work already done is not lost: a run that fails (before the pass, or in the middle of
+    it) leaves an existing --fout file as it was, with no half-written file beside it."""
+    fout = tmp_path / "specs.json"
+    good = cli("specs", *inputs, "--fout", fout)
+    assert good.returncode == 0, good.stderr
+    before = fout.read_bytes()
+    assert json.loads(before)["events_read"]["total"] == 21_000
+
+    preproc = write_json(tmp_path / "preproc.json", {"flat_cut": {"nLeptons": {"cut": "nLeptons +"}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc, "--fout", fout), "flat_cut.nLeptons.cut", "syntax error")
+    assert fout.read_bytes() == before
+
+    data = tth["background"].read_bytes()
+    write_bytes(tmp_path / "background-half.root", data[: len(data) // 2])
+    files = write(tmp_path / "files.txt", f"{tth['signal']}\nbackground-half.root\n")
+    user_error(cli("specs", "--files", files, "--fout", fout, "--refresh"),
+               "background-half.root", "corrupt or truncated ROOT file")
+    assert fout.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "background-half.root", "files.txt", "preproc.json", "specs.json"]
+
+
+def test_a_correct_run_succeeds(cli, zmumu, tmp_path):
+    """The control: the same inputs without the mistake exit 0."""
+    params = write_json(tmp_path / "params.json", {"branch": "events", "selected_branches": ["E1", "pt1"]})
+    result = cli("specs", "--files", zmumu, "--params", params)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and PREFIX not in result.stderr
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
