@@ -108,9 +108,9 @@ class _SpecsProgress:
         self.done: dict[str, int] = {}
         self.lock = threading.Lock()
 
-    def __call__(self, path: str, done: int, _stop: int) -> None:
+    def __call__(self, path: str, entries: int) -> None:
         with self.lock:
-            self.done[path] = done
+            self.done[path] = self.done.get(path, 0) + entries
             self.bar.update(sum(self.done.values()))
 
 

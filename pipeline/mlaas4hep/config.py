@@ -121,6 +121,8 @@ PARAMS: dict[str, ParamSpec] = {
     "retries": ParamSpec(_int(0), 3, "retries of a failed remote read, with exponential backoff"),
     "retry_wait": ParamSpec(_float(0.0), 0.5, "seconds before the first retry (doubles each time)"),
     "timeout": ParamSpec(_float(0.1), 30.0, "seconds to wait for a remote server before a read counts as failed"),
+    "read_threads": ParamSpec(_int(0), 0, "threads that decompress ROOT baskets in parallel; 0 = one per CPU "
+                                          "(at most 8), 1 = decompress in the reading thread"),
     "cache_dir": ParamSpec(_str, "", "folder of the specs cache; default $MLAAS4HEP_CACHE_DIR or "
                                      "~/.cache/mlaas4hep"),
     "specs_cache": ParamSpec(_bool, True, "reuse a cached specs pass when nothing it depends on changed"),
@@ -149,6 +151,7 @@ class Params:
     retries: int = 3
     retry_wait: float = 0.5
     timeout: float = 30.0
+    read_threads: int = 0
     cache_dir: str = ""
     specs_cache: bool = True
     verbose: int = 0

@@ -80,7 +80,9 @@ class Dataset:
                 for path, entry in zip(self.paths, self.entries):
                     opened.append(RootFile(path, self.params.branch, origin=entry.origin,
                                            retries=self.params.retries, retry_wait=self.params.retry_wait,
-                                           open_options={"timeout": self.params.timeout}))
+                                           # uproot's array cache only grows while streaming
+                                           open_options={"timeout": self.params.timeout, "array_cache": None},
+                                           read_threads=self.params.read_threads))
             except BaseException:
                 for f in opened:
                     f.close()

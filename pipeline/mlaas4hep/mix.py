@@ -161,6 +161,7 @@ class ChunkMixer:
     def _build(self, index: int, takes: list[int]) -> Chunk:
         n = sum(takes)
         X = self._x.get()[:n]
+        X.fill(0.0)  # padding: the tensorizer writes only real values
         y = None if self.labels is None else np.empty(n, np.int64)
         file_index = np.empty(n, np.int32)
         entry = np.empty(n, np.int64)

@@ -9,6 +9,7 @@ that names the file and the object.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -124,6 +125,7 @@ class RootFile:
         retries: int = 3,
         retry_wait: float = 0.5,
         open_options: dict | None = None,
+        read_threads: int = 0,
     ):
         self.path = path
         self.tree_name = tree
@@ -131,6 +133,7 @@ class RootFile:
         self.retries = retries if is_remote(path) else 0
         self.retry_wait = retry_wait
         self.open_options = dict(open_options or {})
+        self.decompression_executor = decompression_executor(read_threads)
         self._file = None
         self._tree = None
         self._branches: dict[str, BranchInfo] | None = None
@@ -280,6 +283,7 @@ class RootFile:
                 for arrays in self._tree.iterate(
                     filter_name=wanted.__contains__, entry_start=pos, entry_stop=stop,
                     step_size=step, library="ak", how=dict,
+                    decompression_executor=self.decompression_executor,
                 ):
                     n = len(next(iter(arrays.values()))) if arrays else min(step, stop - pos)
                     yield pos, pos + n, {k: _as_numpy_if_flat(v) for k, v in arrays.items()}
@@ -313,6 +317,23 @@ class RootFile:
                              f"{detail}", where=self.where, hint="is the server reachable?")
         return DataError(f"corrupt or truncated ROOT file: reading entries {start}..{stop} of tree "
                          f"{self.tree_name!r} failed: {detail}", where=self.where)
+
+
+_EXECUTORS: dict[int, Any] = {}
+_EXECUTORS_LOCK = threading.Lock()
+
+
+def decompression_executor(threads: int = 0):
+    """A process-wide pool that decompresses baskets in parallel (zlib, lz4 and zstd release the
+    GIL, so this scales with cores). ``threads``: 0 = one per CPU (at most 8), 1 = none."""
+    if threads == 0:
+        threads = min(8, os.cpu_count() or 1)
+    if threads <= 1:
+        return None
+    with _EXECUTORS_LOCK:
+        if threads not in _EXECUTORS:
+            _EXECUTORS[threads] = uproot.ThreadPoolExecutor(threads)
+        return _EXECUTORS[threads]
 
 
 def _configure_xrootd(timeout: float | None, where: str) -> None:

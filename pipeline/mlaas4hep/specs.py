@@ -32,7 +32,7 @@ from .features import FeatureSelection
 from .read import RootFile
 
 SPECS_VERSION = 1
-Progress = Callable[[str, int, int], None]  # (file path, entries done, entries to read)
+Progress = Callable[[str, int], None]  # (file path, entries just read)
 
 
 class _Stats:
@@ -69,19 +69,35 @@ def window(num_entries: int, nevts: int) -> int:
     return num_entries if nevts < 0 else min(num_entries, nevts)
 
 
-def file_specs(rfile: RootFile, selection: FeatureSelection, nevts: int, step: int,
-               progress: Progress | None = None) -> dict[str, Any]:
-    """Statistics of one file's selected events."""
-    stop = window(rfile.num_entries, nevts)
-    stats = {name: _Stats() for name in selection.features}
-    events_read = events = 0
+class _RangeStats:
+    """Statistics of the selected events in one entry range of one file; mergeable."""
+
+    def __init__(self, selection: FeatureSelection):
+        self.stats = {name: _Stats() for name in selection.features}
+        self.events_read = 0
+        self.events = 0
+
+    def merge(self, other: _RangeStats) -> None:
+        self.events_read += other.events_read
+        self.events += other.events
+        for name, st in self.stats.items():
+            o = other.stats[name]
+            st.minv, st.maxv = min(st.minv, o.minv), max(st.maxv, o.maxv)
+            st.nans += o.nans
+            st.jdim = max(st.jdim, o.jdim)
+
+
+def range_stats(rfile: RootFile, selection: FeatureSelection, start: int, stop: int, step: int,
+                progress: Progress | None = None) -> _RangeStats:
+    """Statistics of the selected events in entries [start, stop) of one file."""
+    out = _RangeStats(selection)
     pre = selection.preprocessor
     jagged = set(selection.jagged)
-    for start, end, arrays in rfile.iterate(selection.read, 0, stop, step):
+    for first, end, arrays in rfile.iterate(selection.read, start, stop, step):
         env, mask = pre.apply(arrays) if pre else (arrays, None)
-        events_read += end - start
-        events += (end - start) if mask is None else int(np.count_nonzero(mask))
-        for name, st in stats.items():
+        out.events_read += end - first
+        out.events += (end - first) if mask is None else int(np.count_nonzero(mask))
+        for name, st in out.stats.items():
             values = env[name] if mask is None else env[name][mask]
             if name in jagged:
                 counts = ak.to_numpy(ak.num(values, axis=1))
@@ -91,13 +107,18 @@ def file_specs(rfile: RootFile, selection: FeatureSelection, nevts: int, step: i
             else:
                 st.add(np.asarray(values))
         if progress:
-            progress(rfile.path, end, stop)
-    per = {name: st.to_dict() for name, st in stats.items()}
+            progress(rfile.path, end - first)
+    return out
+
+
+def file_specs(rfile: RootFile, selection: FeatureSelection, total: _RangeStats) -> dict[str, Any]:
+    """One file's entry of the specs, from the merged statistics of its ranges."""
+    per = {name: st.to_dict() for name, st in total.stats.items()}
     return {
         "identity": rfile.identity(),
         "num_entries": rfile.num_entries,
-        "events_read": events_read,
-        "events": events,
+        "events_read": total.events_read,
+        "events": total.events,
         "minv": {k: v["minv"] for k, v in per.items()},
         "maxv": {k: v["maxv"] for k, v in per.items()},
         "nans": {k: v["nans"] for k, v in per.items()},
@@ -138,11 +159,24 @@ def merge_specs(per_file: dict[str, dict[str, Any]], selection: FeatureSelection
 
 def compute_specs(files: Sequence[RootFile], selection: FeatureSelection, params: Params,
                   progress: Progress | None = None, workers: int = 2) -> dict[str, Any]:
-    """The specs pass over all files (files in parallel threads; uproot and numpy release the GIL)."""
-    step = int(min(max(params.chunk_size, 20_000), 200_000))
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files)))) as pool:
-        results = list(pool.map(lambda f: file_specs(f, selection, params.nevts, step, progress), files))
-    return merge_specs({f.path: r for f, r in zip(files, results)}, selection, params)
+    """The specs pass: ranges of entries (of one file or several) in parallel threads; uproot's
+    decompression and numpy release the GIL.
+
+    Blocks are small (25k entries) and the number of workers is fixed, so memory is the same
+    for one file or many.
+    """
+    step, span = 25_000, 100_000
+    units = []
+    for i, rfile in enumerate(files):
+        stop = window(rfile.num_entries, params.nevts)
+        units += [(i, a, min(a + span, stop)) for a in range(0, stop, span)] or [(i, 0, 0)]
+    totals = [_RangeStats(selection) for _ in files]
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(units)))) as pool:
+        results = pool.map(lambda u: range_stats(files[u[0]], selection, u[1], u[2], step, progress), units)
+        for (i, _, _), result in zip(units, results):
+            totals[i].merge(result)
+    per_file = {f.path: file_specs(f, selection, t) for f, t in zip(files, totals)}
+    return merge_specs(per_file, selection, params)
 
 
 # ---------------------------------------------------------------------------------------------

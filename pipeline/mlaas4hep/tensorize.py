@@ -79,49 +79,82 @@ class Tensorizer:
     def __init__(self, layout: FeatureLayout):
         self.layout = layout
         self.clipped: dict[str, int] = {n: 0 for n in layout.jagged}  # elements beyond jdim, dropped
-        self._ranges = {n: np.arange(layout.jdim[n]) for n in layout.jagged}
 
     def fill(self, out: np.ndarray, rows: slice | np.ndarray, arrays: Mapping[str, Any]) -> None:
-        """Write the features of ``arrays`` (n events) into ``out[rows]`` (n rows)."""
+        """Write the features of ``arrays`` (n events) into ``out[rows]`` (n rows), which must
+        be zero already (padding is what the jagged values do not overwrite).
+
+        Jagged values are scattered element by element straight into ``out``, with one scatter
+        index per distinct list structure: the branches of one collection (``jetPt``,
+        ``jetEta``, ... sharing ``nJets``) share it.
+        """
         layout = self.layout
+        if layout.flat:
+            n = len(arrays[layout.flat[0]])
+        elif layout.jagged:
+            n = len(arrays[layout.jagged[0]])
+        else:
+            return
+        row_index = np.arange(rows.start, rows.start + n) if isinstance(rows, slice) else rows
         for name in layout.flat:
             lo, scale = layout.scale(name)
-            values = np.asarray(arrays[name])
-            out[rows, layout.column[name]] = _normalise(values, lo, scale)
+            out[rows, layout.column[name]] = _normalise(np.asarray(arrays[name]), lo, scale)
+        flat_out = out.reshape(-1)
+        width = out.shape[1]
+        cache: list[tuple[np.ndarray, np.ndarray, _Scatter]] = []
         for name in layout.jagged:
             jdim = layout.jdim[name]
-            if jdim == 0:
-                continue
             starts, counts, content = _list_parts(arrays[name])
+            scatter = None
+            for cached_starts, cached_counts, cached in cache:
+                if cached.jdim == jdim and np.array_equal(cached_counts, counts) and np.array_equal(cached_starts, starts):
+                    scatter = cached
+                    break
+            if scatter is None:
+                scatter = _Scatter(starts, counts, jdim, row_index, width)
+                cache.append((starts, counts, scatter))
+            self.clipped[name] += scatter.clipped
+            if scatter.target.size == 0:
+                continue
             lo, scale = layout.scale(name)
-            j = self._ranges[name]
-            valid = j < counts[:, None]
-            if content.size:
-                index = starts[:, None] + j
-                np.minimum(index, content.size - 1, out=index)
-                block = _normalise(content[index], lo, scale)
-                block[~valid] = 0.0
-            else:
-                block = np.zeros((len(counts), jdim), dtype=np.float32)
-            c0 = layout.column[name]
-            out[rows, c0:c0 + jdim] = block
+            values = content[scatter.source] if scatter.source is not None else content[starts[0]:starts[0] + scatter.target.size]
+            flat_out[scatter.target + layout.column[name]] = _normalise(values, lo, scale)
             if layout.masks:
-                m0 = layout.mask_column[name]
-                out[rows, m0:m0 + jdim] = valid
-            over = counts - jdim
-            self.clipped[name] += int(over[over > 0].sum())
+                flat_out[scatter.target + layout.mask_column[name]] = 1.0
+
+
+class _Scatter:
+    """Where each element of a jagged block goes in the output (flat positions relative to the
+    branch's first column), and where it comes from in the content."""
+
+    def __init__(self, starts: np.ndarray, counts: np.ndarray, jdim: int, row_index: np.ndarray, width: int):
+        self.jdim = jdim
+        total = int(counts.sum())
+        event = np.repeat(np.arange(len(counts)), counts)
+        local = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        contiguous = len(starts) == 0 or (starts[0] + np.cumsum(counts) - counts == starts).all()
+        source = None if contiguous else np.repeat(starts, counts) + local
+        keep = local < jdim
+        self.clipped = total - int(np.count_nonzero(keep))
+        if self.clipped:
+            event, local = event[keep], local[keep]
+            source = (np.arange(total)[keep] + starts[0]) if source is None else source[keep]
+        self.source = source
+        self.target = row_index[event] * width + local
 
 
 def _normalise(values: np.ndarray, lo: float, scale: float) -> np.ndarray:
     """(values - min) / (max - min) as float32, non-finite values as 0."""
-    work = np.float32 if values.dtype == np.float32 else np.float64
-    out = values.astype(work, copy=True)
-    out -= lo
-    out *= scale
-    if work is np.float64:
-        out = out.astype(np.float32)
+    if values.dtype == np.float64:
+        out = ((values - lo) * scale).astype(np.float32)
+    else:
+        out = values.astype(np.float32, copy=True)
+        out -= np.float32(lo)
+        out *= np.float32(scale)
     if values.dtype.kind == "f":
-        out[~np.isfinite(out)] = 0.0
+        bad = ~np.isfinite(out)
+        if bad.any():
+            out[bad] = 0.0
     return out
 
 
