@@ -105,3 +105,13 @@ def test_server_that_goes_away_mid_read(tth):
             list(ds.chunks())
     finally:
         server.close()
+
+
+def test_fault_classification_does_not_read_numbers_in_urls():
+    """A connection error on port 40405 is a transient fault, not an HTTP 404."""
+    from mlaas4hep.read import _transient
+
+    assert _transient(OSError("XRootD error: [FATAL] Connection error in file root://127.0.0.1:40405//s.root"))
+    assert _transient(TimeoutError("XRootD error: [ERROR] Operation expired"))
+    assert not _transient(FileNotFoundError("file not found"))
+    assert not _transient(OSError("[ERROR] Server responded with an error: [3011] no such file or directory"))

@@ -97,12 +97,15 @@ def branch_info(branch: Any) -> BranchInfo:
 
 
 def _transient(err: BaseException) -> bool:
-    """A remote fault worth retrying (a dropped connection, a timeout), as opposed to a missing
-    file or a corrupt one."""
+    """A remote fault worth retrying (a dropped connection, a timeout, a 5xx), as opposed to a
+    missing file, a refused permission or a corrupt file."""
     if isinstance(err, (FileNotFoundError, PermissionError, IsADirectoryError)):
         return False
+    status = getattr(err, "status", None)  # aiohttp / fsspec HTTP errors
+    if isinstance(status, int) and 400 <= status < 500 and status not in (408, 429):
+        return False
     text = str(err).lower()
-    if any(s in text for s in ("no such file", "not found", "404", "[3011]", "permission denied", "[3010]")):
+    if "no such file" in text or "[3011]" in text or "[3010]" in text:  # XRootD: not found, not allowed
         return False
     if isinstance(err, (OSError, TimeoutError, ConnectionError)):
         return True
