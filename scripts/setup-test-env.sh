@@ -13,4 +13,6 @@ if ! command -v xrootd >/dev/null 2>&1; then
 fi
 
 python3 -m pip install --quiet --upgrade pip
-python3 -m pip install --quiet -e ".[test]"
+# the CPU build of PyTorch first (a plain "torch" would pull the CUDA wheels), then the project
+python3 -m pip install --quiet "torch==2.13.0"
+python3 -m pip install --quiet -e ".[test,tf-cpu,torch]"

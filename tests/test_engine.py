@@ -315,3 +315,21 @@ def test_jdim_cap_clips_and_counts(tth):
                for p in ds.paths)
     assert ds.clipped["jetPt"] == over > 0
     assert specs["jdim"]["jetPt"] > 3  # specs keep the true maximum
+
+
+def test_resuming_from_a_chunk_gives_the_same_chunks(tth_dataset):
+    ds = tth_dataset(chunk_size=1500, nevts=9000)
+    full = [(c.X.copy(), c.y.copy(), c.entry.copy(), c.positions) for c in ds.iter_chunks()]
+    assert len(full) == 6
+    for k in (1, 4):
+        resumed = [(c.index, c.X.copy(), c.y.copy(), c.entry.copy(), c.positions)
+                   for c in ds.iter_chunks(resume=(k, full[k - 1][3]))]
+        assert [r[0] for r in resumed] == list(range(k, 6))
+        for (index, X, y, entry, positions), (fX, fy, fentry, fpositions) in zip(resumed, full[k:]):
+            np.testing.assert_array_equal(X, fX)
+            np.testing.assert_array_equal(y, fy)
+            np.testing.assert_array_equal(entry, fentry)
+            assert positions == fpositions
+    # a second resume from a resumed run's positions agrees too
+    again = list(ds.iter_chunks(resume=(5, full[4][3])))
+    np.testing.assert_array_equal(again[0].entry, full[5][2])

@@ -6,17 +6,23 @@ The public API::
     ds.specs()                 # branch kinds, min/max, jdim, NaN and event counts
     for X, y in ds.chunks():   # X float32 (n, n_features), y int labels (None if unlabelled)
         ...
+    artifact = mlaas4hep.train(ds, model="model.py", on_event=print)
+    mlaas4hep.Artifact.load(path).predict(arrays_or_files)
 """
 
 from ._version import __version__
+from .artifact import Artifact
 from .config import Params, Preproc, load_params, load_preproc
 from .dataset import Dataset
 from .errors import ConfigError, DataError, ExpressionError, MLaaS4HEPError
 from .expr import compile_expression
+from .train import train
 
 __all__ = [
     "__version__",
     "Dataset",
+    "Artifact",
+    "train",
     "Params",
     "Preproc",
     "load_params",

@@ -60,15 +60,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", metavar="DIR", help="also save each chunk as DIR/chunk-NNNN.npz (X, y)")
     p.set_defaults(run=cmd_stream)
 
+    p = verbs.add_parser("workflow", help="train model.py's model on the files (the original workflow.py)",
+                         description="Specs, then training chunk by chunk (or epoch by epoch), a checkpoint after "
+                                     "each, test metrics, and an artifact folder with the model and its feature "
+                                     "contract. Events go to OUTPUT/events.jsonl.")
+    _add_inputs(p)
+    p.add_argument("--model", required=True, help="model.py defining def model(idim) (Keras or PyTorch)")
+    p.add_argument("--specs", help="an existing specs file whose min/max and jdim to use")
+    p.add_argument("--output", default="mlaas4hep-output", help="output folder (default: mlaas4hep-output)")
+    p.add_argument("--fout", default="artifact", help="name of the artifact folder inside --output (default: artifact)")
+    p.add_argument("--name", help="a name for the run (default: the output folder's name)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+    p.set_defaults(run=cmd_workflow)
+
+    p = verbs.add_parser("predict", help="score ROOT files with a trained artifact, into a ROOT file",
+                         description="Streams the inputs in chunks, applies the training preprocessing and the model, "
+                                     "and writes a tree (named like the input tree) with the identifier branches and "
+                                     "the score.")
+    p.add_argument("--artifact", required=True, help="the artifact folder written by workflow")
+    p.add_argument("--files", required=True, nargs="+", help="ROOT files (or a files.txt)")
+    p.add_argument("--out", required=True, help="the ROOT file to write")
+    p.add_argument("--branch", default="score", help="name of the score branch (default: score)")
+    p.add_argument("--failed", choices=("sentinel", "omit"), default="sentinel",
+                   help="events failing the preproc cuts: keep them with the sentinel score (default; the tree "
+                        "is then a friend of the input) or omit them")
+    p.add_argument("--sentinel", type=float, default=-1.0, help="score of events failing the cuts (default -1)")
+    p.add_argument("--model", help="the model.py (only for PyTorch models without TorchScript)")
+    p.set_defaults(run=cmd_predict)
+
     p = verbs.add_parser("generate", help="write a seeded ttH-like signal/background dataset with inputs")
     p.add_argument("--out", default="demo-run", help="folder for the files (default: demo-run)")
     p.add_argument("--events", type=int, default=50_000, help="events per file (default: 50000)")
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(run=cmd_generate)
 
-    p = verbs.add_parser("demo", help="generate the demo dataset and run the engine on it")
+    p = verbs.add_parser("demo", help="generate the demo dataset, compute its specs, train on it and score it")
     p.add_argument("--out", default="demo-run", help="folder for the demo (default: demo-run)")
-    p.add_argument("--events", type=int, default=50_000, help="events per file (default: 50000)")
+    p.add_argument("--events", type=int, default=100_000, help="events per file (default: 100000)")
     p.set_defaults(run=cmd_demo)
     return parser
 
@@ -229,6 +257,81 @@ def cmd_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+class _TrainingProgress:
+    """Draws training events in the terminal: a progress bar with events/s and ETA, the latest
+    losses, and one line per finished chunk or epoch when not on a terminal."""
+
+    def __init__(self) -> None:
+        self.bar = None
+        self.total_factor = 1
+        self.last_metrics = ""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        from .console import ProgressBar
+
+        kind = event["event"]
+        if kind == "job_start":
+            self.total_factor = event["params"]["epochs"] if event["mode"] == "standard" else 1
+        elif kind == "specs_done":
+            print(f"specs: {event['features']} features, {event['events']:,} events pass the cuts "
+                  f"({event['used']:,} used, {event['chunks']} chunks)", file=sys.stderr)
+            self.bar = ProgressBar(event["used"] * self.total_factor, "train")
+        elif kind == "epoch":
+            shown = [k for k in ("loss", "val_loss", "accuracy", "val_accuracy", "auc", "val_auc") if event.get(k) is not None]
+            self.last_metrics = "  ".join(f"{k} {event[k]:.4f}" for k in shown)
+        elif kind == "chunk_done" and self.bar is not None:
+            self.bar.update(event["events_processed"], self.last_metrics)
+        elif kind == "log":
+            print(f"{event['level']}: {event['message']}", file=sys.stderr)
+        elif kind in ("finished", "failed") and self.bar is not None:
+            self.bar.close(self.last_metrics)
+
+
+def cmd_workflow(args: argparse.Namespace) -> int:
+    from .console import table
+    from .dataset import Dataset
+    from .train import train
+
+    if not args.labels:
+        raise MLaaS4HEPError("training needs labels: give --labels labels.txt (one label per file) or a comma list")
+    params = args.params
+    if params is None and os.path.exists("params.json"):
+        params = "params.json"  # the original workflow.py's default
+    ds = Dataset(args.files, labels=args.labels, params=params, preproc=args.preproc, specs=args.specs)
+    with ds:
+        artifact = train(ds, args.model, output=args.output, fout=args.fout, on_event=_TrainingProgress(),
+                         resume=args.resume, name=args.name)
+    metrics = artifact.metrics
+    rows = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in metrics.items()]
+    print(table(["test metric", "value"], rows, right=(1,)))
+    print(f"\nartifact: {artifact.path}  ({artifact.framework}, {len(artifact.feature_names)} features)")
+    print(f"events:   {Path(args.output) / 'events.jsonl'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .artifact import Artifact
+    from .config import load_list
+    from .console import ProgressBar
+
+    artifact = Artifact.load(args.artifact, model=args.model)
+    files = [e.value for f in args.files for e in load_list(f, "files")]
+    _check_output_file(args.out, "--out")
+    from .read import RootFile, resolve_path
+
+    total = 0
+    for name in files:
+        with RootFile(resolve_path(name), artifact.tree) as rfile:
+            total += rfile.num_entries
+    bar = ProgressBar(total, "predict")
+    counts = artifact.score_files(files, args.out, branch=args.branch, failed=args.failed, sentinel=args.sentinel,
+                                  progress=bar.update)
+    bar.close()
+    print(f"wrote {args.out}: tree {artifact.tree!r}, {counts['events']:,} events, {counts['scored']:,} scored, "
+          f"{counts['failed_cuts']:,} failing the cuts ({'score ' + str(args.sentinel) if args.failed == 'sentinel' else 'omitted'})")
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from .datagen import write_demo_inputs
 
@@ -247,16 +350,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = _make_folder(args.out, "--out")
     print(f"== generating the ttH-like demo dataset in {out}/ ({args.events:,} events per file)")
     paths = write_demo_inputs(out, n_events=args.events)
-    ns = argparse.Namespace(files=str(paths["files.txt"]), labels=str(paths["labels.txt"]),
-                            params=str(paths["params.json"]), preproc=str(paths["preproc.json"]),
-                            fout=str(out / "specs.json"), refresh=False, save=None)
+    inputs = dict(files=str(paths["files.txt"]), labels=str(paths["labels.txt"]), params=str(paths["params.json"]),
+                  preproc=str(paths["preproc.json"]))
     print("== specs (preproc: the paper's Figure 4)")
-    cmd_specs(ns)
-    print("\n== streaming training chunks")
-    cmd_stream(ns)
-    print(f"\nDone. Inputs, specs.json and the preproc are in {out}/; try:\n"
-          f"  mlaas4hep specs --files {paths['files.txt']} --labels {paths['labels.txt']} "
-          f"--params {paths['params.json']} --preproc {paths['preproc.json']}")
+    cmd_specs(argparse.Namespace(**inputs, fout=str(out / "specs.json"), refresh=False))
+    print("\n== training the demo model.py (Keras), chunk by chunk")
+    cmd_workflow(argparse.Namespace(**inputs, model=str(paths["model.py"]), specs=None, output=str(out / "run"),
+                                    fout="artifact", name="demo", resume=False))
+    print("\n== scoring the signal file with the trained model")
+    cmd_predict(argparse.Namespace(artifact=str(out / "run" / "artifact"), files=[str(paths["signal.root"])],
+                                   out=str(out / "signal-scores.root"), branch="score", failed="sentinel",
+                                   sentinel=-1.0, model=None))
+    print(f"\nDone. Everything is in {out}/: the inputs, specs.json, run/ (events.jsonl, checkpoint, artifact) "
+          f"and signal-scores.root.")
     return 0
 
 

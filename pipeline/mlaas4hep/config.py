@@ -85,6 +85,26 @@ def _str_list(value: Any, where: str) -> tuple[str, ...]:
     raise ConfigError(f"expected a list of branch names or a comma-separated string, got {value!r}", where=where)
 
 
+def _choice(*options: str) -> Callable[[Any, str], str]:
+    def coerce(value: Any, where: str) -> str:
+        if value not in options:
+            raise ConfigError(f"expected one of {', '.join(repr(o) for o in options)}, got {value!r}", where=where,
+                              hint=did_you_mean(str(value), options))
+        return value
+
+    return coerce
+
+
+def _fraction(maximum: float) -> Callable[[Any, str], float]:
+    def coerce(value: Any, where: str) -> float:
+        number = _float(0.0)(value, where)
+        if number >= maximum:
+            raise ConfigError(f"expected a fraction from 0 to below {maximum}, got {value!r}", where=where)
+        return number
+
+    return coerce
+
+
 def _jdim(value: Any, where: str) -> int | dict[str, int] | None:
     if value is None or value == "":
         return None
@@ -108,6 +128,15 @@ PARAMS: dict[str, ParamSpec] = {
     "epochs": ParamSpec(_int(1), 5, "training epochs (per chunk in chunk mode)"),
     "batch_size": ParamSpec(_int(1), 100, "training batch size"),
     "shuffle": ParamSpec(_bool, True, "shuffle events inside each chunk"),
+    "mode": ParamSpec(_choice("chunk", "standard"), "chunk",
+                      "'chunk': train each chunk for 'epochs' epochs (the original); 'standard': 'epochs' passes "
+                      "over the whole dataset"),
+    "validation_split": ParamSpec(_fraction(0.9), 0.2, "fraction of each chunk's training rows held out for "
+                                                       "val_loss and the val metrics"),
+    "test_fraction": ParamSpec(_fraction(0.9), 0.1, "fraction of all events held out (the same ones in every "
+                                                    "epoch) for the final test metrics"),
+    "cache": ParamSpec(_bool, False, "standard mode: keep the tensorized chunks on local disk (memory-mapped) "
+                                     "so that epochs after the first never read ROOT again"),
     "seed": ParamSpec(_int(0), 0, "seed of the shuffling (and of anything else random)"),
     "branch": ParamSpec(_str, "Events", "name of the TTree to read"),
     "identifier": ParamSpec(_str_list, (), "branches that identify an event (run, event, ...); never features"),
@@ -140,6 +169,10 @@ class Params:
     epochs: int = 5
     batch_size: int = 100
     shuffle: bool = True
+    mode: str = "chunk"
+    validation_split: float = 0.2
+    test_fraction: float = 0.1
+    cache: bool = False
     seed: int = 0
     branch: str = "Events"
     identifier: tuple[str, ...] = ()

@@ -63,12 +63,13 @@ class ProgressBar:
         self.done = 0
         self._last = 0.0
         self._drawn = -1  # self.done when last drawn
+        self._drawn_extra = ""
         self._closed = False
 
     def update(self, done: int, extra: str = "") -> None:
         self.done = done
         now = time.monotonic()
-        if now - self._last >= self.interval or done >= self.total:
+        if now - self._last >= self.interval or (done >= self.total and done != self._drawn):
             self._last = now
             self._draw(extra)
 
@@ -90,7 +91,7 @@ class ProgressBar:
         return "  ".join(p.strip() for p in parts)
 
     def _draw(self, extra: str) -> None:
-        self._drawn = self.done
+        self._drawn, self._drawn_extra = self.done, extra
         if self.tty:
             self.stream.write("\r\033[K" + self.text(extra))
         else:
@@ -101,7 +102,7 @@ class ProgressBar:
         if self._closed:
             return
         self._closed = True
-        if self._drawn != self.done or extra:
+        if self._drawn != self.done or extra != self._drawn_extra:
             self._draw(extra)
         if self.tty:
             self.stream.write("\n")

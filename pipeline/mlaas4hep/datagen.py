@@ -40,25 +40,49 @@ FIGURE4_PREPROC = {
 }
 
 
+#: The demo's model.py: a small Keras classifier, the original ``def model(idim)`` contract.
+DEMO_MODEL = '''"""The demo's model: a small fully connected Keras classifier for idim input features."""
+import keras
+
+
+def model(idim):
+    inputs = keras.Input(shape=(idim,))
+    x = keras.layers.Dense(64, activation="relu")(inputs)
+    x = keras.layers.Dense(32, activation="relu")(x)
+    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
+    net = keras.Model(inputs, outputs)
+    net.compile(optimizer=keras.optimizers.Adam(2e-3), loss="binary_crossentropy", metrics=["accuracy"])
+    return net
+'''
+
+
 def _counts(rng: np.random.Generator, mean: float, n: int) -> np.ndarray:
     return np.minimum(rng.poisson(mean, n), MAX_MULTIPLICITY).astype(np.int32)
 
 
-def make_events(n: int, signal: bool, rng: np.random.Generator, first_event: int = 0) -> dict[str, ak.Array | np.ndarray]:
-    """``n`` events as arrays: identifiers, flat branches and the ``jet`` / ``parton`` records."""
+def make_events(n: int, signal: bool, rng: np.random.Generator, first_event: int = 0,
+                separation: float = 1.0) -> dict[str, ak.Array | np.ndarray]:
+    """``n`` events as arrays: identifiers, flat branches and the ``jet`` / ``parton`` records.
+
+    ``separation`` scales how far signal distributions sit from background ones (1 = the demo's).
+    """
     f32 = np.float32
-    n_jets = _counts(rng, 6.5 if signal else 5.5, n)
+
+    def pick(sig: float, bkg: float) -> float:
+        return bkg + (sig - bkg) * separation if signal else bkg
+
+    n_jets = _counts(rng, pick(6.5, 5.5), n)
     n_partons = _counts(rng, 6.0, n)
     n_jet_total, n_parton_total = int(n_jets.sum()), int(n_partons.sum())
 
-    jet_pt = 25.0 + rng.exponential(62.0 if signal else 42.0, n_jet_total)
-    jet_eta = rng.normal(0.0, 1.3 if signal else 1.7, n_jet_total)
+    jet_pt = 25.0 + rng.exponential(pick(62.0, 42.0), n_jet_total)
+    jet_eta = rng.normal(0.0, max(0.2, pick(1.3, 1.7)), n_jet_total)
     jet_phi = rng.uniform(-np.pi, np.pi, n_jet_total)
-    b_fraction = 0.38 if signal else 0.12
+    b_fraction = min(0.95, pick(0.38, 0.12))
     is_b = rng.random(n_jet_total) < b_fraction
     jet_btag = np.where(is_b, rng.beta(5, 1.5, n_jet_total), rng.beta(1.2, 5, n_jet_total))
 
-    log_e = rng.normal(6.12 if signal else 6.02, 0.22, n_parton_total)
+    log_e = rng.normal(pick(6.12, 6.02), 0.22, n_parton_total)
     parton_eta = rng.normal(0.0, 0.55, n_parton_total)
     parton_e = np.exp(log_e)
     parton_pt = parton_e / np.cosh(parton_eta)
@@ -77,11 +101,11 @@ def make_events(n: int, signal: bool, rng: np.random.Generator, first_event: int
         "Phi": ak.unflatten(parton_phi.astype(f32), n_partons),
     })
 
-    n_leptons = np.minimum(rng.poisson(1.3 if signal else 0.9, n), 4).astype(np.int32)
-    lep1_pt = np.where(n_leptons > 0, 20.0 + rng.exponential(45.0 if signal else 30.0, n), np.nan)
+    n_leptons = np.minimum(rng.poisson(pick(1.3, 0.9), n), 4).astype(np.int32)
+    lep1_pt = np.where(n_leptons > 0, 20.0 + rng.exponential(pick(45.0, 30.0), n), np.nan)
     lep1_eta = np.where(n_leptons > 0, rng.normal(0.0, 1.1, n), np.nan)
     ht = ak.to_numpy(ak.sum(jets.Pt, axis=1)).astype(np.float64)
-    met = rng.exponential(55.0 if signal else 32.0, n)
+    met = rng.exponential(pick(55.0, 32.0), n)
     events = np.arange(first_event, first_event + n, dtype=np.int64)
     return {
         "run": np.full(n, 1, np.int32),
@@ -94,7 +118,7 @@ def make_events(n: int, signal: bool, rng: np.random.Generator, first_event: int
         "MET_phi": rng.uniform(-np.pi, np.pi, n).astype(f32),
         "lep1Pt": lep1_pt.astype(f32),
         "lep1Eta": lep1_eta.astype(f32),
-        "passTrigger": (rng.random(n) < (0.9 if signal else 0.7)),
+        "passTrigger": (rng.random(n) < min(0.99, pick(0.9, 0.7))),
         "weight": rng.normal(1.0, 0.05, n).astype(f32),
         "jet": jets,
         "parton": partons,
@@ -106,7 +130,7 @@ def _branch_types(sample: dict) -> dict:
 
 
 def write_tth(path: str | os.PathLike, n_events: int, signal: bool, seed: int = 0,
-              batch: int = 20_000, compression: str = "ZLIB") -> Path:
+              batch: int = 20_000, compression: str = "ZLIB", separation: float = 1.0) -> Path:
     """Write ``n_events`` ttH-like events to ``path`` (tree ``Events``), in baskets of ``batch``.
 
     The jet record's counter is ``nJets`` and the parton record's ``nPartons``; their fields
@@ -121,7 +145,7 @@ def write_tth(path: str | os.PathLike, n_events: int, signal: bool, seed: int = 
     with uproot.recreate(tmp, compression=codec) as out:
         tree = None
         for first, size in _batches(n_events, batch):
-            events = make_events(size, signal, rng, first)
+            events = make_events(size, signal, rng, first, separation)
             if tree is None:
                 tree = out.mktree(
                     TREE, _branch_types(events),
@@ -141,7 +165,7 @@ def _batches(n: int, batch: int) -> Iterator[tuple[int, int]]:
 
 def write_demo_inputs(folder: str | os.PathLike, n_events: int = 50_000, seed: int = 42) -> dict[str, Path]:
     """The demo's inputs in ``folder``: signal.root, background.root, files.txt, labels.txt,
-    params.json and preproc.json (the paper's Figure 4). Existing ROOT files are kept."""
+    params.json, preproc.json (the paper's Figure 4) and model.py. Existing ROOT files are kept."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sig, bkg = folder / "signal.root", folder / "background.root"
@@ -158,5 +182,6 @@ def write_demo_inputs(folder: str | os.PathLike, n_events: int = 50_000, seed: i
     }
     (folder / "params.json").write_text(json.dumps(params, indent=2) + "\n")
     (folder / "preproc.json").write_text(json.dumps(FIGURE4_PREPROC, indent=2) + "\n")
+    (folder / "model.py").write_text(DEMO_MODEL)
     return {name: folder / name for name in
-            ("signal.root", "background.root", "files.txt", "labels.txt", "params.json", "preproc.json")}
+            ("signal.root", "background.root", "files.txt", "labels.txt", "params.json", "preproc.json", "model.py")}

@@ -21,7 +21,7 @@ from .config import (Labels, ListEntry, Params, Preproc, load_labels, load_list,
                      load_preproc)
 from .errors import ConfigError
 from .features import FeatureSelection, select_features
-from .mix import Chunk, ChunkMixer, FileStream, prefetch
+from .mix import Chunk, ChunkMixer, FileStream, StreamPosition, prefetch
 from .plan import Plan
 from .read import RootFile, resolve_path
 from .specs import Progress, compute_specs, load_cached, specs_key, store_cached, window
@@ -148,11 +148,14 @@ class Dataset:
     # -- chunks -------------------------------------------------------------------------------
 
     def iter_chunks(self, *, shuffle: bool | None = None, seed: int | None = None,
-                    identifiers: bool = False, background: bool = True) -> Iterator[Chunk]:
+                    identifiers: bool = False, background: bool = True,
+                    resume: tuple[int, Sequence[StreamPosition]] | None = None) -> Iterator[Chunk]:
         """:class:`~mlaas4hep.mix.Chunk` objects (X, y, and each row's file and entry).
 
         ``identifiers=True`` also carries the params' identifier branches per row.
         ``background=False`` builds chunks in the calling thread (for debugging).
+        ``resume=(k, positions)`` starts at chunk k, each file at the position recorded by
+        chunk k-1 (``Chunk.positions``): the chunks are those an uninterrupted pass gives.
         """
         specs = self.specs()
         layout = self.layout
@@ -165,17 +168,22 @@ class Dataset:
         tensorizer = Tensorizer(layout)
         self._tensorizer = tensorizer
 
+        first_chunk, starts = resume if resume is not None else (0, [StreamPosition()] * len(self.files))
+        if len(starts) != len(self.files):
+            raise ConfigError(f"cannot resume: {len(starts)} stream positions for {len(self.files)} files")
+
         def generate() -> Iterator[Chunk]:
             executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlaas4hep-read")
             streams: list[FileStream | None] = []
             try:
                 for i, rfile in enumerate(self.files):
-                    if plan.quotas[i] == 0:
+                    if plan.quotas[i] == 0 or starts[i].taken >= plan.quotas[i]:
                         streams.append(None)
                         continue
                     stop = window(rfile.num_entries, self.params.nevts)
-                    streams.append(FileStream(rfile, selection, stop, self._step(i, plan, specs), executor, ids))
-                yield from ChunkMixer(streams, plan, tensorizer, labels, shuffle, seed, ids)
+                    streams.append(FileStream(rfile, selection, stop, self._step(i, plan, specs), executor, ids,
+                                              start=starts[i]))
+                yield from ChunkMixer(streams, plan, tensorizer, labels, shuffle, seed, ids, first_chunk, starts)
             finally:
                 for stream in streams:
                     if stream is not None:

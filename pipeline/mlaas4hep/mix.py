@@ -38,9 +38,19 @@ class Chunk:
     entry: np.ndarray  # int64 (n,): entry number of the event in its file
     index: int  # chunk number, from 0
     identifiers: dict[str, np.ndarray] | None = None
+    positions: list[StreamPosition] | None = None  # where each file's stream stands after this chunk
 
     def __len__(self) -> int:
         return len(self.X)
+
+
+@dataclass(frozen=True)
+class StreamPosition:
+    """How far a file has been consumed: the next entry to read and the selected events taken.
+    Recorded in checkpoints, so that a resumed run continues where the chunk ended."""
+
+    next_entry: int = 0
+    taken: int = 0
 
 
 @dataclass
@@ -61,12 +71,13 @@ class FileStream:
     """The selected events of one file, in entry order, one block read ahead."""
 
     def __init__(self, rfile: RootFile, selection: FeatureSelection, stop: int, step: int,
-                 executor: Executor, identifiers: Sequence[str] = ()):
+                 executor: Executor, identifiers: Sequence[str] = (), start: StreamPosition = StreamPosition()):
         self.rfile = rfile
         self.selection = selection
         self.keep = selection.features + [n for n in identifiers if n not in selection.features]
         read = selection.read + [n for n in identifiers if n not in selection.read]
-        self._blocks = rfile.iterate(read, 0, stop, step)
+        self.position = start
+        self._blocks = rfile.iterate(read, start.next_entry, stop, step)
         self._executor = executor
         self._pending: Future | None = None
         self._current: Block | None = None
@@ -101,9 +112,11 @@ class FileStream:
                 self._current, self._pos = block, 0
                 self._schedule()
             n = min(k, len(self._current) - self._pos)
-            out.append(self._current.slice(self._pos, self._pos + n))
+            piece = self._current.slice(self._pos, self._pos + n)
+            out.append(piece)
             self._pos += n
             k -= n
+            self.position = StreamPosition(int(piece.entry[-1]) + 1, self.position.taken + n)
         return out
 
     def close(self) -> None:
@@ -142,21 +155,25 @@ class BufferPool:
 class ChunkMixer:
     """Builds chunks from file streams according to a plan."""
 
-    def __init__(self, streams: Sequence[FileStream], plan: Plan, tensorizer: Tensorizer,
-                 labels: Sequence[int] | None, shuffle: bool, seed: int, identifiers: Sequence[str] = ()):
+    def __init__(self, streams: Sequence[FileStream | None], plan: Plan, tensorizer: Tensorizer,
+                 labels: Sequence[int] | None, shuffle: bool, seed: int, identifiers: Sequence[str] = (),
+                 first_chunk: int = 0, starts: Sequence[StreamPosition] | None = None):
         self.streams = streams
         self.plan = plan
         self.tensorizer = tensorizer
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.shuffle = shuffle
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.identifiers = list(identifiers)
+        self.first_chunk = first_chunk
+        self.starts = list(starts) if starts is not None else [StreamPosition()] * len(streams)
         size = plan.chunk_size
         self._x = BufferPool((size, tensorizer.layout.n_features), np.float32)
 
     def __iter__(self) -> Iterator[Chunk]:
         for index, takes in enumerate(self.plan.takes()):
-            yield self._build(index, takes)
+            if index >= self.first_chunk:
+                yield self._build(index, takes)
 
     def _build(self, index: int, takes: list[int]) -> Chunk:
         n = sum(takes)
@@ -166,7 +183,8 @@ class ChunkMixer:
         file_index = np.empty(n, np.int32)
         entry = np.empty(n, np.int64)
         ids = {name: None for name in self.identifiers}
-        order = self.rng.permutation(n) if self.shuffle else None
+        # one generator per chunk: a resumed run shuffles chunk k exactly as an uninterrupted one
+        order = np.random.default_rng([self.seed, index]).permutation(n) if self.shuffle else None
         pos = 0
         for i, (stream, k) in enumerate(zip(self.streams, takes)):
             for block in stream.take(k):
@@ -183,7 +201,8 @@ class ChunkMixer:
                         ids[name] = np.empty(n, values.dtype)
                     ids[name][rows] = values
                 pos += m
-        return Chunk(X, y, file_index, entry, index, ids if self.identifiers else None)
+        positions = [s.position if s is not None else start for s, start in zip(self.streams, self.starts)]
+        return Chunk(X, y, file_index, entry, index, ids if self.identifiers else None, positions)
 
 
 def prefetch(iterator: Iterator[Any], depth: int = 1) -> Iterator[Any]:

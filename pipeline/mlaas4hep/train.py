@@ -1,0 +1,370 @@
+"""Model-agnostic training over a :class:`~mlaas4hep.Dataset`, chunk by chunk.
+
+Two modes (params ``mode``):
+
+- ``chunk`` (the original MLaaS4HEP): each chunk is trained for ``epochs`` epochs, then the next
+  one; one pass over the data. A checkpoint after each chunk.
+- ``standard``: ``epochs`` passes over the whole dataset, one epoch per chunk per pass. With
+  ``cache: true`` the tensorized chunks of the first pass are kept on local disk and memory-
+  mapped, so later epochs never read ROOT again. A checkpoint after each epoch.
+
+Rows are held out by a hash of (file, entry): ``test_fraction`` of all events for the final test
+metrics (the same events whatever the chunking, epoch or resume), and ``validation_split`` of
+the rest of each chunk for val_loss and the val metrics. The next chunk is read and tensorized in
+the background while the current one trains.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .adapters import ModelAdapter, make_adapter
+from .dataset import Dataset
+from .errors import ConfigError, MLaaS4HEPError
+from .events import EventLog, Listener
+from .metrics import classification_metrics
+from .mix import Chunk, StreamPosition
+from .specs import write_json_atomic
+
+CHECKPOINT_VERSION = 1
+
+
+def row_fraction(file_index: np.ndarray, entry: np.ndarray, salt: int) -> np.ndarray:
+    """A uniform number in [0, 1) per row, fixed by (file, entry, salt): which rows are held out
+    never depends on chunking, shuffling or resuming."""
+    with np.errstate(over="ignore"):
+        h = entry.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        h ^= (file_index.astype(np.uint64) + np.uint64(1)) * np.uint64(0xBF58476D1CE4E5B9)
+        h ^= np.uint64(salt & 0xFFFFFFFF) * np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+        h *= np.uint64(0xD6E8FEB86659FD93)
+        h ^= h >> np.uint64(32)
+    return (h >> np.uint64(11)).astype(np.float64) / float(2 ** 53)
+
+
+@dataclass
+class Split:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def split_rows(chunk: Chunk, test_fraction: float, validation_split: float, seed: int) -> Split:
+    test = row_fraction(chunk.file_index, chunk.entry, seed) < test_fraction
+    val = ~test & (row_fraction(chunk.file_index, chunk.entry, seed + 1) < validation_split)
+    return Split(~(test | val), val, test)
+
+
+@dataclass
+class RunState:
+    """What a checkpoint records besides the model."""
+
+    mode: str
+    specs_key: str
+    n_features: int
+    chunk_done: int = -1  # chunk mode: last trained chunk
+    epoch_done: int = 0  # standard mode: last finished epoch
+    positions: list[list[int]] = field(default_factory=list)
+    events_processed: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    version: int = CHECKPOINT_VERSION
+
+
+class Trainer:
+    """One training run: inputs, model.py, and an output folder.
+
+    The output folder holds ``events.jsonl``, ``specs.json``, ``checkpoint/``, ``test/`` (held-out
+    rows), ``cache/`` (standard mode with cache) and the artifact folder (``fout``).
+    """
+
+    def __init__(self, dataset: Dataset, model: str | os.PathLike, output: str | os.PathLike = "mlaas4hep-output",
+                 *, fout: str = "artifact", name: str | None = None, on_event: Listener | None = None,
+                 resume: bool = False):
+        self.ds = dataset
+        self.params = dataset.params
+        self.model_path = Path(model)
+        self.output = Path(output)
+        self.fout = fout
+        self.name = name or self.output.name
+        self.resume = resume
+        self.listeners = [on_event] if on_event else []
+        if self.ds.labels is None:
+            raise ConfigError("training needs labels: give one label per file (labels.txt or --labels)")
+        if not self.model_path.exists():
+            raise ConfigError("model file not found", where=str(self.model_path))
+        self._prepare_output()
+        self.checkpoint_dir = self.output / "checkpoint"
+        self.test_dir = self.output / "test"
+        self.cache_dir = self.output / "cache"
+        start_seq = EventLog.last_seq(self.output / "events.jsonl") if resume else 0
+        if not resume:
+            (self.output / "events.jsonl").unlink(missing_ok=True)
+        self.events = EventLog(self.output / "events.jsonl", self.listeners, start_seq=start_seq)
+        self.adapter: ModelAdapter | None = None
+        self.state: RunState | None = None
+        self._start = time.monotonic()
+
+    def _prepare_output(self) -> None:
+        try:
+            self.output.mkdir(parents=True, exist_ok=True)
+            probe = self.output / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as err:
+            raise ConfigError(f"the output folder is not writable: {err.strerror or err}", where=str(self.output)) from None
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def run(self):
+        from .artifact import write_artifact
+
+        try:
+            self.events.emit("job_start", name=self.name, mode=self.params.mode, files=self.ds.paths,
+                             labels=list(self.ds.labels.values), params=self.params.to_dict(),
+                             model=str(self.model_path), resumed=self.resume)
+            specs = self._specs()
+            idim = len(self.ds.feature_names)
+            self.adapter = make_adapter(self.model_path, idim, self.ds.labels.n_classes, self.params.seed)
+            self.state = self._initial_state(specs)
+            if self.params.mode == "chunk":
+                self._train_chunks()
+            else:
+                self._train_epochs()
+            metrics = self._test_metrics()
+            self.state.seconds += time.monotonic() - self._start
+            artifact = write_artifact(self.output / self.fout, self.adapter, self.ds, metrics, self.state.history)
+            self.events.emit("artifact", path=str(artifact.path))
+            self.events.emit("finished", metrics=metrics, seconds=round(self.state.seconds, 3),
+                             artifact=str(artifact.path), framework=self.adapter.framework)
+            return artifact
+        except MLaaS4HEPError as err:
+            self.events.emit("failed", error=str(err), type=type(err).__name__)
+            raise
+        except KeyboardInterrupt:
+            self.events.emit("failed", error="interrupted", type="KeyboardInterrupt")
+            raise
+        except Exception as err:
+            self.events.emit("failed", error=f"{type(err).__name__}: {err}", type=type(err).__name__)
+            raise
+        finally:
+            self.events.close()
+
+    def _specs(self) -> dict[str, Any]:
+        start = time.monotonic()
+        cached = self.ds._specs is not None  # noqa: SLF001 - already computed by the caller
+        specs = self.ds.specs()
+        write_json_atomic(self.output / "specs.json", {k: v for k, v in specs.items() if k != "cache_key"}, indent=2)
+        plan = self.ds.plan()
+        self.events.emit("specs_done", features=len(self.ds.feature_names), events=specs["events"]["total"],
+                         events_read=specs["events_read"]["total"], used=plan.total, chunks=plan.n_chunks,
+                         seconds=round(time.monotonic() - start, 3), cached=cached)
+        if plan.total == 0:
+            raise ConfigError("no events pass the preproc cuts: nothing to train on",
+                              where=self.ds.preproc.source if self.ds.preproc else "files")
+        return specs
+
+    def _initial_state(self, specs: dict[str, Any]) -> RunState:
+        fresh = RunState(self.params.mode, specs["cache_key"], len(self.ds.feature_names))
+        state_file = self.checkpoint_dir / "state.json"
+        if not self.resume:
+            for folder in (self.checkpoint_dir, self.test_dir, self.cache_dir):
+                shutil.rmtree(folder, ignore_errors=True)
+            return fresh
+        if not state_file.exists():
+            self.events.emit("log", level="warning", message=f"no checkpoint in {self.checkpoint_dir}; starting from the beginning")
+            return fresh
+        try:
+            state = RunState(**json.loads(state_file.read_text()))
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"unreadable checkpoint state: {err}", where=str(state_file)) from None
+        if state.specs_key != fresh.specs_key or state.n_features != fresh.n_features or state.mode != fresh.mode:
+            raise ConfigError("the checkpoint is from a run with other inputs, params or preproc", where=str(state_file),
+                              hint="run without --resume to start again, or restore the original inputs")
+        self.adapter.load_checkpoint(self.checkpoint_dir)
+        self.events.emit("log", level="info", message=(
+            f"resuming after chunk {state.chunk_done}" if state.mode == "chunk" else f"resuming after epoch {state.epoch_done}"))
+        return state
+
+    def _checkpoint(self, chunk: int, epoch: int) -> None:
+        tmp = self.output / "checkpoint.part"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.adapter.save_checkpoint(tmp)
+        self.state.seconds += time.monotonic() - self._start
+        self._start = time.monotonic()
+        write_json_atomic(tmp / "state.json", self.state.__dict__)
+        old = self.output / "checkpoint.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if self.checkpoint_dir.exists():
+            os.replace(self.checkpoint_dir, old)
+        os.replace(tmp, self.checkpoint_dir)
+        shutil.rmtree(old, ignore_errors=True)
+        self.events.emit("checkpoint", path=str(self.checkpoint_dir), chunk=chunk, epoch=epoch)
+
+    # -- chunk mode ---------------------------------------------------------------------------
+
+    def _train_chunks(self) -> None:
+        p = self.params
+        total = self.ds.plan().total
+        first = self.state.chunk_done + 1
+        resume = (first, [StreamPosition(*pos) for pos in self.state.positions]) if first > 0 else None
+        rate = _Rate(self.state.events_processed)
+        for chunk in self.ds.iter_chunks(resume=resume):
+            self.events.emit("chunk_start", chunk=chunk.index, epoch=1, events=len(chunk))
+            rows = split_rows(chunk, p.test_fraction, p.validation_split, p.seed)
+            self._keep_test_rows(chunk, rows)
+            validation = (chunk.X[rows.val], chunk.y[rows.val]) if rows.val.any() else None
+            started = time.monotonic()
+            self.adapter.fit(chunk.X[rows.train], chunk.y[rows.train], epochs=p.epochs, batch_size=p.batch_size,
+                             validation=validation, on_epoch=self._epoch_recorder(chunk.index))
+            self.state.events_processed += len(chunk)
+            self.state.chunk_done = chunk.index
+            self.state.positions = [[pos.next_entry, pos.taken] for pos in chunk.positions]
+            self.events.emit("chunk_done", chunk=chunk.index, epoch=p.epochs, events_processed=self.state.events_processed,
+                             events_total=total, rate=round(rate.of(self.state.events_processed), 1),
+                             seconds=round(time.monotonic() - started, 3))
+            self.events.emit("progress", chunk=chunk.index, epoch=p.epochs, events_processed=self.state.events_processed,
+                             events_total=total, rate=round(rate.of(self.state.events_processed), 1),
+                             eta=round(rate.eta(self.state.events_processed, total), 1))
+            self._checkpoint(chunk.index, p.epochs)
+
+    def _epoch_recorder(self, chunk: int) -> Callable[[dict[str, float]], None]:
+        """The per-epoch callback of one chunk's training: history and an ``epoch`` event."""
+        epochs = itertools.count(1)
+
+        def record(metrics: dict[str, float]) -> None:
+            epoch = next(epochs)
+            entry = {"epoch": epoch, "chunk": chunk, "step": chunk * self.params.epochs + epoch, **metrics}
+            self.state.history.append(entry)
+            self.events.emit("epoch", **entry)
+
+        return record
+
+    # -- standard mode ------------------------------------------------------------------------
+
+    def _train_epochs(self) -> None:
+        p = self.params
+        total = self.ds.plan().total
+        rate = _Rate(0)
+        for epoch in range(self.state.epoch_done + 1, p.epochs + 1):
+            sums: dict[str, float] = {}
+            weights: dict[str, int] = {}
+            done = 0
+            for chunk in self._epoch_chunks(epoch):
+                self.events.emit("chunk_start", chunk=chunk.index, epoch=epoch, events=len(chunk))
+                rows = split_rows(chunk, p.test_fraction, p.validation_split, p.seed)
+                if epoch == 1:
+                    self._keep_test_rows(chunk, rows)
+                validation = (chunk.X[rows.val], chunk.y[rows.val]) if rows.val.any() else None
+                started = time.monotonic()
+                (metrics,) = self.adapter.fit(chunk.X[rows.train], chunk.y[rows.train], epochs=1,
+                                              batch_size=p.batch_size, validation=validation)
+                for key, value in metrics.items():
+                    n = int(rows.val.sum()) if key.startswith("val_") else int(rows.train.sum())
+                    sums[key] = sums.get(key, 0.0) + value * n
+                    weights[key] = weights.get(key, 0) + n
+                done += len(chunk)
+                processed = self.state.events_processed + done
+                self.events.emit("chunk_done", chunk=chunk.index, epoch=epoch, events_processed=processed,
+                                 events_total=total * p.epochs, rate=round(rate.of(processed), 1),
+                                 seconds=round(time.monotonic() - started, 3), loss=metrics.get("loss"))
+                self.events.emit("progress", chunk=chunk.index, epoch=epoch, events_processed=processed,
+                                 events_total=total * p.epochs, rate=round(rate.of(processed), 1),
+                                 eta=round(rate.eta(processed, total * p.epochs), 1))
+            record = {"epoch": epoch, "chunk": None, "step": epoch,
+                      **{k: sums[k] / weights[k] for k in sums if weights[k]}}
+            self.state.history.append(record)
+            self.events.emit("epoch", **record)
+            self.state.events_processed += done
+            self.state.epoch_done = epoch
+            self._checkpoint(-1, epoch)
+
+    def _epoch_chunks(self, epoch: int) -> Iterator[Chunk]:
+        """Epoch 1 (or every epoch without the cache) streams from ROOT; with the cache, epoch 1
+        also writes each chunk to disk and later epochs memory-map them."""
+        meta = self.cache_dir / "meta.json"
+        key = self.state.specs_key
+        if self.params.cache and meta.exists() and json.loads(meta.read_text()).get("specs_key") == key:
+            n = json.loads(meta.read_text())["chunks"]
+            order = np.random.default_rng([self.params.seed, epoch]).permutation(n)
+            for index in order:
+                yield self._load_cached(int(index))
+            return
+        if self.params.cache:
+            shutil.rmtree(self.cache_dir, ignore_errors=True)
+            self.cache_dir.mkdir(parents=True)
+        count = 0
+        for chunk in self.ds.iter_chunks(seed=self.params.seed + epoch):
+            if self.params.cache:
+                self._store_cached(chunk)
+            count += 1
+            yield chunk
+        if self.params.cache:
+            write_json_atomic(meta, {"specs_key": key, "chunks": count})
+
+    def _store_cached(self, chunk: Chunk) -> None:
+        for name in ("X", "y", "file_index", "entry"):
+            np.save(self.cache_dir / f"{name}-{chunk.index:05d}.npy", getattr(chunk, name))
+
+    def _load_cached(self, index: int) -> Chunk:
+        arrays = {name: np.load(self.cache_dir / f"{name}-{index:05d}.npy", mmap_mode="r")
+                  for name in ("X", "y", "file_index", "entry")}
+        return Chunk(arrays["X"], np.asarray(arrays["y"]), np.asarray(arrays["file_index"]),
+                     np.asarray(arrays["entry"]), index)
+
+    # -- test metrics -------------------------------------------------------------------------
+
+    def _keep_test_rows(self, chunk: Chunk, rows: Split) -> None:
+        self.test_dir.mkdir(parents=True, exist_ok=True)
+        np.save(self.test_dir / f"X-{chunk.index:05d}.npy", chunk.X[rows.test])
+        np.save(self.test_dir / f"y-{chunk.index:05d}.npy", chunk.y[rows.test])
+
+    def _test_metrics(self) -> dict[str, Any]:
+        n_chunks = self.ds.plan().n_chunks
+        ys, scores = [], []
+        for index in range(n_chunks):
+            x_path, y_path = self.test_dir / f"X-{index:05d}.npy", self.test_dir / f"y-{index:05d}.npy"
+            if not x_path.exists():
+                continue
+            X = np.load(x_path, mmap_mode="r")
+            if len(X):
+                scores.append(self.adapter.predict(np.asarray(X)))
+                ys.append(np.load(y_path))
+        if not ys:
+            return {"events": 0}
+        return classification_metrics(np.concatenate(ys), np.concatenate(scores))
+
+
+class _Rate:
+    def __init__(self, already: int):
+        self.start = time.monotonic()
+        self.already = already
+
+    def of(self, processed: int) -> float:
+        elapsed = time.monotonic() - self.start
+        return (processed - self.already) / elapsed if elapsed > 0 else 0.0
+
+    def eta(self, processed: int, total: int) -> float:
+        rate = self.of(processed)
+        return (total - processed) / rate if rate > 0 else 0.0
+
+
+def train(dataset: Dataset, model: str | os.PathLike = "model.py", *, output: str | os.PathLike = "mlaas4hep-output",
+          fout: str = "artifact", on_event: Callable[[dict[str, Any]], None] | None = None, resume: bool = False,
+          name: str | None = None):
+    """Train model.py's model on the dataset; returns the :class:`~mlaas4hep.artifact.Artifact`.
+
+    ``on_event`` receives every event (see :mod:`mlaas4hep.events`); they are also written to
+    ``output/events.jsonl``.
+    """
+    return Trainer(dataset, model, output, fout=fout, name=name, on_event=on_event, resume=resume).run()
