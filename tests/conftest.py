@@ -119,7 +119,7 @@ def xrootd_server(tth):
 
 
 @pytest.fixture(scope="session")
-def http_server(tth):
+def range_server(tth):
     from servers import RangeHTTPServer
 
     server = RangeHTTPServer(tth["folder"])

@@ -54,26 +54,26 @@ def test_xrootd_missing_file_is_a_clear_error(xrootd_server):
         mlaas4hep.Dataset([xrootd_server.url("nope.root")], params=PARAMS).files
 
 
-def test_http_with_range_requests_reads_the_same_as_local(http_server, local_rows):
+def test_http_with_range_requests_reads_the_same_as_local(range_server, local_rows):
     specs, expected = local_rows
-    urls = [http_server.url("signal.root"), http_server.url("background.root")]
-    before = http_server.requests
+    urls = [range_server.url("signal.root"), range_server.url("background.root")]
+    before = range_server.requests
     ds = mlaas4hep.Dataset(urls, labels=["1", "0"], params=PARAMS, preproc=PREPROC)
     assert list(ds.specs()["events"]["per_file"].values()) == list(specs["events"]["per_file"].values())
     np.testing.assert_array_equal(rows(ds), expected)
-    assert http_server.requests > before
+    assert range_server.requests > before
 
 
-def test_http_faults_are_retried(http_server, local_rows):
+def test_http_faults_are_retried(range_server, local_rows):
     specs, _ = local_rows
-    http_server.fail_next(2)  # the first two requests get 503
-    ds = mlaas4hep.Dataset([http_server.url("signal.root")], params=PARAMS, preproc=PREPROC)
+    range_server.fail_next(2)  # the first two requests get 503
+    ds = mlaas4hep.Dataset([range_server.url("signal.root")], params=PARAMS, preproc=PREPROC)
     assert ds.specs()["events"]["total"] == list(specs["events"]["per_file"].values())[0]
 
 
-def test_http_missing_file(http_server):
+def test_http_missing_file(range_server):
     with pytest.raises(DataError, match=r"missing.root.*ROOT file not found"):
-        mlaas4hep.Dataset([http_server.url("missing.root")], params=PARAMS).files
+        mlaas4hep.Dataset([range_server.url("missing.root")], params=PARAMS).files
 
 
 def test_unreachable_server_fails_after_bounded_retries():

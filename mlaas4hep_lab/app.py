@@ -1,0 +1,89 @@
+"""The Jupyter server extension: a JobManager behind the jobs API, configured with traitlets.
+
+``jupyter lab --MLaaS4HEPLab.concurrency=2 --MLaaS4HEPLab.job_root=/data/jobs`` or the same in a
+``jupyter_server_config.py`` (``c.MLaaS4HEPLab.concurrency = 2``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+from traitlets import Integer, Type, Unicode
+
+from mlaas4hep.client import default_root
+from mlaas4hep.jobs import JobManager, KernelInfo
+
+from .handlers import API, ROUTES
+
+
+class MLaaS4HEPLab(ExtensionApp):
+    name = "mlaas4hep_lab"
+    description = "MLaaS4HEP training jobs for JupyterLab"
+
+    job_root = Unicode("", config=True,
+                       help="Folder of the job database and job folders (default: $MLAAS4HEP_JOB_ROOT or "
+                            "~/.local/share/mlaas4hep, shared with kernels that run without a server).")
+    concurrency = Integer(1, config=True, help="Jobs that may run at once; the rest wait in the queue.")
+    manager_class = Type(JobManager, klass=JobManager, config=True,
+                         help="The JobManager class (swap in a subclass to change how jobs are run).")
+    default_kernel = Unicode("python3", config=True, help="Kernelspec whose Python runs jobs that name none.")
+
+    def initialize_settings(self) -> None:
+        owner = os.environ.get("JUPYTERHUB_USER") or _login()
+        root = self.job_root or str(default_root())
+        self.manager = self.manager_class(root, concurrency=self.concurrency, owner=owner,
+                                          base_dir=self.serverapp.root_dir, kernels=self.kernels)
+        secret = secrets.token_urlsafe(32)
+        # kernels started by this server inherit these: that is how they reach their server
+        os.environ["MLAAS4HEP_LAB_URL"] = self.kernel_url()
+        os.environ["MLAAS4HEP_LAB_TOKEN"] = secret
+        self.settings.update(mlaas4hep_manager=self.manager, mlaas4hep_secret=secret, mlaas4hep_owner=owner,
+                             mlaas4hep_kernels=self.kernels, mlaas4hep_default_kernel=self.default_kernel)
+        self.log.info("MLaaS4HEP jobs in %s (concurrency %d)", self.manager.root, self.concurrency)
+
+    def kernel_url(self) -> str:
+        """This server's URL as its kernels (on the same machine) should use it: a loopback IP
+        rather than 'localhost', which may resolve to an address the server does not listen on."""
+        app = self.serverapp
+        if getattr(app, "sock", ""):
+            return app.connection_url
+        scheme = "https" if app.certfile else "http"
+        host = {"": "127.0.0.1", "localhost": "127.0.0.1", "0.0.0.0": "127.0.0.1", "*": "127.0.0.1",
+                "::": "[::1]", "::1": "[::1]"}.get(app.ip, app.ip)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{app.port}{app.base_url}"
+
+    def initialize_handlers(self) -> None:
+        # ExtensionApp puts the server's base_url in front of these patterns
+        self.handlers.extend((url_path_join("/", API) + path, handler) for path, handler in ROUTES)
+
+    def kernels(self) -> dict[str, KernelInfo]:
+        """Python kernelspecs known to this server, with their interpreters."""
+        found: dict[str, KernelInfo] = {}
+        for name, entry in self.serverapp.kernel_spec_manager.get_all_specs().items():
+            spec = entry.get("spec", {})
+            argv = spec.get("argv") or []
+            if spec.get("language", "").lower() != "python" or not argv:
+                continue
+            program = argv[0]
+            python = sys.executable if program in ("python", "python3", "{python}") else (
+                program if os.path.isabs(program) else shutil.which(program))
+            if python:
+                found[name] = KernelInfo(name=name, display_name=spec.get("display_name", name), python=python)
+        found.setdefault("python3", KernelInfo(name="python3", display_name="Python 3 (server)", python=sys.executable))
+        return found
+
+    async def stop_extension(self) -> None:
+        self.manager.close()  # running jobs go on; the next server re-attaches to them
+
+
+def _login() -> str:
+    import getpass
+
+    return getpass.getuser()

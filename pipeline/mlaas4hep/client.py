@@ -1,0 +1,223 @@
+"""``Client``: one way to run jobs, whether on this Jupyter server, a remote MLaaS4HEP service,
+or (without any server) an in-process :class:`~mlaas4hep.jobs.JobManager`.
+
+Inside a kernel of a JupyterLab with the extension, ``Client()`` finds its server through
+``MLAAS4HEP_LAB_URL`` and ``MLAAS4HEP_LAB_TOKEN``, which the extension puts in the environment
+kernels inherit. Elsewhere, ``Client(url, token=...)`` talks to that server, and ``Client()``
+with neither falls back to a JobManager on the default job folder.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, MLaaS4HEPError
+from .jobs.models import FINISHED, EventsPage, JobInfo, KernelList, LogsPage, WorkflowRequest
+
+API_PATH = "/mlaas4hep/api/v1"
+
+
+def default_root() -> Path:
+    """The default job folder, shared by the server extension and the in-process fallback."""
+    if os.environ.get("MLAAS4HEP_JOB_ROOT"):
+        return Path(os.environ["MLAAS4HEP_JOB_ROOT"]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "mlaas4hep"
+
+
+class ServerError(MLaaS4HEPError):
+    """The server answered with an error (``status`` is the HTTP status)."""
+
+    def __init__(self, message: str, status: int, where: str | None = None, hint: str | None = None):
+        self.status = status
+        super().__init__(message, where=where, hint=hint)
+
+
+class Client:
+    """Jobs on a server (``url``, with a bearer ``token``) or, with neither, in this process."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, *, root: str | os.PathLike | None = None,
+                 timeout: float = 60.0):
+        url = url or os.environ.get("MLAAS4HEP_LAB_URL")
+        self.timeout = timeout
+        self._manager = None
+        if url:
+            url = url.rstrip("/")
+            self.api = url if url.endswith("/api/v1") else url + API_PATH
+            self.token = token or os.environ.get("MLAAS4HEP_LAB_TOKEN")
+            import requests
+
+            self._http = requests.Session()
+            if self.token:
+                self._http.headers["Authorization"] = f"Bearer {self.token}"
+        else:
+            from .jobs import JobManager
+
+            self.api = None
+            self._manager = JobManager(root or default_root())
+
+    @property
+    def local(self) -> bool:
+        """True when jobs run through an in-process manager (no server)."""
+        return self._manager is not None
+
+    def __repr__(self) -> str:
+        return f"Client({self.api!r})" if self.api else f"Client(local: {self._manager.root})"
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
+              timeout: float | None = None, raw: bool = False) -> Any:
+        import requests
+
+        url = self.api + path
+        try:
+            response = self._http.request(method, url, json=json, params=params, timeout=timeout or self.timeout)
+        except requests.ConnectionError as err:
+            raise ServerError(f"cannot reach the MLaaS4HEP server: {_reason(err)}", 0, where=self.api,
+                              hint="is the server running, and the URL right?") from None
+        except requests.Timeout:
+            raise ServerError(f"the server did not answer within {timeout or self.timeout:g} s", 0, where=url) from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+                message = body.get("message") or response.reason
+            except ValueError:
+                message = response.text.strip()[:500] or response.reason
+            hint = None
+            if response.status_code in (401, 403):
+                hint = "the token is missing, wrong or expired"
+            raise ServerError(f"{message} (HTTP {response.status_code})", response.status_code,
+                              where=f"{method} {url}", hint=hint)
+        if raw:
+            return response.content
+        return response.json() if response.content else None
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def submit(self, request: WorkflowRequest | dict[str, Any] | None = None, **fields: Any) -> JobInfo:
+        """Queue a training job (a :class:`~mlaas4hep.jobs.WorkflowRequest` or its fields).
+        Local file paths are made absolute, so they mean the same on the server."""
+        body = dict(request.model_dump() if isinstance(request, WorkflowRequest) else (request or {}))
+        body.update(fields)
+        body["files"] = [_absolute(f) for f in body.get("files") or []]
+        if body.get("model_path"):
+            body["model_path"] = _absolute(body["model_path"])
+        try:
+            request = WorkflowRequest.model_validate(body)
+        except Exception as err:  # pydantic's ValidationError: say which field
+            raise ConfigError(_validation_message(err), where="job request") from None
+        if self._manager:
+            return self._manager.submit(request)
+        return JobInfo.model_validate(self._call("POST", "/jobs", json=request.model_dump(exclude_none=True)))
+
+    def jobs(self) -> list[JobInfo]:
+        if self._manager:
+            return self._manager.list()
+        return [JobInfo.model_validate(j) for j in self._call("GET", "/jobs")["jobs"]]
+
+    def job(self, job_id: str) -> JobInfo:
+        if self._manager:
+            return self._manager.get(job_id)
+        return JobInfo.model_validate(self._call("GET", f"/jobs/{job_id}"))
+
+    def events(self, job_id: str, since: int = 0, wait: float = 0.0) -> EventsPage:
+        """Events after ``since``; with ``wait`` > 0, waits up to that long for one (long-poll)."""
+        if self._manager:
+            return self._manager.wait_events(job_id, since, wait)
+        return EventsPage.model_validate(self._call("GET", f"/jobs/{job_id}/events", params={"since": since, "timeout": wait},
+                                                    timeout=self.timeout + wait))
+
+    def logs(self, job_id: str, offset: int = 0) -> LogsPage:
+        if self._manager:
+            return self._manager.logs(job_id, offset)
+        return LogsPage.model_validate(self._call("GET", f"/jobs/{job_id}/logs", params={"offset": offset}))
+
+    def cancel(self, job_id: str) -> JobInfo:
+        if self._manager:
+            return self._manager.cancel(job_id)
+        return JobInfo.model_validate(self._call("POST", f"/jobs/{job_id}/cancel"))
+
+    def delete(self, job_id: str) -> None:
+        if self._manager:
+            self._manager.delete(job_id)
+        else:
+            self._call("DELETE", f"/jobs/{job_id}")
+
+    def artifact(self, job_id: str, dest: str | os.PathLike = ".") -> Path:
+        """Download the job's artifact and unpack it into ``dest``/artifact-<id>; returns that folder."""
+        if self._manager:
+            data = self._manager.artifact_archive(job_id).read_bytes()
+        else:
+            data = self._call("GET", f"/jobs/{job_id}/artifact", raw=True)
+        target = Path(dest) / f"artifact-{job_id}"
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            members = [m for m in tar.getmembers() if _safe_member(m)]
+            for member in members:
+                member.name = member.name.split("/", 1)[1] if "/" in member.name else ""
+            tar.extractall(target, members=[m for m in members if m.name], filter="data")
+        return target
+
+    def kernels(self) -> KernelList:
+        if self._manager:
+            from .jobs.kernels import DEFAULT, find_kernels
+
+            return KernelList(kernels=list(find_kernels().values()), default=DEFAULT)
+        return KernelList.model_validate(self._call("GET", "/kernels"))
+
+    def follow(self, job_id: str, on_event: Callable[[dict[str, Any]], None] | None = None, since: int = 0,
+               timeout: float | None = None) -> JobInfo:
+        """Deliver the job's events to ``on_event`` as they come, until it finishes."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            page = self.events(job_id, since, wait=10.0)
+            for event in page.events:
+                if on_event:
+                    on_event(event)
+            since = page.last_seq
+            if page.status in FINISHED and not page.events:
+                return self.job(job_id)
+            if deadline is not None and time.monotonic() >= deadline:
+                return self.job(job_id)
+
+    def close(self) -> None:
+        if self._manager:
+            self._manager.close()
+
+
+def _absolute(path: str) -> str:
+    if "://" in path or os.path.isabs(path) or not os.path.exists(path):
+        return path
+    return os.path.abspath(path)
+
+
+def _safe_member(member: tarfile.TarInfo) -> bool:
+    """No absolute paths, no '..', no links: an archive cannot write outside its folder."""
+    name = member.name
+    return not (name.startswith("/") or ".." in Path(name).parts or member.issym() or member.islnk())
+
+
+def _validation_message(err: Exception) -> str:
+    errors = getattr(err, "errors", None)
+    if not callable(errors):
+        return str(err)
+    parts = []
+    for e in errors():
+        loc = ".".join(str(x) for x in e.get("loc", ())) or "request"
+        parts.append(f"{loc}: {e.get('msg')}")
+    return "; ".join(parts)
+
+
+def _reason(err: Exception) -> str:
+    text = str(err)
+    for marker in ("Connection refused", "Name or service not known", "timed out", "No route to host"):
+        if marker in text:
+            return marker.lower()
+    return text.splitlines()[0][:200]

@@ -1,0 +1,396 @@
+"""The JobManager: submit, watch, cancel and clean up training jobs. No Jupyter in here.
+
+State lives in SQLite (``ROOT/jobs.sqlite``); each job has a folder ``ROOT/jobs/<id>/`` with
+``request.json``, ``inputs/`` (model.py, params.json, preproc.json, specs.json), ``events.jsonl``,
+``log.txt``, ``specs.json``, ``status.json`` and ``artifact/``. A queue with a concurrency limit
+starts each job as its own process (``python -m mlaas4hep.jobs.runner``, with the interpreter of
+the chosen kernelspec) in its own process group, detached: jobs outlive whoever started them. A
+manager started later on the same folder re-attaches to the running ones and marks lost ones
+failed. Several managers (threads, processes) may share a folder.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import sys
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import load_labels, load_params, load_preproc
+from ..errors import ConfigError, MLaaS4HEPError
+from ..events import read_events
+from ..read import is_remote
+from . import process
+from .kernels import DEFAULT as DEFAULT_KERNEL, find_kernels
+from .models import FINISHED, EventsPage, JobInfo, KernelInfo, LogsPage, Progress, WorkflowRequest
+from .store import JobStore
+
+LOG_TAIL = 2000
+LAUNCH_GRACE = 60.0  # a job claimed but without a process after this long was lost in a crash
+
+
+class JobNotFound(MLaaS4HEPError):
+    """No such job (or not one of this user's)."""
+
+
+class JobStateError(MLaaS4HEPError):
+    """The job is not in a state that allows this (deleting a running job, ...)."""
+
+
+class JobManager:
+    """Jobs under ``root``: at most ``concurrency`` run at once.
+
+    ``owner``: the user jobs are submitted as by default. ``base_dir``: where relative file
+    paths in requests are taken from. ``kernels``: a callable giving the kernelspecs
+    (default: :func:`~mlaas4hep.jobs.kernels.find_kernels`). ``start=False`` does not start the
+    scheduling thread (tests drive :meth:`tick` by hand).
+    """
+
+    def __init__(self, root: str | os.PathLike, concurrency: int = 1, *, owner: str | None = None,
+                 base_dir: str | os.PathLike | None = None,
+                 kernels: Callable[[], dict[str, KernelInfo]] | None = None,
+                 poll_interval: float = 0.5, cancel_grace: float = 5.0, start: bool = True):
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+        self.root = Path(root).expanduser().resolve()
+        self.jobs_dir = self.root / "jobs"
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.concurrency = concurrency
+        self.owner = owner or os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+        self.base_dir = Path(base_dir).resolve() if base_dir else Path.cwd()
+        self.kernels = kernels or find_kernels
+        self.poll_interval = poll_interval
+        self.cancel_grace = cancel_grace
+        self.store = JobStore(self.root / "jobs.sqlite")
+        self._children: dict[str, Any] = {}  # job id -> Popen, for the jobs this manager started
+        self._seen: dict[str, int] = {}  # job id -> bytes of events.jsonl already read
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.tick()  # re-attach to running jobs, finish lost ones, start queued ones
+        if start:
+            self._thread = threading.Thread(target=self._loop, name="mlaas4hep-jobs", daemon=True)
+            self._thread.start()
+
+    # -- submitting ---------------------------------------------------------------------------
+
+    def submit(self, request: WorkflowRequest | dict[str, Any], owner: str | None = None) -> JobInfo:
+        """Check the request (params, preproc, labels, local files, model, kernel), write the
+        job folder, and queue it. Errors are raised before anything is written."""
+        if not isinstance(request, WorkflowRequest):
+            request = WorkflowRequest.model_validate(request)
+        params = load_params(request.params)
+        preproc = load_preproc(request.preproc) if request.preproc else None
+        files = [self._resolve(f, params.redirector) for f in request.files]
+        if request.labels is not None:
+            load_labels(request.labels, len(files))
+        kernel = request.kernel or DEFAULT_KERNEL
+        kernels = self.kernels()
+        if kernel not in kernels:
+            raise ConfigError(f"unknown kernel {kernel!r}", where="kernel",
+                              hint="kernels: " + ", ".join(sorted(kernels)))
+        if request.model is not None:
+            source = request.model
+        else:
+            path = self._resolve_local(request.model_path, "model_path")
+            source = path.read_text()
+        try:
+            compile(source, "model.py", "exec")  # a syntax check only; model.py runs in the job process
+        except SyntaxError as err:
+            raise ConfigError(f"syntax error: {err.msg}", where=f"model.py:{err.lineno}") from None
+
+        job_id = uuid.uuid4().hex[:12]
+        folder = self.jobs_dir / job_id
+        inputs = folder / "inputs"
+        inputs.mkdir(parents=True)
+        (inputs / "model.py").write_text(source)
+        (inputs / "params.json").write_text(json.dumps(request.params, indent=2))
+        if preproc is not None:
+            (inputs / "preproc.json").write_text(json.dumps(request.preproc, indent=2))
+        if request.specs is not None:
+            (inputs / "specs.json").write_text(json.dumps(request.specs))
+        name = request.name or (Path(request.model_path).stem if request.model_path else f"job {job_id}")
+        body = request.model_dump(exclude={"model"})
+        body.update(files=files, name=name, kernel=kernel)
+        (folder / "request.json").write_text(json.dumps(body, indent=2))
+        self.store.insert(id=job_id, name=name, owner=owner or self.owner, status="queued", created=time.time(),
+                          kernel=kernel, python=kernels[kernel].python, folder=str(folder),
+                          resources=request.resources.model_dump())
+        self._wake.set()
+        return self.get(job_id)
+
+    def _resolve(self, name: str, redirector: str) -> str:
+        if is_remote(name) or (redirector and not os.path.isabs(name) and not (self.base_dir / name).exists()):
+            return name
+        return str(self._resolve_local(name, "files"))
+
+    def _resolve_local(self, name: str, what: str) -> Path:
+        path = Path(name).expanduser()
+        path = path if path.is_absolute() else self.base_dir / path
+        if not path.exists():
+            raise ConfigError("file not found on the server", where=f"{what}: {name}",
+                              hint=f"relative paths are taken from {self.base_dir}")
+        return path.resolve()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _row(self, job_id: str, owner: str | None) -> dict[str, Any]:
+        row = self.store.get(job_id)
+        if row is None or (owner is not None and row["owner"] != owner):
+            raise JobNotFound(f"no job {job_id!r}")
+        return row
+
+    def get(self, job_id: str, owner: str | None = None) -> JobInfo:
+        return self._info(self._row(job_id, owner))
+
+    def list(self, owner: str | None = None) -> list[JobInfo]:
+        return [self._info(row) for row in self.store.list(owner)]
+
+    def _info(self, row: dict[str, Any]) -> JobInfo:
+        folder = Path(row["folder"])
+        return JobInfo(
+            id=row["id"], name=row["name"], owner=row["owner"], status=row["status"], created=row["created"],
+            started=row["started"], finished=row["finished"], kernel=row["kernel"], python=row["python"],
+            progress=Progress(**row["progress"]), metrics=row["metrics"], error=row["error"],
+            artifact=row["status"] == "succeeded" and (folder / "artifact" / "mlaas4hep.json").exists(),
+        )
+
+    def events(self, job_id: str, since: int = 0, owner: str | None = None) -> EventsPage:
+        row = self._row(job_id, owner)
+        events = read_events(Path(row["folder"]) / "events.jsonl", since)
+        last = events[-1]["seq"] if events else since
+        return EventsPage(events=events, last_seq=last, status=row["status"])
+
+    def wait_events(self, job_id: str, since: int = 0, timeout: float = 10.0, owner: str | None = None) -> EventsPage:
+        """Events after ``since``, waiting up to ``timeout`` seconds for one while the job is active."""
+        deadline = time.monotonic() + timeout
+        while True:
+            page = self.events(job_id, since, owner)
+            if page.events or page.status in FINISHED or time.monotonic() >= deadline:
+                return page
+            time.sleep(0.2)
+
+    def logs(self, job_id: str, offset: int = 0, limit: int = 256 * 1024, owner: str | None = None) -> LogsPage:
+        row = self._row(job_id, owner)
+        path = Path(row["folder"]) / "log.txt"
+        try:
+            with path.open("rb") as stream:
+                size = os.fstat(stream.fileno()).st_size
+                stream.seek(min(max(offset, 0), size))
+                data = stream.read(limit)
+        except FileNotFoundError:
+            return LogsPage(text="", offset=0, size=0)
+        return LogsPage(text=data.decode("utf-8", "replace"), offset=min(max(offset, 0), size) + len(data), size=size)
+
+    def wait(self, job_id: str, timeout: float | None = None, owner: str | None = None) -> JobInfo:
+        """Block until the job has finished (or ``timeout``); returns its state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            info = self.get(job_id, owner)
+            if info.status in FINISHED or (deadline is not None and time.monotonic() >= deadline):
+                return info
+            self._wake.set()
+            time.sleep(0.1)
+
+    def artifact_archive(self, job_id: str, owner: str | None = None) -> Path:
+        """The artifact folder as ``artifact.tar.gz`` (made once)."""
+        row = self._row(job_id, owner)
+        folder = Path(row["folder"])
+        if row["status"] != "succeeded" or not (folder / "artifact" / "mlaas4hep.json").exists():
+            raise JobStateError(f"job {job_id} has no artifact (status: {row['status']})")
+        archive = folder / "artifact.tar.gz"
+        if not archive.exists():
+            tmp = folder / "artifact.tar.gz.part"
+            with tarfile.open(tmp, "w:gz") as tar:
+                tar.add(folder / "artifact", arcname="artifact")
+            os.replace(tmp, archive)
+        return archive
+
+    # -- changing -----------------------------------------------------------------------------
+
+    def cancel(self, job_id: str, owner: str | None = None) -> JobInfo:
+        """Stop a queued or running job (SIGTERM to its process group, then SIGKILL)."""
+        row = self._row(job_id, owner)
+        if row["status"] in FINISHED:
+            raise JobStateError(f"job {job_id} has already {row['status']}")
+        if self.store.update(job_id, only_if_status=("queued",), status="cancelled", finished=time.time(),
+                             error="cancelled before it started"):
+            return self.get(job_id)
+        # the scheduler claims and launches under this lock: holding it, the job has its pid,
+        # and the scheduler cannot mistake the process we stop for a lost one
+        with self._lock:
+            row = self.store.get(job_id)
+            if row["pid"] and process.alive(row["pid"], row["pid_start"]):
+                process.stop_group(row["pid"], self.cancel_grace)
+            self._reap(job_id)
+            if self.store.update(job_id, only_if_status=("running",), status="cancelled", finished=time.time(),
+                                 error="cancelled"):
+                self._append_event(row, "failed", error="cancelled", type="Cancelled")
+        return self.get(job_id)
+
+    def delete(self, job_id: str, owner: str | None = None) -> None:
+        """Remove a finished job and its folder."""
+        row = self._row(job_id, owner)
+        if row["status"] not in FINISHED:
+            raise JobStateError(f"job {job_id} is {row['status']}; cancel it before deleting it")
+        self.store.delete(job_id)
+        shutil.rmtree(row["folder"], ignore_errors=True)
+        with self._lock:
+            self._seen.pop(job_id, None)
+
+    # -- the scheduler ------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+            try:
+                self.tick()
+            except Exception as err:  # noqa: BLE001 - the loop must survive; report and go on
+                print(f"mlaas4hep jobs: scheduler error: {type(err).__name__}: {err}", file=sys.stderr)
+
+    def tick(self) -> None:
+        """One round: update running jobs (progress, ends, timeouts), then start queued ones."""
+        with self._lock:
+            for row in self.store.list(status=("running",)):
+                self._watch(row)
+            while (row := self.store.claim_next(self.concurrency)) is not None:
+                self._launch(row)
+
+    def _launch(self, row: dict[str, Any]) -> None:
+        folder = Path(row["folder"])
+        env = {k: v for k, v in os.environ.items() if k not in ("MLAAS4HEP_LAB_TOKEN",)}
+        env.update(PYTHONUNBUFFERED="1", MLAAS4HEP_JOB_ID=row["id"])
+        try:
+            child = process.launch([row["python"], "-m", "mlaas4hep.jobs.runner", str(folder)], folder,
+                                   folder / "log.txt", env)
+        except OSError as err:
+            self.store.update(row["id"], status="failed", finished=time.time(),
+                              error=f"cannot start the job's Python {row['python']}: {err.strerror or err}")
+            return
+        self._children[row["id"]] = child
+        self.store.update(row["id"], pid=child.pid, pid_start=process.start_time(child.pid))
+
+    def _reap(self, job_id: str) -> int | None:
+        child = self._children.pop(job_id, None)
+        if child is None:
+            return None
+        try:
+            return child.wait(timeout=5)
+        except Exception:  # noqa: BLE001 - a process that will not be reaped stays a zombie; not fatal
+            return None
+
+    def _watch(self, row: dict[str, Any]) -> None:
+        job_id = row["id"]
+        if row["pid"] is None:
+            if time.time() - (row["started"] or 0) > LAUNCH_GRACE:
+                self.store.update(job_id, only_if_status=("running",), status="failed", finished=time.time(),
+                                  error="the job never started (its manager stopped while starting it)")
+            return
+        self._read_progress(row)
+        child = self._children.get(job_id)
+        running = child.poll() is None if child is not None else process.alive(row["pid"], row["pid_start"])
+        timeout = (row["resources"] or {}).get("timeout")
+        if running and timeout and time.time() - row["started"] > timeout:
+            process.stop_group(row["pid"], self.cancel_grace)
+            self._reap(job_id)
+            if self.store.update(job_id, only_if_status=("running",), status="cancelled", finished=time.time(),
+                                 error=f"timed out after {timeout:g} s"):
+                self._append_event(row, "failed", error=f"timed out after {timeout:g} s", type="Timeout")
+            return
+        if running:
+            return
+        self._reap(job_id)
+        self._read_progress(row)
+        self._finish(row)
+
+    def _finish(self, row: dict[str, Any]) -> None:
+        """The job's process has ended: its status.json says how; without one it was lost."""
+        folder = Path(row["folder"])
+        try:
+            status = json.loads((folder / "status.json").read_text())
+        except (OSError, ValueError):
+            status = {"status": "failed", "error": "the job process ended without a result (killed, or out of "
+                                                   "memory?)" + _log_tail(folder)}
+        fields: dict[str, Any] = {"status": status["status"], "finished": status.get("time", time.time()),
+                                  "error": status.get("error")}
+        if status.get("metrics"):
+            current = self.store.get(row["id"])["metrics"]
+            fields["metrics"] = {**current, **{f"test_{k}": v for k, v in status["metrics"].items()}}
+        if self.store.update(row["id"], only_if_status=("running",), **fields) and status["status"] == "failed":
+            last = read_events(folder / "events.jsonl")
+            if not last or last[-1]["event"] != "failed":
+                self._append_event(row, "failed", error=fields["error"], type="Lost")
+
+    def _read_progress(self, row: dict[str, Any]) -> None:
+        """Fold new events into the row's progress and last metrics."""
+        path = Path(row["folder"]) / "events.jsonl"
+        with self._lock:
+            offset = self._seen.get(row["id"], 0)
+        try:
+            with path.open("rb") as stream:
+                stream.seek(offset)
+                data = stream.read()
+        except FileNotFoundError:
+            return
+        complete = data[: data.rfind(b"\n") + 1]
+        if not complete:
+            return
+        with self._lock:
+            self._seen[row["id"]] = offset + len(complete)
+        progress, metrics = dict(row["progress"]), dict(row["metrics"])
+        for line in complete.decode("utf-8", "replace").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            kind = event.get("event")
+            if kind in ("progress", "chunk_done"):
+                progress.update({k: event[k] for k in ("events_processed", "events_total", "rate", "chunk", "epoch")
+                                 if k in event})
+            elif kind == "specs_done":
+                progress["events_total"] = event.get("used", 0)
+            elif kind == "epoch":
+                metrics.update({k: v for k, v in event.items() if k not in ("event", "seq", "time")})
+        self.store.update(row["id"], progress=progress, metrics=metrics)
+
+    def _append_event(self, row: dict[str, Any], kind: str, **fields: Any) -> None:
+        """Write an event on behalf of a job whose process is gone (cancel, timeout, loss)."""
+        from ..events import EventLog
+
+        path = Path(row["folder"]) / "events.jsonl"
+        log = EventLog(path, start_seq=EventLog.last_seq(path))
+        log.emit(kind, **fields)
+        log.close()
+
+    def close(self) -> None:
+        """Stop scheduling (running jobs keep running; a later manager re-attaches)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.store.close()
+
+    def __enter__(self) -> JobManager:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _log_tail(folder: Path) -> str:
+    try:
+        text = (folder / "log.txt").read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return (": " + lines[-1][:LOG_TAIL]) if lines else ""

@@ -1,0 +1,243 @@
+"""The JobManager: real jobs in their own processes, the queue and its limit, cancel, restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mlaas4hep import ConfigError
+from mlaas4hep.datagen import write_tth
+from mlaas4hep.jobs import JobManager, JobNotFound, JobStateError, WorkflowRequest
+from mlaas4hep.jobs import process
+
+TORCH_MODEL = """
+import torch
+from torch import nn
+
+def model(idim):
+    return nn.Sequential(nn.Linear(idim, 16), nn.ReLU(), nn.Linear(16, 1))
+"""
+
+KERAS_MODEL = """
+import keras
+
+def model(idim):
+    net = keras.Sequential([keras.Input((idim,)), keras.layers.Dense(16, activation="relu"),
+                            keras.layers.Dense(1, activation="sigmoid")])
+    net.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    return net
+"""
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("jobdata")
+    sig = write_tth(folder / "sig.root", 3000, signal=True, seed=2, separation=1.5)
+    bkg = write_tth(folder / "bkg.root", 3000, signal=False, seed=2, separation=1.5)
+    tiny_sig = write_tth(folder / "tiny_sig.root", 300, signal=True, seed=3)
+    tiny_bkg = write_tth(folder / "tiny_bkg.root", 300, signal=False, seed=3)
+    return {"folder": folder, "files": [str(sig), str(bkg)], "tiny": [str(tiny_sig), str(tiny_bkg)]}
+
+
+def request(data, model=TORCH_MODEL, tiny=False, **params):
+    base = {"chunk_size": 1000, "epochs": 2, "batch_size": 128, "identifier": "run,event,luminosityBlock"}
+    return WorkflowRequest(files=data["tiny" if tiny else "files"], labels=["1", "0"], model=model,
+                           params={**base, **params})
+
+
+def slow_request(data):
+    """A job that runs long enough to be caught running: many small chunks, many epochs."""
+    return request(data, chunk_size=200, epochs=40)
+
+
+def test_a_job_runs_in_its_own_process_and_leaves_an_artifact(data, tmp_path):
+    with JobManager(tmp_path, base_dir=data["folder"]) as manager:
+        job = manager.submit(request(data, model=KERAS_MODEL))
+        assert job.status == "queued" and job.owner == manager.owner
+        done = manager.wait(job.id, timeout=180)
+        assert done.status == "succeeded", (done.error, manager.logs(job.id).text[-2000:])
+        assert done.metrics["test_auc"] > 0.8 and "loss" in done.metrics
+        assert done.progress.events_processed == done.progress.events_total > 0
+        assert done.artifact
+        folder = manager.root / "jobs" / job.id
+        for name in ("request.json", "inputs/model.py", "inputs/params.json", "events.jsonl", "log.txt",
+                     "specs.json", "status.json", "artifact/mlaas4hep.json"):
+            assert (folder / name).exists(), name
+        events = manager.events(job.id).events
+        assert any(e["event"] == "epoch" and e["loss"] > 0 for e in events)
+        since = events[3]["seq"]
+        assert [e["seq"] for e in manager.events(job.id, since).events] == [e["seq"] for e in events[4:]]
+        log = manager.logs(job.id)
+        assert f"mlaas4hep job {job.id}" in log.text and log.offset == log.size
+        assert manager.logs(job.id, log.offset).text == ""
+        archive = manager.artifact_archive(job.id)
+        import tarfile
+
+        with tarfile.open(archive) as tar:
+            assert "artifact/mlaas4hep.json" in tar.getnames()
+        with pytest.raises(JobStateError):
+            manager.cancel(job.id)
+        manager.delete(job.id)
+        assert not folder.exists()
+        with pytest.raises(JobNotFound):
+            manager.get(job.id)
+
+
+def test_requests_are_checked_before_anything_is_queued(data, tmp_path):
+    with JobManager(tmp_path, base_dir=data["folder"], start=False) as manager:
+        with pytest.raises(ConfigError, match="params: unknown key 'chunk_sise'"):
+            manager.submit(request(data, chunk_sise=5))
+        with pytest.raises(ConfigError, match=r"files: nope.root: file not found on the server"):
+            manager.submit(WorkflowRequest(files=["nope.root"], labels=["1"], model=TORCH_MODEL))
+        with pytest.raises(ConfigError, match=r"model.py:2: syntax error"):
+            manager.submit(request(data, model="import torch\ndef model(idim)\n"))
+        with pytest.raises(ConfigError, match="unknown kernel 'nokernel'"):
+            manager.submit(request(data).model_copy(update={"kernel": "nokernel"}))
+        with pytest.raises(ConfigError, match="flat_cut.nJets.cut: syntax error"):
+            manager.submit(request(data).model_copy(update={"preproc": {"flat_cut": {"nJets": {"cut": "nJets >"}}}}))
+        with pytest.raises(ValueError, match="3 labels for 2 files"):
+            WorkflowRequest(files=data["files"], labels=["1", "0", "1"], model=TORCH_MODEL)
+        assert manager.list() == []
+
+
+def test_cancel_leaves_no_process_of_the_job(data, tmp_path):
+    with JobManager(tmp_path, base_dir=data["folder"]) as manager:
+        job = manager.submit(slow_request(data))
+        deadline = time.monotonic() + 60
+        while not any(e["event"] == "epoch" for e in manager.events(job.id).events):
+            assert time.monotonic() < deadline and manager.get(job.id).status in ("queued", "running")
+            time.sleep(0.1)
+        pid = manager.store.get(job.id)["pid"]
+        assert process.group_members(pid)
+        cancelled = manager.cancel(job.id)
+        assert cancelled.status == "cancelled"
+        assert process.group_members(pid) == []
+        assert manager.events(job.id).events[-1]["error"] == "cancelled"
+        queued = manager.submit(slow_request(data))
+        other = manager.submit(slow_request(data))
+        assert manager.cancel(other.id).status == "cancelled"  # cancelled while queued (or just started)
+        manager.cancel(queued.id)
+
+
+def test_a_restarted_manager_reattaches_and_marks_lost_jobs_failed(data, tmp_path):
+    first = JobManager(tmp_path, base_dir=data["folder"], concurrency=2)
+    running = first.submit(slow_request(data))
+    doomed = first.submit(slow_request(data))
+    deadline = time.monotonic() + 60
+    while not all(first.store.get(j.id)["pid"] for j in (running, doomed)):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    first.close()  # the server stops; its jobs go on
+
+    from mlaas4hep.jobs.store import JobStore
+
+    pid = JobStore(tmp_path / "jobs.sqlite").get(doomed.id)["pid"]
+    os.killpg(pid, signal.SIGKILL)  # a job dies while nobody watches
+    time.sleep(0.5)
+
+    second = JobManager(tmp_path, base_dir=data["folder"], concurrency=2)
+    try:
+        lost = second.get(doomed.id)
+        assert lost.status == "failed" and "ended without a result" in lost.error
+        alive = second.get(running.id)
+        assert alive.status == "running"
+        before = alive.progress.events_processed
+        deadline = time.monotonic() + 60
+        while second.get(running.id).progress.events_processed == before:  # still watched: progress moves
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert second.cancel(running.id).status == "cancelled"
+    finally:
+        second.close()
+
+
+def _submit_from_process(root: str, files: list[str], n: int) -> None:
+    code = (
+        "import sys, json\n"
+        "from mlaas4hep.jobs import JobManager, WorkflowRequest\n"
+        f"m = JobManager({root!r}, start=False)\n"
+        f"for _ in range({n}):\n"
+        f"    m.submit(WorkflowRequest(files={files!r}, labels=['1','0'], model={TORCH_MODEL!r},\n"
+        "             params={'chunk_size': 1000, 'epochs': 1}))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_fifty_concurrent_submissions_lose_nothing_and_respect_the_limit(data, tmp_path):
+    manager = JobManager(tmp_path, base_dir=data["folder"], concurrency=3)
+    try:
+        threads = [threading.Thread(target=lambda: [manager.submit(request(data, tiny=True, epochs=1))
+                                                    for _ in range(5)]) for _ in range(6)]
+        procs = [threading.Thread(target=_submit_from_process, args=(str(tmp_path), data["tiny"], 5)) for _ in range(4)]
+        for t in threads + procs:
+            t.start()
+        for t in threads + procs:
+            t.join()
+        jobs = manager.list()
+        assert len(jobs) == 50 and len({j.id for j in jobs}) == 50
+        deadline = time.monotonic() + 600
+        max_running = 0
+        while True:
+            statuses = [j.status for j in manager.list()]
+            max_running = max(max_running, statuses.count("running"))
+            assert max_running <= 3
+            if all(s in ("succeeded", "failed", "cancelled") for s in statuses):
+                break
+            assert time.monotonic() < deadline, statuses
+            time.sleep(0.05)
+        jobs = manager.list()
+        assert [j.status for j in jobs].count("succeeded") == 50, [j.error for j in jobs if j.error][:3]
+        # the limit held over the whole run, not only when we looked
+        spans = sorted((j.started, j.finished) for j in jobs)
+        for start, _ in spans:
+            assert sum(1 for s, f in spans if s <= start < f) <= 3
+        assert max_running >= 2  # and jobs did run side by side
+    finally:
+        manager.close()
+
+
+def test_jobs_run_with_the_python_of_the_named_kernel(data, tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+                   check=True, timeout=120)
+    spec = tmp_path / "jupyter" / "kernels" / "ml-env"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [str(venv / "bin" / "python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "ML env", "language": "python"}))
+    os.environ["JUPYTER_PATH"] = str(tmp_path / "jupyter")
+    try:
+        with JobManager(tmp_path / "jobs", base_dir=data["folder"]) as manager:
+            kernels = manager.kernels()
+            assert kernels["ml-env"].python == str(venv / "bin" / "python")
+            job = manager.submit(request(data, tiny=True, epochs=1).model_copy(update={"kernel": "ml-env"}))
+            done = manager.wait(job.id, timeout=180)
+            assert done.status == "succeeded", done.error
+            assert done.kernel == "ml-env"
+            assert f"python {venv / 'bin' / 'python'}," in manager.logs(job.id).text
+    finally:
+        del os.environ["JUPYTER_PATH"]
+
+
+def test_a_job_whose_python_lacks_mlaas4hep_fails_with_the_reason(data, tmp_path):
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    from mlaas4hep.jobs.models import KernelInfo
+
+    def kernels():
+        return {"python3": KernelInfo(name="python3", display_name="server", python=sys.executable),
+                "bare": KernelInfo(name="bare", display_name="bare", python=str(venv / "bin" / "python"))}
+
+    with JobManager(tmp_path / "jobs", base_dir=data["folder"], kernels=kernels) as manager:
+        job = manager.submit(request(data, tiny=True).model_copy(update={"kernel": "bare"}))
+        done = manager.wait(job.id, timeout=60)
+        assert done.status == "failed"
+        assert "No module named 'mlaas4hep'" in done.error
