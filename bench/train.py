@@ -96,7 +96,7 @@ def main() -> None:
     print(f"{'(3) training through the stream':36s} {t_train:7.2f}s  (whole train() call {t_call:.2f}s)")
     print(f"\n(3) / max(1, 2) = {t_train / bigger:.2f}   (target <= 1.2)")
     print(f"(3) / ((1) + (2)) = {t_train / (t_stream + t_fit):.2f}   (must be <= 1.0)")
-    print(f"test metrics: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+    print("test metrics: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                           for k, v in artifact.metrics.items()))
 
 

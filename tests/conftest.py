@@ -13,18 +13,7 @@ import pytest
 import uproot
 
 from mlaas4hep.datagen import FIGURE4_PREPROC, write_tth
-
-# CI sets this so that a missing server binary fails the run instead of skipping tests
-REQUIRE_ALL = os.environ.get("MLAAS4HEP_REQUIRE_ALL") == "1"
-
-
-def need(condition: bool, reason: str) -> None:
-    """Skip when a tool is missing on a developer machine; fail in CI, where it must be there."""
-    if condition:
-        return
-    if REQUIRE_ALL:
-        pytest.fail(f"required for this run: {reason}")
-    pytest.skip(reason)
+from support import need
 
 
 @pytest.fixture(autouse=True, scope="session")

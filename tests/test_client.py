@@ -92,3 +92,13 @@ def test_client_side_request_checks():
     client = Client("http://127.0.0.1:1", token="x")
     with pytest.raises(mlaas4hep.ConfigError, match="job request: .*give exactly one of 'model'"):
         client.submit(files=["a.root"])
+
+
+def test_the_kernels_secret_never_goes_to_another_server(monkeypatch):
+    monkeypatch.setenv("MLAAS4HEP_LAB_URL", "http://127.0.0.1:8888/")
+    monkeypatch.setenv("MLAAS4HEP_LAB_TOKEN", "server-secret")
+    assert Client().token == "server-secret"
+    assert Client("http://127.0.0.1:8888").token == "server-secret"  # the same server
+    other = Client("https://mlaas.example.org/api/v1")
+    assert other.token is None and "Authorization" not in other._http.headers
+    assert Client("https://mlaas.example.org", token="mine").token == "mine"

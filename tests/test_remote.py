@@ -92,7 +92,7 @@ def test_server_that_goes_away_mid_read(tth):
     """Kill the XRootD server after the specs pass: reading the chunks fails with a clear error."""
     from servers import XRootDServer
 
-    from conftest import need
+    from support import need
     import shutil
 
     need(shutil.which("xrootd") is not None, "Debian's xrootd-server is not installed")

@@ -7,7 +7,6 @@ be right) with a non-zero exit; tracebacks are only for bugs (or with ``--debug`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import threading

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,13 +45,17 @@ class Client:
 
     def __init__(self, url: str | None = None, token: str | None = None, *, root: str | os.PathLike | None = None,
                  timeout: float = 60.0):
-        url = url or os.environ.get("MLAAS4HEP_LAB_URL")
+        own_url = os.environ.get("MLAAS4HEP_LAB_URL")
+        url = url or own_url
         self.timeout = timeout
         self._manager = None
         if url:
             url = url.rstrip("/")
             self.api = url if url.endswith("/api/v1") else url + API_PATH
-            self.token = token or os.environ.get("MLAAS4HEP_LAB_TOKEN")
+            # the kernels' secret is for their own server only, never sent to another host
+            if token is None and own_url and url == own_url.rstrip("/"):
+                token = os.environ.get("MLAAS4HEP_LAB_TOKEN")
+            self.token = token
             import requests
 
             self._http = requests.Session()
@@ -190,6 +195,32 @@ class Client:
     def close(self) -> None:
         if self._manager:
             self._manager.close()
+
+
+_SHARED: dict[tuple, Client] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_client(url: str | None = None, token: str | None = None) -> Client:
+    """One :class:`Client` per server and token (or per local job folder) for the whole process.
+
+    Notebook panels and the magic share it, so a notebook never runs several in-process job
+    managers (each with a scheduler thread) on one job folder.
+    """
+    url = url or os.environ.get("MLAAS4HEP_LAB_URL")
+    key = ("http", url.rstrip("/"), token) if url else ("local", str(default_root().expanduser().resolve()))
+    with _SHARED_LOCK:
+        client = _SHARED.get(key)
+        if client is None:
+            client = _SHARED[key] = Client(url, token=token) if url else Client()
+        return client
+
+
+def close_shared_clients() -> None:
+    """Close every shared client (their in-process managers stop scheduling)."""
+    with _SHARED_LOCK:
+        while _SHARED:
+            _SHARED.popitem()[1].close()
 
 
 def _absolute(path: str) -> str:

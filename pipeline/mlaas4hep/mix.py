@@ -13,7 +13,6 @@ from __future__ import annotations
 import queue
 import sys
 import threading
-from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass

@@ -118,7 +118,7 @@ class JobManager:
             (inputs / "preproc.json").write_text(json.dumps(request.preproc, indent=2))
         if request.specs is not None:
             (inputs / "specs.json").write_text(json.dumps(request.specs))
-        name = request.name or (Path(request.model_path).stem if request.model_path else f"job {job_id}")
+        name = request.name or (Path(request.model_path).name if request.model_path else "model.py")
         body = request.model_dump(exclude={"model"})
         body.update(files=files, name=name, kernel=kernel)
         (folder / "request.json").write_text(json.dumps(body, indent=2))

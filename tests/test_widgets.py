@@ -1,0 +1,184 @@
+"""PreprocBuilder and BranchExplorer without a browser: set values, click buttons, and check the
+preproc.json they produce and the numbers they show against an independent computation."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+import uproot
+
+from mlaas4hep.datagen import FIGURE4_PREPROC
+from mlaas4hep_lab.widgets.builder import PreprocBuilder
+from mlaas4hep_lab.widgets.explorer import BranchExplorer
+from mlaas4hep_lab.widgets.state import WorkbenchState
+
+FIGURE4_TEXT = json.dumps(FIGURE4_PREPROC, indent=2) + "\n"
+
+
+def wait_until(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def state(tth):
+    return WorkbenchState(files=[str(tth["signal"]), str(tth["background"])], labels=["signal", "background"],
+                          sample_size=5000)
+
+
+@pytest.fixture
+def builder(state):
+    b = PreprocBuilder(state)
+    wait_until(lambda: "partonPt" in b.branch_table.value)
+    return b
+
+
+def test_figure4_round_trips_exactly(builder, tmp_path):
+    original = tmp_path / "figure4.json"
+    original.write_text(FIGURE4_TEXT)
+    builder.load(original)
+    assert builder.to_dict() == FIGURE4_PREPROC
+    assert builder.state.preproc == FIGURE4_PREPROC  # valid for these files: published
+    out = tmp_path / "saved.json"
+    builder.save(out)
+    assert out.read_text() == FIGURE4_TEXT  # same keys, same order, "False" strings kept
+    # the rows show what the file says
+    rows = {r.name: r for r in builder.new_box.children}
+    assert rows["log_partonE"].definition.value == "log(partonE)" and rows["log_partonE"].kind.value == "jagged"
+    assert rows["nJets_square"].keys_to_remove.value == "nJets" and rows["nJets_square"].remove.value is False
+    # toggling a flag and back leaves the file as it was
+    rows["nJets_square"].remove.value = True
+    assert builder.to_dict()["new_branch"]["nJets_square"]["remove"] == "True"
+    rows["nJets_square"].remove.value = False
+    builder.save(out)
+    assert out.read_text() == FIGURE4_TEXT
+
+
+def test_building_a_preproc_by_clicking(builder, state):
+    builder.add_new.click()
+    row = builder.new_box.children[-1]
+    row.name_box.value = "leadPt"
+    row.definition.value = "max(jetPt)"
+    row.kind.value = "flat"
+    row.cuts.add.click()
+    cut = row.cuts.children[0]
+    cut.children[1].value = "leadPt > 50"
+    builder.add_jagged.click()
+    jagged = builder.jagged_box.children[-1]
+    jagged.branch.value = "partonPt"
+    jagged.cuts.children[0].children[1].value = "partonPt > 150"
+    jagged.cuts.children[0].children[2].value = "any"
+    jagged.cuts.add.click()  # a second cut: keys become cut_1, cut_2
+    jagged.cuts.children[1].children[1].value = "partonEta < 2"
+    jagged.remove.value = True
+    builder.add_flat.click()
+    flat = builder.flat_box.children[-1]
+    flat.branch.value = "nLeptons"
+    flat.cuts.children[0].children[1].value = "nLeptons <= 2"
+    expected = {
+        "new_branch": {"leadPt": {"def": "max(jetPt)", "type": "flat", "cut": "leadPt > 50"}},
+        "jagged_cut": {"partonPt": {"remove": True, "cut_1": ["partonPt > 150", "any"],
+                                    "cut_2": ["partonEta < 2", "all"]}},
+        "flat_cut": {"nLeptons": {"cut": "nLeptons <= 2"}},
+    }
+    assert builder.to_dict() == expected
+    assert json.loads(builder.json_view.value) == expected
+    assert state.preproc == expected and builder.error.value == ""
+    builder.delete_entry("flat_cut", "nLeptons")
+    assert "flat_cut" not in state.preproc
+
+
+def test_expressions_are_checked_as_they_are_typed(builder, state):
+    builder.add_new.click()
+    row = builder.new_box.children[-1]
+    row.definition.value = "log(partonE"
+    assert "syntax error" in row.note.value
+    row.definition.value = "log(partonEE)"
+    assert "unknown branch 'partonEE' (did you mean 'partonE'" in html.unescape(row.note.value)
+    row.definition.value = "__import__('os')"
+    assert "unknown function" in row.note.value
+    assert state.preproc == {}  # never published while invalid
+    row.definition.value = "log(partonE)"
+    assert row.note.value == ""
+    row.kind.value = "flat"  # a jagged value declared flat
+    assert "declared type 'flat'" in html.unescape(builder.error.value)
+    row.kind.value = "jagged"
+    assert builder.error.value == "" and state.preproc["new_branch"]["new_branch_1"]["def"] == "log(partonE)"
+
+
+def independent_counts(tth, branch, edges, preproc_mask=None):
+    """numpy only: histogram of the first 5000 events of each file, with an optional mask."""
+    out = {}
+    for group, path in (("signal", tth["signal"]), ("background", tth["background"])):
+        values = uproot.open(path)["Events"][branch].array(library="np", entry_stop=5000)
+        mask = preproc_mask(path) if preproc_mask else np.ones(len(values), bool)
+        chosen = values[mask]
+        flat = np.concatenate(list(chosen)) if chosen.dtype == object else chosen
+        out[group] = np.histogram(flat.astype(float), bins=edges)[0]
+    return out
+
+
+def figure4_mask(path):
+    t = uproot.open(path)["Events"]
+    data = t.arrays(["partonE", "partonPt", "nJets", "nLeptons"], library="np", entry_stop=5000)
+    mask = []
+    for i in range(len(data["nJets"])):
+        log_e = [math.log(float(v)) for v in data["partonE"][i]]
+        mask.append(any(v < 6.31 for v in log_e) and all(v > 5.85 for v in log_e)
+                    and 1 <= float(data["nJets"][i]) ** 2 <= 16 and 0 <= data["nLeptons"][i] <= 2
+                    and all(v > 200 for v in data["partonPt"][i]))
+    return np.array(mask)
+
+
+def test_explorer_histogram_and_cutflow_match_an_independent_count(builder, state, tth, tmp_path):
+    explorer = BranchExplorer(state, debounce=0.01)
+    wait_until(lambda: explorer.updates >= 1)
+    explorer.branch.value = "partonPt"
+    wait_until(lambda: explorer.histogram is not None and explorer.histogram.branch == "partonPt")
+    before = explorer.updates
+    (tmp_path / "f4.json").write_text(FIGURE4_TEXT)
+    builder.load(tmp_path / "f4.json")  # the builder publishes; the explorer follows
+    wait_until(lambda: explorer.updates > before and state.preproc and explorer.cutflow_rows[-1]["cut"] ==
+               "all(partonPt>200)")
+    h = explorer.histogram
+    expected_before = independent_counts(tth, "partonPt", h.edges)
+    expected_after = independent_counts(tth, "partonPt", h.edges, figure4_mask)
+    for group in ("signal", "background"):
+        np.testing.assert_array_equal(h.before[group], expected_before[group])
+        np.testing.assert_array_equal(h.after[group], expected_after[group])
+    assert explorer.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+    # the cut flow: cumulative counts per label
+    last = explorer.cutflow_rows[-1]
+    assert last["per_group"] == {"signal": int(figure4_mask(tth["signal"]).sum()),
+                                 "background": int(figure4_mask(tth["background"]).sum())}
+    assert explorer.cutflow_rows[0]["per_group"] == {"signal": 5000, "background": 5000}
+    assert "all(partonPt>200)" in html.unescape(explorer.cutflow.value)
+    # multiplicity of a jagged branch, and a new branch
+    explorer.show.value = "multiplicity"
+    wait_until(lambda: explorer.histogram.what == "multiplicity")
+    n = uproot.open(tth["signal"])["Events"]["nPartons"].array(library="np", entry_stop=5000)
+    counts = explorer.histogram.before["signal"]
+    assert int(counts.sum()) == 5000
+    assert int(counts[np.searchsorted(explorer.histogram.edges, 6.0) - 1]) == int((n == 6).sum())
+    explorer.show.value = "values"
+    explorer.branch.value = "log_partonE"
+    wait_until(lambda: explorer.histogram.branch == "log_partonE")
+    assert explorer.histogram.after["signal"].sum() > 0
+    explorer.normalise.value = True
+    explorer.log_y.value = True
+    explorer.update()
+    assert explorer.status.value.startswith("<small>sample")
+
+
+def test_explorer_shows_errors_instead_of_raising(state):
+    state.files = ["/nonexistent/file.root"]
+    explorer = BranchExplorer(state, debounce=0.01)
+    explorer.update()
+    assert "ROOT file not found" in explorer.status.value

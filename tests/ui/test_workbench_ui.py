@@ -1,0 +1,83 @@
+"""A Workbench in a notebook of a real JupyterLab, in a real browser: the histogram shows, and
+the loss curve grows while a job trains. Screenshots: test-artifacts/workbench-*.png."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from mlaas4hep.datagen import write_tth
+
+from .conftest import open_notebook, run_all_cells, shot, write_notebook
+
+pytestmark = pytest.mark.ui
+
+MODEL = """import torch
+from torch import nn
+
+
+def model(idim):
+    return nn.Sequential(nn.Linear(idim, 32), nn.ReLU(), nn.Linear(32, 1))
+"""
+PARAMS = {"chunk_size": 100, "epochs": 3, "batch_size": 64, "identifier": ["run", "event", "luminosityBlock"]}
+PREPROC = {"new_branch": {"leadJetPt": {"def": "max(jetPt)", "type": "flat", "cut": "leadJetPt > 50"}},
+           "jagged_cut": {"partonPt": {"cut": ["partonPt > 150", "any"]}}}
+
+
+def points(page) -> int:
+    """Points on the loss curve now drawn in the page."""
+    d = page.evaluate("""() => {
+        const paths = document.querySelectorAll('.mlaas4hep-chart g.lines path');
+        return paths.length ? paths[0].getAttribute('d') || '' : '';
+    }""")
+    return d.count("L") + 1 if d else 0
+
+
+def test_workbench_shows_the_histogram_and_a_growing_curve(lab, page):
+    write_tth(lab.root / "sig.root", 3000, signal=True, seed=21, separation=1.5)
+    write_tth(lab.root / "bkg.root", 3000, signal=False, seed=21, separation=1.5)
+    (lab.root / "preproc.json").write_text(json.dumps(PREPROC))
+    (lab.root / "model.py").write_text(MODEL)
+    write_notebook(lab.root / "workbench.ipynb", [
+        "from mlaas4hep_lab import Workbench\n"
+        f"wb = Workbench(files=['sig.root', 'bkg.root'], labels=['1', '0'], preproc='preproc.json',\n"
+        f"               params={PARAMS!r}, model='model.py', sample_size=3000)\n"
+        "wb",
+    ])
+    open_notebook(page, lab, "workbench.ipynb")
+    run_all_cells(page)
+
+    page.locator(".lm-TabBar-tab", has_text="Explore").first.click()
+    image = page.locator(".widget-image").first
+    image.wait_for(state="visible", timeout=120_000)
+    page.wait_for_function("() => { const i = document.querySelector('.widget-image');"
+                           " return i && i.naturalWidth > 100; }", timeout=120_000)
+    page.locator("table.mlaas4hep-cutflow").first.wait_for(timeout=60_000)
+    cutflow = page.locator("table.mlaas4hep-cutflow").first.inner_text()
+    assert "all events" in cutflow and "leadJetPt > 50" in cutflow and "any(partonPt > 150)" in cutflow
+    shot(page, "workbench-explore")
+
+    page.locator(".lm-TabBar-tab", has_text="Train").first.click()
+    page.locator("button", has_text="Submit").first.click()
+    page.locator(".mlaas4hep-chart").first.wait_for(timeout=60_000)
+    deadline = time.monotonic() + 180
+    while points(page) < 3:
+        assert time.monotonic() < deadline, "no curve within 180 s"
+        time.sleep(0.25)
+    early = points(page)
+    page.locator(".mlaas4hep-chart").first.scroll_into_view_if_needed()
+    shot(page, "workbench-training")
+    while points(page) <= early:
+        assert time.monotonic() < deadline, "the curve did not grow"
+        time.sleep(0.25)
+    assert points(page) > early  # it grows while the job trains
+    page.get_by_text("succeeded").first.wait_for(timeout=240_000)
+    final = points(page)
+    assert final >= early + 1
+    page.locator(".mlaas4hep-chart").first.scroll_into_view_if_needed()
+    shot(page, "workbench-finished")
+    # the job really ran through the server extension
+    jobs = list((lab.jobs / "jobs").iterdir())
+    assert len(jobs) == 1 and (jobs[0] / "artifact" / "mlaas4hep.json").exists()
