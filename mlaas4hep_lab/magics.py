@@ -48,7 +48,6 @@ import os
 import re
 import shlex
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,7 @@ except ImportError:  # pragma: no cover
         return fn
 
 from mlaas4hep.client import close_shared_clients, shared_client
+from mlaas4hep.console import SpecsProgress
 from mlaas4hep.errors import ConfigError, MLaaS4HEPError
 
 
@@ -268,7 +268,7 @@ class MLaaS4HEPMagics(Magics):
 
         with Dataset(args.files, labels=args.labels, params=args.params, preproc=args.preproc) as ds:
             total = sum(window(f.num_entries, ds.params.nevts) for f in ds.files)
-            progress = _SpecsProgress(total)
+            progress = SpecsProgress(total, stream=sys.stdout)
             specs = ds.specs(progress=progress)
             if progress.done:
                 progress.bar.close()
@@ -345,20 +345,6 @@ def _local_name(entry: Any) -> str:
         if os.path.exists(candidate):
             return candidate
     return name
-
-
-class _SpecsProgress:
-    def __init__(self, total: int):
-        from mlaas4hep.console import ProgressBar
-
-        self.bar = ProgressBar(total, "specs", stream=sys.stdout)
-        self.done: dict[str, int] = {}
-        self.lock = threading.Lock()
-
-    def __call__(self, path: str, entries: int) -> None:
-        with self.lock:
-            self.done[path] = self.done.get(path, 0) + entries
-            self.bar.update(sum(self.done.values()))
 
 
 class _TextProgress:

@@ -276,7 +276,7 @@ def test_handle_folds_events_without_a_job(finished):
     monitor.handle(events[-1])  # folded once only
     assert monitor.status == "running" and monitor.total == 1000 and monitor.done == 250
     assert "250/1,000 events" in monitor.progress_text.value and "125 events/s" in monitor.progress_text.value
-    assert "ETA 6 s" in monitor.progress_text.value and monitor.progress.value == 25
+    assert "ETA 6s" in monitor.progress_text.value and monitor.progress.value == 25
     assert monitor.chart.series == {"loss": [[1, 0.6], [2, 0.5]], "val_loss": [[1, None], [2, 0.55]],
                                     "auc": [[1, 0.8], [2, 0.85]]}
     assert monitor.chart.marks == [] and len(monitor.history) == 2

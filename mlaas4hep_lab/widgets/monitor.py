@@ -12,6 +12,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from mlaas4hep.client import Client, ServerError, shared_client
+from mlaas4hep.console import human_time
 from mlaas4hep.errors import MLaaS4HEPError
 from mlaas4hep.jobs.models import FINISHED
 
@@ -565,16 +566,7 @@ class TrainingMonitor(widgets.VBox):
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, secs = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}:{secs:02d}"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
+    return "?" if seconds is None or not math.isfinite(seconds) else human_time(seconds)
 
 
 def _number(value: Any) -> str:

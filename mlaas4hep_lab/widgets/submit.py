@@ -10,26 +10,13 @@ from typing import Any
 import ipywidgets as widgets
 
 from mlaas4hep.client import Client
+from mlaas4hep.datagen import DEMO_MODEL
 from mlaas4hep.errors import ConfigError, MLaaS4HEPError
 from mlaas4hep.jobs.models import JobInfo
 
 from .monitor import default_client
 
-DEFAULT_MODEL = '''"""model.py: def model(idim) returns a model taking idim float32 features.
-Keras 3 here; a torch.nn.Module works too."""
-import keras
-
-
-def model(idim):
-    inputs = keras.Input(shape=(idim,))
-    x = keras.layers.Dense(64, activation="relu")(inputs)
-    x = keras.layers.Dense(32, activation="relu")(x)
-    outputs = keras.layers.Dense(1, activation="sigmoid")(x)
-    net = keras.Model(inputs, outputs)
-    net.compile(optimizer="adam", loss="binary_crossentropy",
-                metrics=["accuracy", keras.metrics.AUC(name="auc")])
-    return net
-'''
+DEFAULT_MODEL = DEMO_MODEL  # a small Keras classifier, the original def model(idim) contract
 
 # the params this panel edits, with the defaults of params.json
 TRAINING_DEFAULTS = {"mode": "chunk", "epochs": 5, "chunk_size": 10000, "batch_size": 100}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,27 +124,12 @@ def _dataset(args: argparse.Namespace, labels: bool = True):
                    params=args.params, preproc=args.preproc)
 
 
-class _SpecsProgress:
-    """Progress of the specs pass over all files, safe to call from the reading threads."""
-
-    def __init__(self, total: int):
-        from .console import ProgressBar
-
-        self.bar = ProgressBar(total, "specs")
-        self.done: dict[str, int] = {}
-        self.lock = threading.Lock()
-
-    def __call__(self, path: str, entries: int) -> None:
-        with self.lock:
-            self.done[path] = self.done.get(path, 0) + entries
-            self.bar.update(sum(self.done.values()))
-
-
 def _compute_specs(ds, refresh: bool = False) -> dict[str, Any]:
+    from .console import SpecsProgress
     from .specs import window
 
     total = sum(window(f.num_entries, ds.params.nevts) for f in ds.files)
-    progress = _SpecsProgress(total)
+    progress = SpecsProgress(total)
     specs = ds.specs(progress=progress, refresh=refresh)
     if progress.done:
         progress.bar.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -107,3 +108,17 @@ class ProgressBar:
         if self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class SpecsProgress:
+    """A progress bar for the specs pass, fed ``(file, entries just read)`` from its threads."""
+
+    def __init__(self, total: int, stream: TextIO | None = None):
+        self.bar = ProgressBar(total, "specs", stream=stream)
+        self.done: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, path: str, entries: int) -> None:
+        with self._lock:
+            self.done[path] = self.done.get(path, 0) + entries
+            self.bar.update(sum(self.done.values()))
