@@ -13,12 +13,13 @@ import sys
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Integer, Type, Unicode
+from traitlets import Integer, Type, Unicode, default
 
 from mlaas4hep.client import default_root
 from mlaas4hep.jobs import JobManager, KernelInfo
 
 from .handlers import API, ROUTES
+from .lab_handlers import LAB, LAB_ROUTES, PACKAGED_DEMO
 
 
 class MLaaS4HEPLab(ExtensionApp):
@@ -32,6 +33,14 @@ class MLaaS4HEPLab(ExtensionApp):
     manager_class = Type(JobManager, klass=JobManager, config=True,
                          help="The JobManager class (swap in a subclass to change how jobs are run).")
     default_kernel = Unicode("python3", config=True, help="Kernelspec whose Python runs jobs that name none.")
+    demo_notebook = Unicode(config=True,
+                            help="The notebook that the launcher's 'MLaaS4HEP demo' copies to mlaas4hep-demo/demo.ipynb "
+                                 "(default: the packaged demo; in an editable install, the repository's "
+                                 "examples/demo.ipynb).")
+
+    @default("demo_notebook")
+    def _default_demo_notebook(self) -> str:
+        return str(PACKAGED_DEMO)
 
     def initialize_settings(self) -> None:
         owner = os.environ.get("JUPYTERHUB_USER") or _login()
@@ -43,7 +52,8 @@ class MLaaS4HEPLab(ExtensionApp):
         os.environ["MLAAS4HEP_LAB_URL"] = self.kernel_url()
         os.environ["MLAAS4HEP_LAB_TOKEN"] = secret
         self.settings.update(mlaas4hep_manager=self.manager, mlaas4hep_secret=secret, mlaas4hep_owner=owner,
-                             mlaas4hep_kernels=self.kernels, mlaas4hep_default_kernel=self.default_kernel)
+                             mlaas4hep_kernels=self.kernels, mlaas4hep_default_kernel=self.default_kernel,
+                             mlaas4hep_demo_notebook=self.demo_notebook)
         self.log.info("MLaaS4HEP jobs in %s (concurrency %d)", self.manager.root, self.concurrency)
 
     def kernel_url(self) -> str:
@@ -62,6 +72,8 @@ class MLaaS4HEPLab(ExtensionApp):
     def initialize_handlers(self) -> None:
         # ExtensionApp puts the server's base_url in front of these patterns
         self.handlers.extend((url_path_join("/", API) + path, handler) for path, handler in ROUTES)
+        # the JupyterLab frontend's own routes: not part of the jobs API (nor of its document)
+        self.handlers.extend((url_path_join("/", LAB) + path, handler) for path, handler in LAB_ROUTES)
 
     def kernels(self) -> dict[str, KernelInfo]:
         """Python kernelspecs known to this server, with their interpreters."""

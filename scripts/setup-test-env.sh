@@ -12,6 +12,8 @@ if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 missing=""
 command -v xrootd >/dev/null 2>&1 || missing="$missing xrootd-server"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+# node and npm build the JupyterLab frontend during "pip install"
+command -v node >/dev/null 2>&1 || missing="$missing nodejs npm"
 if [ -n "$missing" ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null

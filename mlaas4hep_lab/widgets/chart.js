@@ -152,7 +152,10 @@ function render({ model, el }) {
     ylabel.textContent = (model.get("y_label") || "") + (logY && model.get("y_label") ? " (log)" : "");
 
     // chunk boundaries
-    const ms = ys.length ? (model.get("marks") || []).filter(Number.isFinite) : [];
+    // at most ~30 chunk marks (every k-th), so that many chunks do not grey the chart over
+    const all = ys.length ? (model.get("marks") || []).filter(Number.isFinite) : [];
+    const every = Math.ceil(all.length / 30);
+    const ms = all.length <= 30 ? all : all.filter((_, i) => i % every === every - 1);
     pool(marks, "line", ms.length).forEach((m, i) => {
       m.setAttribute("x1", sx(ms[i])); m.setAttribute("x2", sx(ms[i])); m.setAttribute("y1", PAD.top); m.setAttribute("y2", PAD.top + h);
     });

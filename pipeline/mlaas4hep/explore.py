@@ -182,16 +182,19 @@ class Sample:
 
         before = [per_event_values(v, None) for v in columns]
         after = [per_event_values(v, m) for v, m in zip(columns, evaluation.selected)]
-        if range is None:
+        auto = range is None
+        if auto:
             finite = np.concatenate([b[np.isfinite(b)] for b in before]) if before else np.empty(0)
             lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-            if multiplicity:
-                lo, hi, bins = lo - 0.5, hi + 0.5, int(hi - lo + 1)
+            if finite.size and hi - lo < 200 and np.all(np.mod(finite, 1) == 0):
+                lo, hi, bins = lo - 0.5, hi + 0.5, int(hi - lo + 1)  # integers: one bin each, centred
             elif hi <= lo:
                 lo, hi = lo - 0.5, hi + 0.5
-            else:
-                hi = float(np.nextafter(hi, np.inf))  # bins exclude their upper edge: keep the maximum in
             range = (lo, hi)
+            # bins exclude their upper edge: the maximum goes into the last bin, not the overflow
+            top = np.nextafter(range[1], range[0])
+            before = [np.where(b == range[1], top, b) for b in before]
+            after = [np.where(a == range[1], top, a) for a in after]
         axis = hist.axis.Regular(bins, range[0], range[1], name=branch)
         out_before: dict[str, np.ndarray] = {}
         out_after: dict[str, np.ndarray] = {}

@@ -35,6 +35,10 @@ class Lab:
         (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True, exist_ok=True)
         (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
             json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        # every cell in the DOM (no windowing), so a test can see all of a notebook's outputs
+        (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True, exist_ok=True)
+        (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+            json.dumps({"windowingMode": "none"}))
         env.pop("MLAAS4HEP_LAB_URL", None)
         env.pop("MLAAS4HEP_LAB_TOKEN", None)
         self.log = open(root.parent / "jupyter-lab.log", "w")
@@ -133,7 +137,7 @@ def run_all_cells(page, attempts: int = 5) -> None:
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         try:
             page.wait_for_function(
-                "() => { const p = document.querySelector('.jp-Notebook .jp-InputPrompt');"
+                "() => { const p = document.querySelector('.jp-Notebook .jp-CodeCell .jp-InputPrompt');"
                 " return p && /\\[(\\*|\\d+)\\]/.test(p.textContent); }", timeout=10_000)
             return
         except Exception:  # noqa: BLE001 - not started yet: try again

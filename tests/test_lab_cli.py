@@ -1,0 +1,54 @@
+"""mlaas4hep-lab demo: copies the demo notebook and starts a real JupyterLab on it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+from servers import free_port, wait_for_port
+
+
+def test_demo_command_opens_jupyterlab_on_the_demo_notebook(tmp_path):
+    port = free_port()
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "MLAAS4HEP_JOB_ROOT": str(tmp_path / "jobs")}
+    proc = subprocess.Popen([sys.executable, "-m", "mlaas4hep_lab.cli", "demo", "--dir", str(tmp_path / "demo"),
+                             "--no-browser", f"--port={port}", "--IdentityProvider.token=t0k"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_for_port(port, timeout=60)
+        notebook = tmp_path / "demo" / "demo.ipynb"
+        assert json.loads(notebook.read_text())["nbformat"] == 4
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/demo.ipynb?token=t0k&content=0") as r:
+            assert json.load(r)["type"] == "notebook"  # served from the demo folder
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab?token=t0k") as r:
+            assert r.status == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+    # an edited copy is kept on the next start
+    notebook.write_text(notebook.read_text().replace('"nbformat": 4', '"nbformat": 4 '))
+    edited = notebook.read_text()
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlaas4hep_lab.cli", "demo", "--dir", str(tmp_path / "demo"),
+                             "--no-browser", f"--port={port}", "--IdentityProvider.token=t0k"],
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_for_port(port, timeout=60)
+        assert notebook.read_text() == edited
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+
+
+def test_demo_command_reports_an_unusable_folder(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    out = subprocess.run([sys.executable, "-m", "mlaas4hep_lab.cli", "demo", "--dir", str(blocker / "demo")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "cannot create the folder" in out.stderr and "Traceback" not in out.stderr
