@@ -17,3 +17,26 @@ def need(condition: bool, reason: str) -> None:
     if REQUIRE_ALL:
         pytest.fail(f"required for this run: {reason}")
     pytest.skip(reason)
+
+
+def torch_model(hidden: int = 16) -> str:
+    """model.py source of a small PyTorch classifier (loss and optimizer left to the defaults)."""
+    return f"""from torch import nn
+
+
+def model(idim):
+    return nn.Sequential(nn.Linear(idim, {hidden}), nn.ReLU(), nn.Linear({hidden}, 1))
+"""
+
+
+def keras_model(hidden: int = 16) -> str:
+    """model.py source of a small compiled Keras classifier (the original contract)."""
+    return f"""import keras
+
+
+def model(idim):
+    net = keras.Sequential([keras.Input((idim,)), keras.layers.Dense({hidden}, activation="relu"),
+                            keras.layers.Dense(1, activation="sigmoid")])
+    net.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    return net
+"""

@@ -11,15 +11,11 @@ import pytest
 import mlaas4hep
 from mlaas4hep.client import Client, ServerError
 from mlaas4hep.datagen import write_tth
+from support import torch_model
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
-MODEL = """
-from torch import nn
-
-def model(idim):
-    return nn.Sequential(nn.Linear(idim, 16), nn.ReLU(), nn.Linear(16, 1))
-"""
+MODEL = torch_model()
 
 
 @pytest.fixture

@@ -15,24 +15,12 @@ from tornado.httpclient import HTTPClientError
 
 from mlaas4hep.datagen import write_tth
 from mlaas4hep.jobs.api import DOCUMENT, OPERATIONS, render
+from support import keras_model, torch_model
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
-MODEL = """
-import keras
-
-def model(idim):
-    net = keras.Sequential([keras.Input((idim,)), keras.layers.Dense(16, activation="relu"),
-                            keras.layers.Dense(1, activation="sigmoid")])
-    net.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    return net
-"""
-SLOW_TORCH = """
-from torch import nn
-
-def model(idim):
-    return nn.Sequential(nn.Linear(idim, 8), nn.ReLU(), nn.Linear(8, 1))
-"""
+MODEL = keras_model()
+SLOW_TORCH = torch_model(8)
 
 
 @pytest.fixture

@@ -16,24 +16,11 @@ from mlaas4hep import ConfigError
 from mlaas4hep.datagen import write_tth
 from mlaas4hep.jobs import JobManager, JobNotFound, JobStateError, WorkflowRequest
 from mlaas4hep.jobs import process
+from support import keras_model, torch_model
 
-TORCH_MODEL = """
-import torch
-from torch import nn
+TORCH_MODEL = torch_model()
 
-def model(idim):
-    return nn.Sequential(nn.Linear(idim, 16), nn.ReLU(), nn.Linear(16, 1))
-"""
-
-KERAS_MODEL = """
-import keras
-
-def model(idim):
-    net = keras.Sequential([keras.Input((idim,)), keras.layers.Dense(16, activation="relu"),
-                            keras.layers.Dense(1, activation="sigmoid")])
-    net.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    return net
-"""
+KERAS_MODEL = keras_model()
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,9 @@ from traitlets.config import Config
 from mlaas4hep.client import Client
 from mlaas4hep.datagen import write_tth
 from mlaas4hep_lab import magics
+from support import torch_model
 
-MODEL = """
-from torch import nn
-
-def model(idim):
-    return nn.Sequential(nn.Linear(idim, 16), nn.ReLU(), nn.Linear(16, 1))
-"""
+MODEL = torch_model()
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,9 @@ from mlaas4hep_lab.widgets.chart import LiveChart
 from mlaas4hep_lab.widgets.monitor import TrainingMonitor
 from mlaas4hep_lab.widgets.state import WorkbenchState
 from mlaas4hep_lab.widgets.submit import DEFAULT_MODEL, SubmitPanel
+from support import torch_model
 
-TORCH_MODEL = """
-import torch
-from torch import nn
-
-def model(idim):
-    return nn.Sequential(nn.Linear(idim, 16), nn.ReLU(), nn.Linear(16, 1))
-"""
+TORCH_MODEL = torch_model()
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,11 @@ from mlaas4hep.client import Client
 from mlaas4hep.datagen import write_tth
 
 from .conftest import open_notebook, run_all_cells, shot, write_notebook
+from support import torch_model
 
 pytestmark = pytest.mark.ui
 
-TORCH_MODEL = """from torch import nn
-
-
-def model(idim):
-    return nn.Sequential(nn.Linear(idim, 32), nn.ReLU(), nn.Linear(32, 1))
-"""
+TORCH_MODEL = torch_model(32)
 
 
 def data(lab):

@@ -11,16 +11,11 @@ import pytest
 from mlaas4hep.datagen import write_tth
 
 from .conftest import open_notebook, run_all_cells, shot, write_notebook
+from support import torch_model
 
 pytestmark = pytest.mark.ui
 
-MODEL = """import torch
-from torch import nn
-
-
-def model(idim):
-    return nn.Sequential(nn.Linear(idim, 32), nn.ReLU(), nn.Linear(32, 1))
-"""
+MODEL = torch_model(32)
 PARAMS = {"chunk_size": 100, "epochs": 3, "batch_size": 64, "identifier": ["run", "event", "luminosityBlock"]}
 PREPROC = {"new_branch": {"leadJetPt": {"def": "max(jetPt)", "type": "flat", "cut": "leadJetPt > 50"}},
            "jagged_cut": {"partonPt": {"cut": ["partonPt > 150", "any"]}}}
