@@ -12,15 +12,25 @@ import urllib.request
 from servers import free_port, wait_for_port
 
 
-def test_demo_command_opens_jupyterlab_on_the_demo_notebook(tmp_path):
+def start_demo(tmp_path) -> tuple[int, subprocess.Popen]:
+    """``mlaas4hep-lab demo`` on a free port with token t0k, in its own session; returns once it listens."""
     port = free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "MLAAS4HEP_JOB_ROOT": str(tmp_path / "jobs")}
     proc = subprocess.Popen([sys.executable, "-m", "mlaas4hep_lab.cli", "demo", "--dir", str(tmp_path / "demo"),
                              "--no-browser", f"--port={port}", "--IdentityProvider.token=t0k"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
         wait_for_port(port, timeout=60)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGTERM)
+        raise
+    return port, proc
+
+
+def test_demo_command_opens_jupyterlab_on_the_demo_notebook(tmp_path):
+    port, proc = start_demo(tmp_path)
+    try:
         notebook = tmp_path / "demo" / "demo.ipynb"
         assert json.loads(notebook.read_text())["nbformat"] == 4
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/demo.ipynb?token=t0k&content=0") as r:
@@ -33,13 +43,8 @@ def test_demo_command_opens_jupyterlab_on_the_demo_notebook(tmp_path):
     # an edited copy is kept on the next start
     notebook.write_text(notebook.read_text().replace('"nbformat": 4', '"nbformat": 4 '))
     edited = notebook.read_text()
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlaas4hep_lab.cli", "demo", "--dir", str(tmp_path / "demo"),
-                             "--no-browser", f"--port={port}", "--IdentityProvider.token=t0k"],
-                            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    port, proc = start_demo(tmp_path)
     try:
-        wait_for_port(port, timeout=60)
         assert notebook.read_text() == edited
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,11 @@ def run_all_cells(page, attempts: int = 5) -> None:
         except Exception:  # noqa: BLE001 - not started yet: try again
             page.keyboard.press("Escape")
     raise AssertionError("the notebook's cells did not start running")
+
+
+def wait_until_at_least(count, target: int, deadline: float, message: str) -> int:
+    """Poll ``count()`` (points on a curve) until it reaches ``target`` before ``deadline`` (monotonic)."""
+    while (n := count()) < target:
+        assert time.monotonic() < deadline, message
+        time.sleep(0.25)
+    return n

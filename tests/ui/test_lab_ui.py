@@ -12,7 +12,7 @@ import pytest
 from mlaas4hep.client import Client
 from mlaas4hep.datagen import write_tth
 
-from .conftest import open_notebook, run_all_cells, shot, write_notebook
+from .conftest import open_notebook, run_all_cells, shot, wait_until_at_least, write_notebook
 from support import torch_model
 
 pytestmark = pytest.mark.ui
@@ -109,14 +109,9 @@ def test_a_job_in_the_sidebar_with_a_growing_curve_and_a_cancel(lab, page):
     row.click()
     page.locator(".mlaas4hep-jobview").first.wait_for(timeout=30_000)
     deadline = time.monotonic() + 180
-    while series_points(page) < 3:
-        assert time.monotonic() < deadline, "no loss curve within 180 s"
-        time.sleep(0.25)
-    early = series_points(page)
+    early = wait_until_at_least(lambda: series_points(page), 3, deadline, "no loss curve within 180 s")
     shot(page, "lab-sidebar-jobview")
-    while series_points(page) <= early:
-        assert time.monotonic() < deadline, "the loss curve did not grow"
-        time.sleep(0.25)
+    wait_until_at_least(lambda: series_points(page), early + 1, deadline, "the loss curve did not grow")
     page.locator(".mlaas4hep-jobview .mlaas4hep-job-status", has_text="succeeded").first.wait_for(timeout=240_000)
     assert series_points(page) > early
     # (toolbar buttons are <jp-button>s: the state is on the inner button)

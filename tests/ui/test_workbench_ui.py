@@ -10,7 +10,7 @@ import pytest
 
 from mlaas4hep.datagen import write_tth
 
-from .conftest import open_notebook, run_all_cells, shot, write_notebook
+from .conftest import open_notebook, run_all_cells, shot, wait_until_at_least, write_notebook
 from support import torch_model
 
 pytestmark = pytest.mark.ui
@@ -58,15 +58,10 @@ def test_workbench_shows_the_histogram_and_a_growing_curve(lab, page):
     page.locator("button", has_text="Submit").first.click()
     page.locator(".mlaas4hep-chart").first.wait_for(timeout=60_000)
     deadline = time.monotonic() + 180
-    while points(page) < 3:
-        assert time.monotonic() < deadline, "no curve within 180 s"
-        time.sleep(0.25)
-    early = points(page)
+    early = wait_until_at_least(lambda: points(page), 3, deadline, "no curve within 180 s")
     page.locator(".mlaas4hep-chart").first.scroll_into_view_if_needed()
     shot(page, "workbench-training")
-    while points(page) <= early:
-        assert time.monotonic() < deadline, "the curve did not grow"
-        time.sleep(0.25)
+    wait_until_at_least(lambda: points(page), early + 1, deadline, "the curve did not grow")
     assert points(page) > early  # it grows while the job trains
     page.get_by_text("succeeded").first.wait_for(timeout=240_000)
     final = points(page)
