@@ -1,25 +1,39 @@
 #!/usr/bin/env bash
-# Set up everything the test suite needs on a fresh Debian machine (run as root or with sudo):
-# Debian packages, then the project with its test extras.
+# Set up everything the test suite needs on a fresh Debian machine (as root, or a user with sudo):
+# Debian packages, then a virtual environment .venv (Debian's python3 refuses system-wide pip
+# installs, PEP 668) holding the project with its test extras. Run the tests with
+#   .venv/bin/python -m pytest
+# Running it again only installs what changed. PYTHON=/path/to/python3 picks the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+PY="${PYTHON:-python3}"
 
-# Debian's XRootD server (remote-reading tests) and Chromium (browser tests, driven by Playwright;
-# "playwright install" cannot download its own browsers here)
+# Debian's XRootD server (remote-reading tests), Chromium (browser tests, driven by Playwright;
+# "playwright install" cannot download its own browsers here), node and npm (they build the
+# JupyterLab frontend during "pip install"), and python3-venv where the interpreter lacks venv.
 missing=""
 command -v xrootd >/dev/null 2>&1 || missing="$missing xrootd-server"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
-# node and npm build the JupyterLab frontend during "pip install"
-command -v node >/dev/null 2>&1 || missing="$missing nodejs npm"
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+"$PY" -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
+    echo "setup: installing Debian packages:$missing"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
-python3 -m pip install --quiet --upgrade pip
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating .venv with $("$PY" --version 2>&1)"
+    "$PY" -m venv .venv
+fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+.venv/bin/python -m pip install --quiet --upgrade pip
 # the CPU build of PyTorch first (a plain "torch" would pull the CUDA wheels), then the project
-python3 -m pip install --quiet "torch==2.13.0"
-python3 -m pip install --quiet -e ".[test,tf-cpu,torch]"
+echo "setup: installing torch (CPU) and the project with its test extras into .venv"
+.venv/bin/python -m pip install --quiet "torch==2.13.0"
+.venv/bin/python -m pip install --quiet -e ".[test,tf-cpu,torch]"
+echo "setup: done; run the tests with: .venv/bin/python -m pytest"
