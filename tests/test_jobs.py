@@ -227,3 +227,20 @@ def test_a_job_whose_python_lacks_mlaas4hep_fails_with_the_reason(data, tmp_path
         done = manager.wait(job.id, timeout=60)
         assert done.status == "failed"
         assert "No module named 'mlaas4hep'" in done.error
+
+
+def test_the_request_takes_labels_as_numbers_or_names_and_refuses_absurd_shapes():
+    base = {"files": ["a.root", "b.root"], "model": "def model(idim): pass"}
+    assert WorkflowRequest(**base, labels=[1, 0]).labels == ["1", "0"]
+    assert WorkflowRequest(**base, labels=["signal", 0]).labels == ["signal", "0"]
+    for labels, message in (([True, 0], "valid string"), ([1.5, 0], "valid string"),
+                            (["5" * 5000, "0"], "label 0 must be an integer or a name of 1 to 200 characters")):
+        with pytest.raises(ValueError, match=message):
+            WorkflowRequest(**base, labels=labels)
+    nested: dict = {"x": 1}
+    for _ in range(40):
+        nested = {"a": nested}
+    with pytest.raises(ValueError, match="nested more than 32 levels deep"):
+        WorkflowRequest(**base, preproc=nested)
+    with pytest.raises(ValueError, match="at most 4096 characters"):
+        WorkflowRequest(**{**base, "files": ["a" * 100_000]})

@@ -3,12 +3,32 @@ from them)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator, model_validator
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINISHED: tuple[str, ...] = ("succeeded", "failed", "cancelled")
+
+PATH_MAX = 4096  # Linux's longest path: a longer name is a mistake, said at once
+LABEL_MAX = 200
+JSON_DEPTH_MAX = 32  # params, preproc and specs are a few levels deep; far more is an attack or a bug
+
+PathText = Annotated[str, Field(max_length=PATH_MAX)]
+
+
+def json_depth(value: Any, limit: int = JSON_DEPTH_MAX) -> int:
+    """How deeply ``value`` nests lists and dicts, counting no further than ``limit + 1`` (so that
+    a hostile document is measured without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return deepest
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 class Resources(BaseModel):
@@ -27,15 +47,40 @@ class WorkflowRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, max_length=200, description="a name to show; default: the model file's name")
-    files: list[str] = Field(..., min_length=1, description="ROOT files: paths on the server, root:// or http(s):// URLs")
-    labels: list[str] | None = Field(None, description="one label per file (integers or class names)")
+    files: list[PathText] = Field(..., min_length=1,
+                                  description="ROOT files: paths on the server, root:// or http(s):// URLs")
+    labels: list[StrictStr | StrictInt] | None = Field(None, description="one label per file: integers (as numbers or "
+                                                                            "strings) or class names")
     model: str | None = Field(None, description="the model.py source code")
-    model_path: str | None = Field(None, description="a model.py on the server (instead of 'model')")
+    model_path: PathText | None = Field(None, description="a model.py on the server (instead of 'model'): a text file "
+                                                          "under the server's root folder (or a folder its admin "
+                                                          "allows), up to the server's size limit")
     params: dict[str, Any] = Field(default_factory=dict, description="params.json content")
     preproc: dict[str, Any] | None = Field(None, description="preproc.json content")
     specs: dict[str, Any] | None = Field(None, description="a specs file's content, for its normalisation")
     kernel: str | None = Field(None, description="the Jupyter kernelspec whose Python runs the job; default: the server's")
     resources: Resources = Field(default_factory=Resources)
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_as_text(cls, labels: list[str | int] | None) -> list[str] | None:
+        """Numbers and names alike, as labels.txt has them."""
+        if labels is None:
+            return None
+        out = []
+        for i, label in enumerate(labels):
+            text = str(label).strip()
+            if not text or len(text) > LABEL_MAX:
+                raise ValueError(f"label {i} must be an integer or a name of 1 to {LABEL_MAX} characters")
+            out.append(text)
+        return out
+
+    @field_validator("params", "preproc", "specs")
+    @classmethod
+    def _not_too_deep(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and json_depth(value) > JSON_DEPTH_MAX:
+            raise ValueError(f"nested more than {JSON_DEPTH_MAX} levels deep")
+        return value
 
     @model_validator(mode="after")
     def _one_model(self) -> WorkflowRequest:
