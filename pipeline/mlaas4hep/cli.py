@@ -86,6 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the model.py (only for PyTorch models without TorchScript)")
     p.set_defaults(run=cmd_predict)
 
+    p = verbs.add_parser("evaluate", help="ROC, AUC, score distributions, KS and confusion of a trained artifact",
+                         description="Scores ROOT files with the artifact and writes evaluation.json: ROC curve, AUC "
+                                     "with a bootstrap uncertainty, score histograms per class (train vs held-out "
+                                     "test), a KS test per class, the confusion matrix and an overtraining flag. "
+                                     "Events of training files are split again exactly as in training.")
+    p.add_argument("--artifact", required=True, help="the artifact folder written by workflow")
+    p.add_argument("--files", required=True, nargs="+", help="ROOT files (or a files.txt)")
+    p.add_argument("--labels", help="labels.txt or a comma list, one per file (default: the training labels "
+                                    "of training files)")
+    p.add_argument("--out", help="where to write the JSON (default: ARTIFACT/evaluation.json)")
+    p.add_argument("--threshold", type=float, default=0.5, help="score threshold of the confusion matrix "
+                                                                "(binary; default 0.5)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the AUC uncertainty "
+                                                              "(default 200)")
+    p.add_argument("--model", help="the model.py (only for PyTorch models without TorchScript)")
+    p.set_defaults(run=cmd_evaluate)
+
     p = verbs.add_parser("generate", help="write a seeded ttH-like signal/background dataset with inputs")
     p.add_argument("--out", default="demo-run", help="folder for the files (default: demo-run)")
     p.add_argument("--events", type=int, default=50_000, help="events per file (default: 50000)")
@@ -312,6 +329,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
     bar.close()
     print(f"wrote {args.out}: tree {artifact.tree!r}, {counts['events']:,} events, {counts['scored']:,} scored, "
           f"{counts['failed_cuts']:,} failing the cuts ({'score ' + str(args.sentinel) if args.failed == 'sentinel' else 'omitted'})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .artifact import Artifact
+    from .config import load_list
+    from .console import table
+    from .evaluate import evaluate_files
+    from .events import json_safe
+    from .specs import write_json_atomic
+
+    if not 0.0 <= args.threshold <= 1.0:
+        raise MLaaS4HEPError(f"--threshold must be from 0 to 1, got {args.threshold}")
+    if args.bootstrap < 0:
+        raise MLaaS4HEPError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
+    artifact = Artifact.load(args.artifact, model=args.model)
+    out = Path(args.out) if args.out else artifact.path / "evaluation.json"
+    _check_output_file(str(out), "--out")
+    files = [e.value for f in args.files for e in load_list(f, "files")]
+    result = evaluate_files(artifact, files, args.labels, threshold=args.threshold, n_bootstrap=args.bootstrap)
+    write_json_atomic(out, json_safe(result), indent=1)
+    auc = result["auc"]
+    rows = [["events (test / train)", f"{result['events']['test']:,} / {result['events']['train_sample']:,}"],
+            ["AUC", f"{auc['value']:.4f}" + (f" ± {auc['std']:.4f}" if auc.get("std") is not None else "")]]
+    for ks in result["ks"]:
+        rows.append([f"KS train vs test, class {ks['name']}", f"D = {ks['statistic']:.4f}, p = {ks['p_value']:.3g}"])
+    flag = result["overtraining"]
+    rows.append(["overtraining", "YES" if flag["flag"] else "no sign"])
+    print(table(["evaluation", "value"], rows))
+    for reason in flag["reasons"]:
+        print(f"  overtraining: {reason}")
+    print(f"\nwrote {out}")
     return 0
 
 

@@ -16,6 +16,10 @@ Every event is a JSON object with ``event`` (its type), ``seq`` (1, 2, ... withi
                     ``seconds``
 ``checkpoint``      ``path``, ``chunk``, ``epoch``
 ``artifact``        ``path``
+``evaluation``      the content of the artifact's ``evaluation.json`` (see :mod:`mlaas4hep.evaluate`):
+                    ``roc``, ``auc``, ``score_histograms``, ``ks``, ``confusion``, ``overtraining``
+``early_stop``      ``epoch`` (the last one trained), ``best_epoch``, ``monitor``, ``best``
+                    (its value there), ``restored`` (the best epoch's weights are the artifact)
 ``finished``        ``metrics`` (test loss, accuracy, auc...), ``seconds``, ``artifact``
 ``failed``          ``error`` (the message), ``type`` (the error class)
 ``log``             ``message``, ``level``
@@ -37,7 +41,7 @@ from typing import Any, TextIO
 
 EVENT_TYPES = (
     "job_start", "specs_done", "chunk_start", "progress", "epoch", "chunk_done", "checkpoint",
-    "artifact", "finished", "failed", "log",
+    "artifact", "evaluation", "early_stop", "finished", "failed", "log",
 )
 
 Listener = Callable[[dict[str, Any]], None]
@@ -54,6 +58,9 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+json_safe = _clean
 
 
 class EventLog:

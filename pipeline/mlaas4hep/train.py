@@ -31,7 +31,8 @@ import numpy as np
 from .adapters import ModelAdapter, make_adapter
 from .dataset import Dataset
 from .errors import ConfigError, MLaaS4HEPError
-from .events import EventLog, Listener
+from .evaluate import class_names, evaluate
+from .events import EventLog, Listener, json_safe
 from .metrics import classification_metrics
 from .mix import Chunk, StreamPosition
 from .specs import write_json_atomic
@@ -58,11 +59,26 @@ class Split:
     val: np.ndarray
     test: np.ndarray
 
+    @property
+    def sample(self) -> np.ndarray:
+        """Training rows kept to compare their scores with the test rows' (about as many)."""
+        return self.train & self._sample
+
 
 def split_rows(chunk: Chunk, test_fraction: float, validation_split: float, seed: int) -> Split:
-    test = row_fraction(chunk.file_index, chunk.entry, seed) < test_fraction
-    val = ~test & (row_fraction(chunk.file_index, chunk.entry, seed + 1) < validation_split)
-    return Split(~(test | val), val, test)
+    return split_entries(chunk.file_index, chunk.entry, test_fraction, validation_split, seed)
+
+
+def split_entries(file_index: np.ndarray, entry: np.ndarray, test_fraction: float, validation_split: float,
+                  seed: int) -> Split:
+    """Which rows are test, validation and training rows, by (file, entry) alone."""
+    test = row_fraction(file_index, entry, seed) < test_fraction
+    val = ~test & (row_fraction(file_index, entry, seed + 1) < validation_split)
+    split = Split(~(test | val), val, test)
+    train_share = (1.0 - test_fraction) * (1.0 - validation_split)
+    sample_share = min(1.0, test_fraction / train_share) if train_share > 0 else 0.0
+    split._sample = row_fraction(file_index, entry, seed + 2) < sample_share
+    return split
 
 
 @dataclass
@@ -106,6 +122,7 @@ class Trainer:
         self._prepare_output()
         self.checkpoint_dir = self.output / "checkpoint"
         self.test_dir = self.output / "test"
+        self.sample_dir = self.output / "train_sample"
         self.cache_dir = self.output / "cache"
         start_seq = EventLog.last_seq(self.output / "events.jsonl") if resume else 0
         if not resume:
@@ -141,9 +158,12 @@ class Trainer:
                 self._train_chunks()
             else:
                 self._train_epochs()
-            metrics = self._test_metrics()
+            y_test, scores_test = self._held_out(self.test_dir)
+            metrics = classification_metrics(y_test, scores_test) if y_test.size else {"events": 0}
             self.state.seconds += time.monotonic() - self._start
             artifact = write_artifact(self.output / self.fout, self.adapter, self.ds, metrics, self.state.history)
+            if y_test.size:
+                self._evaluate(artifact.path, y_test, scores_test)
             self.events.emit("artifact", path=str(artifact.path))
             self.events.emit("finished", metrics=metrics, seconds=round(self.state.seconds, 3),
                              artifact=str(artifact.path), framework=self.adapter.framework)
@@ -178,7 +198,7 @@ class Trainer:
         fresh = RunState(self.params.mode, specs["cache_key"], len(self.ds.feature_names))
         state_file = self.checkpoint_dir / "state.json"
         if not self.resume:
-            for folder in (self.checkpoint_dir, self.test_dir, self.cache_dir):
+            for folder in (self.checkpoint_dir, self.test_dir, self.sample_dir, self.cache_dir):
                 shutil.rmtree(folder, ignore_errors=True)
             return fresh
         if not state_file.exists():
@@ -325,15 +345,16 @@ class Trainer:
     # -- test metrics -------------------------------------------------------------------------
 
     def _keep_test_rows(self, chunk: Chunk, rows: Split) -> None:
-        self.test_dir.mkdir(parents=True, exist_ok=True)
-        np.save(self.test_dir / f"X-{chunk.index:05d}.npy", chunk.X[rows.test])
-        np.save(self.test_dir / f"y-{chunk.index:05d}.npy", chunk.y[rows.test])
+        for folder, keep in ((self.test_dir, rows.test), (self.sample_dir, rows.sample)):
+            folder.mkdir(parents=True, exist_ok=True)
+            np.save(folder / f"X-{chunk.index:05d}.npy", chunk.X[keep])
+            np.save(folder / f"y-{chunk.index:05d}.npy", chunk.y[keep])
 
-    def _test_metrics(self) -> dict[str, Any]:
-        n_chunks = self.ds.plan().n_chunks
+    def _held_out(self, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and the final model's scores of the rows kept in ``folder``."""
         ys, scores = [], []
-        for index in range(n_chunks):
-            x_path, y_path = self.test_dir / f"X-{index:05d}.npy", self.test_dir / f"y-{index:05d}.npy"
+        for index in range(self.ds.plan().n_chunks):
+            x_path, y_path = folder / f"X-{index:05d}.npy", folder / f"y-{index:05d}.npy"
             if not x_path.exists():
                 continue
             X = np.load(x_path, mmap_mode="r")
@@ -341,8 +362,18 @@ class Trainer:
                 scores.append(self.adapter.predict(np.asarray(X)))
                 ys.append(np.load(y_path))
         if not ys:
-            return {"events": 0}
-        return classification_metrics(np.concatenate(ys), np.concatenate(scores))
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        return np.concatenate(ys), np.concatenate(scores)
+
+    def _evaluate(self, artifact: Path, y_test: np.ndarray, scores_test: np.ndarray) -> None:
+        """``evaluation.json`` in the artifact (test rows against the training sample) and an
+        ``evaluation`` event with the same content."""
+        y_train, scores_train = self._held_out(self.sample_dir)
+        result = evaluate(y_test, scores_test, y_train, scores_train, n_classes=self.adapter.n_classes,
+                          class_names=class_names(self.ds.labels.classes, self.adapter.n_classes),
+                          history=self.state.history, seed=self.params.seed)
+        write_json_atomic(artifact / "evaluation.json", json_safe(result), indent=1)
+        self.events.emit("evaluation", **result)
 
 
 class _Rate:
