@@ -36,4 +36,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 echo "setup: installing torch (CPU) and the project with its test extras into .venv"
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
 .venv/bin/python -m pip install --quiet -e ".[test,tf-cpu,torch]"
+# the OIDC token issuer of the service tests (npm oauth2-mock-server, pinned by its lock file)
+echo "setup: installing the test OIDC issuer into tests/oidc/node_modules"
+npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 echo "setup: done; run the tests with: .venv/bin/python -m pytest"

@@ -114,3 +114,15 @@ def range_server(tth):
     server = RangeHTTPServer(tth["folder"])
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def oidc_issuer():
+    """A real OIDC token issuer on loopback (npm oauth2-mock-server, installed into tests/oidc by
+    scripts/setup-test-env.sh), shared by every test of the session."""
+    from servers import OIDCIssuer, oidc_available
+
+    need(oidc_available(), "node and tests/oidc/node_modules (npm ci --prefix tests/oidc)")
+    issuer = OIDCIssuer()
+    yield issuer
+    issuer.close()

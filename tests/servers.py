@@ -177,3 +177,113 @@ class RangeHTTPServer(ThreadingHTTPServer):
     def close(self) -> None:
         self.shutdown()
         self.server_close()
+
+
+# ---------------------------------------------------------------------------------------------
+# OIDC: a real token issuer (npm oauth2-mock-server, tests/oidc) and the MLaaS4HEP service
+
+OIDC_DIR = Path(__file__).with_name("oidc")
+
+
+def oidc_available() -> bool:
+    return shutil.which("node") is not None and (OIDC_DIR / "node_modules" / "oauth2-mock-server").is_dir()
+
+
+class OIDCIssuer:
+    """``node tests/oidc/issuer.mjs`` on a free loopback port: discovery, JWKS and a token
+    endpoint with the client-credentials grant (see issuer.mjs for the claims it sets)."""
+
+    def __init__(self, timeout: float = 30.0):
+        self.process = subprocess.Popen(["node", str(OIDC_DIR / "issuer.mjs")], cwd=OIDC_DIR, stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        start_new_session=True)
+        deadline = time.monotonic() + timeout
+        line = ""
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if line.startswith("ISSUER ") or not line:
+                break
+        if not line.startswith("ISSUER "):
+            self.close()
+            raise RuntimeError(f"the OIDC issuer did not start: {line!r}")
+        self.url = line.split()[1].strip()
+
+    def token(self, client: str, audience: str | list[str] | None = "mlaas4hep", scope: str | None = "mlaas4hep",
+              **extra: str) -> str:
+        """An access token for ``client`` (its ``sub``), fetched with the client-credentials grant."""
+        import requests
+
+        data = {"grant_type": "client_credentials", **extra}
+        if scope is not None:
+            data["scope"] = scope
+        if audience is not None:
+            data["aud"] = audience
+        response = requests.post(f"{self.url}/token", data=data, auth=(client, f"{client}-secret"), timeout=10)
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout:
+            self.process.stdout.close()
+        if self.process.stdin:
+            self.process.stdin.close()
+
+
+class ServiceProcess:
+    """``mlaas4hep serve`` in its own process on a free loopback port."""
+
+    def __init__(self, issuer: str, data_dir: Path, audience: str = "mlaas4hep", port: int | None = None,
+                 env: dict[str, str] | None = None, **options: object):
+        import sys
+
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = Path(data_dir)
+        self.args = [sys.executable, "-c", "import sys; from mlaas4hep.cli import main; sys.exit(main())", "serve",
+                     "--host", "127.0.0.1", "--port", str(self.port), "--data-dir", str(data_dir),
+                     "--issuer", issuer, "--audience", audience, "--log-level", "warning"]
+        for key, value in options.items():
+            self.args += [f"--{key.replace('_', '-')}", str(value)]
+        self.env = {**os.environ, **(env or {})}
+        self.log = self.data_dir.parent / f"{self.data_dir.name}-service.log"
+        self.start()
+
+    def start(self, timeout: float = 60.0) -> None:
+        import requests
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the service exited ({self.process.returncode}): {self.log.read_text()[-2000:]}")
+            try:
+                if requests.get(self.url + "/api/v1/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"the service did not answer within {timeout}s: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

@@ -103,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="the model.py (only for PyTorch models without TorchScript)")
     p.set_defaults(run=cmd_evaluate)
 
+    p = verbs.add_parser("serve", help="run the MLaaS4HEP service (jobs API and the original verbs, OIDC tokens)",
+                         description="A FastAPI + uvicorn service over the JobManager: every request needs an OIDC "
+                                     "bearer token of --issuer for --audience. Flags may also come from --config FILE "
+                                     "or MLAAS4HEP_SERVE_* environment variables.")
+    from .service.config import add_arguments as _serve_arguments
+
+    _serve_arguments(p)
+    p.set_defaults(run=cmd_serve)
+
     p = verbs.add_parser("generate", help="write a seeded ttH-like signal/background dataset with inputs")
     p.add_argument("--out", default="demo-run", help="folder for the files (default: demo-run)")
     p.add_argument("--events", type=int, default=50_000, help="events per file (default: 50000)")
@@ -362,6 +371,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"  overtraining: {reason}")
     print(f"\nwrote {out}")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .service.server import serve
+
+    return serve(args)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

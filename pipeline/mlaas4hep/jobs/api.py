@@ -9,6 +9,7 @@ it, and a test fails when the code and the committed document differ.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,11 +62,13 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 _STATUS_TEXT = {200: "OK", 201: "Created", 204: "No content", 400: "Bad request (the message says what and where)",
-                401: "Not authenticated", 403: "Not authorized", 404: "No such job", 409: "Not in this state"}
+                401: "Not authenticated", 403: "Not authorized", 404: "No such job", 409: "Not in this state",
+                411: "Length required", 413: "Too large (over a limit of this user)",
+                429: "Too many active jobs for this user", 503: "The token issuer cannot be reached"}
 
 
-def _schemas() -> dict[str, Any]:
-    models = [WorkflowRequest, JobInfo, JobList, EventsPage, LogsPage, KernelList, ErrorBody]
+def _schemas(extra: tuple[type[BaseModel], ...] = ()) -> dict[str, Any]:
+    models = [WorkflowRequest, JobInfo, JobList, EventsPage, LogsPage, KernelList, ErrorBody, *extra]
     out: dict[str, Any] = {}
     for model in models:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
@@ -78,33 +81,41 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+def path_item(op: Operation) -> dict[str, Any]:
+    """The OpenAPI operation object of ``op`` (the service adds its own operations with it)."""
+    item: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary,
+                            "security": [] if op.extra.get("public") else [{"bearer": []}], "responses": {}}
+    if op.description:
+        item["description"] = op.description
+    parameters = []
+    for name in re.findall(r"{(\w+)}", op.path):
+        parameters.append({"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+    for name, kind, text in op.query:
+        parameters.append({"name": name, "in": "query", "required": False, "description": text,
+                           "schema": {"type": kind}})
+    if parameters:
+        item["parameters"] = parameters
+    if op.body is not None:
+        item["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(op.body)}}}
+    elif "requestBody" in op.extra:
+        item["requestBody"] = op.extra["requestBody"]
+    ok: dict[str, Any] = {"description": _STATUS_TEXT[op.status]}
+    if op.response is not None:
+        ok["content"] = {"application/json": {"schema": _ref(op.response)}}
+    elif op.binary:
+        ok["content"] = {op.binary: {"schema": {"type": "string", "format": "binary"}}}
+    item["responses"][str(op.status)] = ok
+    errors = set(op.errors) if op.extra.get("public") else set(op.errors) | {401, 403}
+    for code in sorted(errors):
+        item["responses"][str(code)] = {"description": _STATUS_TEXT[code],
+                                        "content": {"application/json": {"schema": _ref(ErrorBody)}}}
+    return item
+
+
 def openapi_document() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for op in OPERATIONS:
-        item: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary,
-                                "security": [{"bearer": []}], "responses": {}}
-        if op.description:
-            item["description"] = op.description
-        parameters = []
-        if "{job_id}" in op.path:
-            parameters.append({"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}})
-        for name, kind, text in op.query:
-            parameters.append({"name": name, "in": "query", "required": False, "description": text,
-                               "schema": {"type": kind}})
-        if parameters:
-            item["parameters"] = parameters
-        if op.body is not None:
-            item["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(op.body)}}}
-        ok: dict[str, Any] = {"description": _STATUS_TEXT[op.status]}
-        if op.response is not None:
-            ok["content"] = {"application/json": {"schema": _ref(op.response)}}
-        elif op.binary:
-            ok["content"] = {op.binary: {"schema": {"type": "string", "format": "binary"}}}
-        item["responses"][str(op.status)] = ok
-        for code in sorted(set(op.errors) | {401, 403}):
-            item["responses"][str(code)] = {"description": _STATUS_TEXT[code],
-                                            "content": {"application/json": {"schema": _ref(ErrorBody)}}}
-        paths.setdefault(op.path, {})[op.method.lower()] = item
+        paths.setdefault(op.path, {})[op.method.lower()] = path_item(op)
     return {
         "openapi": "3.1.0",
         "info": {"title": "MLaaS4HEP jobs API", "version": __version__,

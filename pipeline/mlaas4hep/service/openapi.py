@@ -1,0 +1,72 @@
+"""The service's OpenAPI document: the jobs API's operations (the same as the server
+extension's) plus the service's own, made from the same models and the same code as the jobs
+document. Kept in the repository as ``openapi.json`` beside this file;
+``python -m mlaas4hep.service.openapi`` writes it, and a test fails when they differ."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..jobs import api
+from ..jobs.api import Operation
+from ..jobs.models import ErrorBody
+from .models import Health, UploadInfo, UploadList, UserInfo
+
+DOCUMENT = Path(__file__).with_name("openapi.json")
+
+_MULTIPART = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary", "description": "a tar.gz archive"}}}}}}
+
+SERVICE_OPERATIONS: tuple[Operation, ...] = (
+    Operation("GET", "/health", "health", "Whether the service runs (no token needed)", Health,
+              extra={"public": True}),
+    Operation("GET", "/whoami", "whoami", "The user as the service sees it", UserInfo),
+    Operation("POST", "/uploads", "createUpload", "Unpack a tar.gz of inputs (ROOT files, model.py, params.json, "
+              "preproc.json) into a new upload", UploadInfo, status=201, errors=(400, 411, 413),
+              description="Members must be plain files or folders with relative names (no '..', links, devices); "
+                          "the number of members and the unpacked bytes are capped. Jobs name the files as "
+                          "'uploads/<id>/<file>'.", extra={"requestBody": _MULTIPART}),
+    Operation("GET", "/uploads", "listUploads", "This user's uploads", UploadList),
+    Operation("DELETE", "/uploads/{upload_id}", "deleteUpload", "Remove an upload", None, status=204,
+              errors=(404,)),
+)
+
+
+def service_document() -> dict[str, Any]:
+    doc = api.openapi_document()
+    doc["info"]["title"] = "MLaaS4HEP service API"
+    doc["info"]["description"] = (
+        "Training jobs on ROOT data, for the users of an OIDC issuer. Every operation but /health needs "
+        "'Authorization: Bearer <access token>'; a user sees only their own jobs and uploads. The jobs "
+        "operations are those of the JupyterLab extension's API.")
+    doc["servers"] = [{"url": "/api/v1"}]
+    for op in api.OPERATIONS:  # the service's answers on top of the extension's
+        item = doc["paths"][op.path][op.method.lower()]
+        extra = [400] if op.query or op.body else []
+        extra += [429, 413] if op.operation_id == "submitJob" else []
+        for code in sorted(set(extra + [503]) - set(map(int, item["responses"]))):
+            item["responses"][str(code)] = {"description": api._STATUS_TEXT[code], "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}}}}
+        item["responses"] = dict(sorted(item["responses"].items()))
+    for op in SERVICE_OPERATIONS:
+        doc["paths"].setdefault(op.path, {})[op.method.lower()] = api.path_item(op)
+        if not op.extra.get("public"):
+            doc["paths"][op.path][op.method.lower()]["responses"].setdefault("503", {
+                "description": api._STATUS_TEXT[503],
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+    doc["components"]["schemas"] = api._schemas((Health, UserInfo, UploadInfo, UploadList))
+    doc["paths"] = dict(sorted(doc["paths"].items()))
+    return doc
+
+
+def render() -> str:
+    return json.dumps(service_document(), indent=2) + "\n"
+
+
+if __name__ == "__main__":
+    DOCUMENT.write_text(render())
+    print(f"wrote {DOCUMENT}", file=sys.stderr)

@@ -1,0 +1,25 @@
+"""``mlaas4hep serve``: check the settings, then run the app under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import ConfigError
+from .config import load_config
+
+
+def serve(args: argparse.Namespace) -> int:
+    config = load_config(args)
+    try:
+        import uvicorn
+
+        from .app import create_app
+    except ImportError as err:
+        raise ConfigError(f"the service needs {err.name}: pip install 'mlaas4hep-lab[service]'") from None
+    app = create_app(config)
+    # proxy headers (X-Forwarded-For) only from the configured proxies: the client address is
+    # what decides whether X-Forwarded-User is believed
+    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level,
+                proxy_headers=bool(config.trusted_proxies),
+                forwarded_allow_ips=",".join(config.trusted_proxies) or None)
+    return 0
