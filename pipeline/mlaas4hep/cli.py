@@ -159,7 +159,7 @@ def _compute_specs(ds, refresh: bool = False) -> dict[str, Any]:
     specs = ds.specs(progress=progress, refresh=refresh)
     if progress.done:
         progress.bar.close()
-    else:
+    elif ds.specs_from_cache:
         print("specs: from cache", file=sys.stderr)
     return specs
 

@@ -23,7 +23,7 @@ from .errors import ConfigError
 from .features import FeatureSelection, select_features
 from .mix import Chunk, ChunkMixer, FileStream, StreamPosition, prefetch
 from .plan import Plan
-from .read import RootFile, resolve_path
+from .read import BranchReadError, RootFile, resolve_path
 from .specs import Progress, compute_specs, load_cached, specs_key, store_cached, window
 from .tensorize import FeatureLayout, Tensorizer
 
@@ -68,6 +68,7 @@ class Dataset:
         self._selection: FeatureSelection | None = None
         self._specs: dict[str, Any] | None = None
         self._tensorizer: Tensorizer | None = None
+        self.specs_from_cache = False  # whether the last specs() came from the cache
 
     # -- files and branches -------------------------------------------------------------------
 
@@ -111,16 +112,36 @@ class Dataset:
         """The specs (see :mod:`mlaas4hep.specs`), from the cache when nothing changed."""
         if self._specs is not None and not refresh:
             return self._specs
-        selection = self.selection
+        self.selection  # noqa: B018 - checks the params and preproc against the files first
         key = specs_key(self.files, self.params, self.preproc)
         specs = None if (refresh or not self.params.specs_cache) else load_cached(key, self.params)
+        self.specs_from_cache = specs is not None
         if specs is None:
-            specs = compute_specs(self.files, selection, self.params, progress)
+            specs = self._compute_specs(progress)
             if self.params.specs_cache:
                 store_cached(key, specs, self.params)
+        elif specs.get("unreadable"):
+            self._selection = select_features(self.files, self.params, self.preproc, specs["unreadable"])
         specs["cache_key"] = key
         self._specs = specs
         return specs
+
+    def _compute_specs(self, progress: Progress | None) -> dict[str, Any]:
+        """The specs pass. A branch that uproot cannot read (found and named by the reader) is
+        skipped with its reason and the pass is run again, unless the user asked for it by name."""
+        unreadable: dict[str, str] = {}
+        while True:
+            try:
+                specs = compute_specs(self.files, self.selection, self.params, progress)
+            except BranchReadError as err:
+                chosen = set(self.selection.features) - set(self.params.selected_branches)
+                if not set(err.failing) <= chosen or set(err.failing) & set(unreadable):
+                    raise
+                unreadable.update(err.failing)
+                self._selection = select_features(self.files, self.params, self.preproc, unreadable)
+                continue
+            specs["unreadable"] = unreadable
+            return specs
 
     @property
     def layout(self) -> FeatureLayout:

@@ -8,11 +8,12 @@ expressions use.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .config import JAGGED, Params, Preproc
-from .errors import ConfigError, DataError, did_you_mean
+from .errors import ConfigError, DataError
 from .preproc import Preprocessor
 from .read import RootFile
 
@@ -33,16 +34,22 @@ class FeatureSelection:
         return self.flat + self.jagged
 
 
-def select_features(files: Sequence[RootFile], params: Params, preproc: Preproc) -> FeatureSelection:
-    """Check the params' branch lists and the preproc against the files; decide the features."""
+def select_features(files: Sequence[RootFile], params: Params, preproc: Preproc,
+                    unreadable: Mapping[str, str] | None = None) -> FeatureSelection:
+    """Check the params' branch lists and the preproc against the files; decide the features.
+
+    ``unreadable``: branches uproot was found unable to read (by the specs pass), with why;
+    they are skipped like unsupported ones.
+    """
     first = files[0]
     common: dict[str, str] = {}
     dtypes: dict[str, str] = {}
     skipped: dict[str, str] = {}
     unsupported: dict[str, str] = {}
+    unreadable = dict(unreadable or {})
     for name, info in first.branches.items():
-        if not info.supported:
-            unsupported[name] = info.reason
+        if not info.supported or name in unreadable:
+            unsupported[name] = info.reason if not info.supported else f"uproot cannot read it: {unreadable[name]}"
             continue
         for other in files[1:]:
             other_info = other.branches.get(name)
@@ -69,7 +76,7 @@ def select_features(files: Sequence[RootFile], params: Params, preproc: Preproc)
     for name in params.exclude_branches:
         if not any(name in f.branches for f in files):
             raise ConfigError(f"exclude_branches names unknown branch {name!r}", where=f"{source}: exclude_branches",
-                              hint=did_you_mean(name, first.branches))
+                              hint=first.missing_hint(name))
 
     preprocessor = Preprocessor(preproc, common, {**unsupported, **skipped}) if preproc else None
     if params.selected_branches:
@@ -84,14 +91,47 @@ def select_features(files: Sequence[RootFile], params: Params, preproc: Preproc)
     kinds = dict(preprocessor.kinds if preprocessor else common)
     features = source_features + [n for n in (preprocessor.new_names if preprocessor else []) if n not in dropped]
     if not features:
-        raise ConfigError(
-            "no features left: every branch is excluded, an identifier, removed by the preproc, or unsupported",
-            where=source,
-        )
+        raise ConfigError(_no_features(first, params, candidates, dropped, {**unsupported, **skipped}),
+                          where=first.where)
     read = list(dict.fromkeys(source_features + sorted(preprocessor.inputs if preprocessor else [])))
     flat = sorted(n for n in features if kinds[n] != JAGGED)
     jagged = sorted(n for n in features if kinds[n] == JAGGED)
     return FeatureSelection(flat, jagged, read, list(params.identifier), kinds, dtypes, skipped, preprocessor)
+
+
+def _no_features(first: RootFile, params: Params, candidates: Sequence[str], dropped: set[str],
+                 refused: Mapping[str, str]) -> str:
+    """Why no branch is left as a feature, with counts and the commonest reasons."""
+    parts = []
+    excluded = len([n for n in candidates if n in dropped])
+    if excluded:
+        parts.append(f"{excluded} excluded, identifiers or removed by the preproc")
+    if refused:
+        reasons = Counter(_reason_kind(r) for r in refused.values())
+        shown = "; ".join(f"{n} {why}" for why, n in reasons.most_common(4))
+        more = f"; {sum(reasons.values()) - sum(n for _, n in reasons.most_common(4))} other" if len(reasons) > 4 else ""
+        example = next(iter(refused.items()))
+        parts.append(f"{len(refused)} cannot be features ({shown}{more}; e.g. {example[0]!r}: {example[1]})")
+    total = len(first.branches)
+    return (f"no features left in tree {first.tree_name!r}: of its {total} leaf branches, "
+            + (", ".join(parts) or "none remain") + f" (params: {params.source})")
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason without the details that differ from branch to branch (type names, counts)."""
+    if reason.startswith("string branch"):
+        return "strings"
+    if reason.startswith("fixed-size array"):
+        return "fixed-size arrays"
+    if reason.startswith("leaf list"):
+        return "leaf lists"
+    if reason.startswith("holds "):
+        return "never filled"
+    if reason.startswith("uproot cannot read"):
+        return "unreadable"
+    if reason.startswith("not in every file") or " but " in reason:
+        return "differ between files"
+    return "objects or nested containers"
 
 
 def _require(name: str, files: Sequence[RootFile], key: str, source: str) -> None:
@@ -99,5 +139,5 @@ def _require(name: str, files: Sequence[RootFile], key: str, source: str) -> Non
         if name not in f.branches:
             raise DataError(
                 f"branch {name!r} (from {source}: {key}) is not in tree {f.tree_name!r}", where=f.where,
-                hint=did_you_mean(name, f.branches),
+                hint=f.missing_hint(name),
             )

@@ -166,7 +166,7 @@ class ChunkMixer:
         self.identifiers = list(identifiers)
         self.first_chunk = first_chunk
         self.starts = list(starts) if starts is not None else [StreamPosition()] * len(streams)
-        size = plan.chunk_size
+        size = max(1, min(plan.chunk_size, plan.total))  # a 10-event pass needs 10 rows, not chunk_size
         self._x = BufferPool((size, tensorizer.layout.n_features), np.float32)
 
     def __iter__(self) -> Iterator[Chunk]:

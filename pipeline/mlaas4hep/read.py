@@ -12,6 +12,7 @@ import os
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -60,40 +61,90 @@ def resolve_path(name: str, redirector: str = "", base_dir: str | None = None, o
 
 @dataclass(frozen=True)
 class BranchInfo:
-    """What a branch holds and whether it can be a feature."""
+    """What a branch holds and whether it can be a feature.
+
+    ``name`` is the key the engine uses for it: the branch's own name, or its full path in the
+    tree (``ChannelSet/channel3/fPulseCount``) where several leaves share that name.
+    """
 
     name: str
     kind: str | None  # "flat", "jagged", or None when it cannot be a feature
     dtype: str  # numpy dtype of the values ("" when not numeric)
     typename: str  # ROOT's C++ type name
     reason: str = ""  # why it cannot be a feature
+    path: str = ""  # full path in the tree
 
     @property
     def supported(self) -> bool:
         return self.kind is not None
 
 
-def branch_info(branch: Any) -> BranchInfo:
-    """Classify one uproot TBranch: a flat number per event, a jagged list of numbers per event,
-    or something the engine does not use as a feature (strings, objects, fixed-size arrays)."""
-    interp = branch.interpretation
-    typename = branch.typename
+def _numeric(interp: Any) -> np.dtype | None:
+    """The numpy dtype of one value of a plain-number interpretation (Double32_t and Float16_t
+    included), or None."""
+    if isinstance(interp, uproot.interpretation.numerical.TruncatedNumerical):
+        return None if interp.to_dims else interp.to_dtype.newbyteorder("=")
     if isinstance(interp, uproot.AsDtype):
         dtype = interp.from_dtype
-        if dtype.shape == () and dtype.kind in _NUMERIC_KINDS:
-            return BranchInfo(branch.name, FLAT, dtype.newbyteorder("=").name, typename)
+        if dtype.names is None and dtype.shape == () and dtype.kind in _NUMERIC_KINDS:
+            return dtype.newbyteorder("=")
+    return None
+
+
+def branch_info(branch: Any, key: str | None = None, path: str = "", tree_entries: int | None = None) -> BranchInfo:
+    """Classify one uproot TBranch: a flat number per event, a jagged list of numbers per event,
+    or something the engine does not use as a feature (strings, objects, fixed-size arrays,
+    leaf lists, branches never filled)."""
+    key = key or branch.name
+    interp = branch.interpretation
+    try:
+        typename = branch.typename
+    except Exception:  # noqa: BLE001 - uproot cannot name some leaf-list types (a KeyError)
+        typename = ""
+
+    def unsupported(reason: str, dtype: str = "") -> BranchInfo:
+        return BranchInfo(key, None, dtype, typename, reason, path or key)
+
+    if tree_entries is not None and int(branch.num_entries) != tree_entries:
+        return unsupported(f"holds {int(branch.num_entries)} entries but the tree has {tree_entries} "
+                           "(a branch never filled, or filled for part of the tree)")
+    dtype = _numeric(interp)
+    if dtype is not None:
+        return BranchInfo(key, FLAT, dtype.name, typename, "", path or key)
+    if isinstance(interp, uproot.interpretation.numerical.TruncatedNumerical):
+        return unsupported(f"fixed-size array {typename}: not supported as a feature", interp.to_dtype.name)
+    if isinstance(interp, uproot.AsDtype):
+        dtype = interp.from_dtype
+        fields = dtype.names or dtype.base.names
+        if fields is not None:
+            return unsupported(f"leaf list with fields {', '.join(fields)}: not supported as a feature")
         if dtype.shape != ():
-            return BranchInfo(branch.name, None, dtype.base.newbyteorder("=").name, typename,
-                              f"fixed-size array {typename}: not supported as a feature")
-    if isinstance(interp, uproot.AsJagged) and isinstance(interp.content, uproot.AsDtype):
-        dtype = interp.content.from_dtype
-        if dtype.shape == () and dtype.kind in _NUMERIC_KINDS:
-            return BranchInfo(branch.name, JAGGED, dtype.newbyteorder("=").name, typename)
+            return unsupported(f"fixed-size array {typename}: not supported as a feature",
+                               dtype.base.newbyteorder("=").name)
+    if isinstance(interp, uproot.AsJagged):
+        content = _numeric(interp.content)
+        if content is not None:
+            return BranchInfo(key, JAGGED, content.name, typename, "", path or key)
+    if isinstance(interp, uproot.AsObjects):
+        content = _container_of_numbers(interp.model)
+        if content is not None:
+            return BranchInfo(key, JAGGED, content.name, typename, "", path or key)
     if isinstance(interp, uproot.AsStrings):
-        return BranchInfo(branch.name, None, "", typename, f"string branch ({typename})")
-    return BranchInfo(branch.name, None, "", typename,
-                      f"{typename or type(interp).__name__}: only numbers, booleans and variable-length "
-                      "arrays of them can be features")
+        return unsupported(f"string branch ({typename})")
+    return unsupported(f"{typename or type(interp).__name__}: only numbers, booleans and variable-length "
+                       "arrays of them can be features")
+
+
+def _container_of_numbers(model: Any) -> np.dtype | None:
+    """The element dtype of an STL vector / set / list / RVec of plain numbers, which uproot
+    reads as a jagged array of numbers; None for anything else (nested containers, objects)."""
+    containers = uproot.containers
+    if isinstance(model, (containers.AsVector, containers.AsSet, containers.AsList, containers.AsRVec)) \
+            and not isinstance(model, containers.AsBitSet):
+        items = model.keys if isinstance(model, containers.AsSet) else model.values
+        if isinstance(items, np.dtype) and items.names is None and items.shape == () and items.kind in _NUMERIC_KINDS:
+            return items.newbyteorder("=")
+    return None
 
 
 def _transient(err: BaseException) -> bool:
@@ -140,6 +191,8 @@ class RootFile:
         self._file = None
         self._tree = None
         self._branches: dict[str, BranchInfo] | None = None
+        self._objects: dict[str, Any] = {}
+        self._resolvable: dict[str, bool] = {}
         self._open()
 
     # -- opening ------------------------------------------------------------------------------
@@ -151,6 +204,7 @@ class RootFile:
     def _open(self) -> None:
         self._file = self._retrying(self._open_file, "open")
         self._tree = self._find_tree(self._file)
+        self._branches = None  # branch objects belong to one opening of the file
 
     def _open_file(self):
         options = dict(self.open_options)
@@ -185,9 +239,14 @@ class RootFile:
                             where=self.where) from None
         trees = sorted({k.rsplit(";", 1)[0] for k, c in classnames.items() if c in ("TTree", "TNtuple", "TNtupleD")})
         if self.tree_name not in trees:
-            ntuples = sorted({k.rsplit(";", 1)[0] for k, c in classnames.items() if c == "ROOT::RNTuple"})
+            ntuples = {k.rsplit(";", 1)[0]: c for k, c in classnames.items() if c.endswith("::RNTuple")}
+            if ntuples.get(self.tree_name) == "ROOT::RNTuple":
+                raise DataError(f"'{self.tree_name}' is an RNTuple; the engine reads TTrees only", where=self.where,
+                                hint="write the data as a TTree")
             if self.tree_name in ntuples:
-                raise DataError(f"'{self.tree_name}' is an RNTuple; only TTrees are supported", where=self.where)
+                raise DataError(f"'{self.tree_name}' is an RNTuple in ROOT's experimental format "
+                                f"({ntuples[self.tree_name]}, ROOT before 6.34), which uproot cannot read",
+                                where=self.where, hint="write the data again as a TTree")
             hint = did_you_mean(self.tree_name, trees)
             listing = ", ".join(repr(t) for t in trees) if trees else "none"
             raise DataError(
@@ -236,24 +295,47 @@ class RootFile:
 
     @property
     def branches(self) -> dict[str, BranchInfo]:
-        """Every leaf branch of the tree, in file order."""
+        """Every leaf branch of the tree, in file order, keyed by its name, or by its full path
+        where several leaves share one name (16 detector objects with the same members)."""
         if self._branches is None:
-            out = {}
-            for branch in self._tree.itervalues(recursive=True):
-                if branch.branches:  # a container of sub-branches, not a leaf
-                    continue
-                out[branch.name] = branch_info(branch)
-            self._branches = out
+            leaves = [(path, b) for path, b in self._tree.iteritems(recursive=True, full_paths=True)
+                      if not b.branches]  # a branch with sub-branches is a container, not a leaf
+            shared = Counter(b.name for _, b in leaves)
+            entries = self.num_entries
+            out: dict[str, BranchInfo] = {}
+            objects: dict[str, Any] = {}
+            resolvable: dict[str, bool] = {}
+            for path, b in leaves:
+                key = b.name if shared[b.name] == 1 else path
+                if key in out:  # two parents with one name (a Delphes file with two 'Particle')
+                    key = next(f"{key}#{i}" for i in range(2, len(leaves) + 2) if f"{key}#{i}" not in out)
+                out[key] = branch_info(b, key, path, entries)
+                objects[key] = b
+                resolvable[key] = self._lookup(path) is b
+            self._branches, self._objects, self._resolvable = out, objects, resolvable
         return self._branches
+
+    def _lookup(self, path: str) -> Any:
+        try:
+            return self._tree[path]
+        except Exception:  # noqa: BLE001 - uproot's KeyInFileError, or a name it cannot parse
+            return None
 
     def check_branches(self, names: Iterable[str], what: str) -> None:
         """Raise a DataError naming the first of ``names`` missing from the tree."""
         for name in names:
             if name not in self.branches:
-                raise DataError(
-                    f"no branch {name!r} ({what}) in tree {self.tree_name!r}", where=self.where,
-                    hint=did_you_mean(name, self.branches),
-                )
+                raise DataError(f"no branch {name!r} ({what}) in tree {self.tree_name!r}", where=self.where,
+                                hint=self.missing_hint(name))
+
+    def missing_hint(self, name: str) -> str | None:
+        """What to write instead of a branch name that is not a key: the full paths when the name
+        is shared by several leaves, else the closest names."""
+        paths = [info.path for info in self.branches.values() if info.path.rsplit("/", 1)[-1] == name]
+        if len(paths) > 1:
+            shown = ", ".join(repr(p) for p in paths[:4]) + (f" and {len(paths) - 4} more" if len(paths) > 4 else "")
+            return f"{len(paths)} branches are named {name!r}; name one by its full path: {shown}"
+        return did_you_mean(name, self.branches)
 
     def identity(self) -> dict[str, Any]:
         """What identifies this file's content, for cache keys: path, size and modification
@@ -279,16 +361,12 @@ class RootFile:
         the middle reopens the file and continues from the first entry not yet delivered.
         """
         stop = self.num_entries if stop is None else min(stop, self.num_entries)
-        wanted = set(names)
+        names = list(dict.fromkeys(names))
+        self.check_branches(names, "to read")
         pos, attempt = start, 0
         while pos < stop:
             try:
-                for arrays in self._tree.iterate(
-                    filter_name=wanted.__contains__, entry_start=pos, entry_stop=stop,
-                    step_size=step, library="ak", how=dict,
-                    decompression_executor=self.decompression_executor,
-                ):
-                    n = len(next(iter(arrays.values()))) if arrays else min(step, stop - pos)
+                for n, arrays in self._blocks(names, pos, stop, step):
                     yield pos, pos + n, {k: _as_numpy_if_flat(v) for k, v in arrays.items()}
                     pos += n
                     attempt = 0
@@ -302,7 +380,39 @@ class RootFile:
                     self.close()
                     self._open()  # retries on its own; a DataError here means the server is gone
                     continue
-                raise self._read_error(err, names, pos, stop) from None
+                raise self._read_error(err, names, pos, min(stop, pos + step)) from None
+
+    def _blocks(self, names: Sequence[str], start: int, stop: int, step: int) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(n, {key: array})`` blocks of ``names`` from ``start``.
+
+        Branches are asked for by full path with their interpretation, so uproot neither parses
+        the names as expressions nor searches the tree for them (which costs minutes on trees of
+        thousands of leaves), and two leaves with one short name stay two arrays. A leaf whose
+        path does not lead to it (two parents with one name) is read from its branch object.
+        """
+        infos = self.branches
+        direct = [k for k in names if self._resolvable[k]]
+        by_object = [k for k in names if not self._resolvable[k]]
+        key_of = {infos[k].path: k for k in direct}
+
+        def add_objects(a: int, b: int, arrays: dict[str, Any]) -> dict[str, Any]:
+            for k in by_object:
+                arrays[k] = self._objects[k].array(entry_start=a, entry_stop=b, library="ak",
+                                                   decompression_executor=self.decompression_executor)
+            return arrays
+
+        if not direct:
+            for a in range(start, stop, step):
+                b = min(a + step, stop)
+                yield b - a, add_objects(a, b, {})
+            return
+        expressions = [(infos[k].path, self._objects[k].interpretation) for k in direct]
+        pos = start
+        for arrays in self._tree.iterate(expressions, entry_start=start, entry_stop=stop, step_size=step,
+                                         library="ak", how=dict, decompression_executor=self.decompression_executor):
+            n = len(next(iter(arrays.values())))
+            yield n, add_objects(pos, pos + n, {key_of[p]: v for p, v in arrays.items()})
+            pos += n
 
     def arrays(self, names: Sequence[str], start: int = 0, stop: int | None = None) -> dict[str, Any]:
         """All of ``[start, stop)`` at once (for previews and tests; streaming uses iterate)."""
@@ -318,8 +428,40 @@ class RootFile:
         if is_remote(self.path) and _transient(err):
             return DataError(f"remote read of entries {start}..{stop} failed after {self.retries + 1} attempts: "
                              f"{detail}", where=self.where, hint="is the server reachable?")
+        # some branches failing on their own is uproot misreading them; all failing, the file
+        failing = self.unreadable(names, start, stop) if len(names) > 1 else {}
+        if failing and len(failing) < len(names):
+            return BranchReadError(failing, self.tree_name, start, stop, where=self.where)
+        which = f" (branch {names[0]!r})" if len(names) == 1 else ""
         return DataError(f"corrupt or truncated ROOT file: reading entries {start}..{stop} of tree "
-                         f"{self.tree_name!r} failed: {detail}", where=self.where)
+                         f"{self.tree_name!r}{which} failed: {detail}", where=self.where)
+
+    def unreadable(self, names: Sequence[str], start: int, stop: int) -> dict[str, str]:
+        """Which of ``names`` uproot cannot read in entries [start, stop), each with why: every
+        branch is read on its own (only after reading them together failed)."""
+        failing = {}
+        for name in names:
+            branch = self._objects[name]
+            try:
+                branch.array(entry_start=start, entry_stop=stop, library="ak")
+            except Exception as err:  # noqa: BLE001 - this is the question being asked
+                if _file_damage(err) or (is_remote(self.path) and _transient(err)):
+                    return {}  # the file's bytes, not uproot's reading of one branch
+                failing[name] = _first_line(err)
+        return failing
+
+
+class BranchReadError(DataError):
+    """Branches uproot cannot read (a misread basket, an unknown streamer), by name with why."""
+
+    def __init__(self, failing: dict[str, str], tree: str, start: int, stop: int, *, where: str):
+        self.failing = dict(failing)
+        shown = "; ".join(f"{name!r}: {why}" for name, why in list(failing.items())[:3])
+        more = f" and {len(failing) - 3} more" if len(failing) > 3 else ""
+        super().__init__(
+            f"tree {tree!r}: uproot cannot read branch{'es' if len(failing) > 1 else ''} {shown}{more} "
+            f"(entries {start}..{stop})", where=where,
+            hint="leave it out with exclude_branches in params.json")
 
 
 _EXECUTORS: dict[int, Any] = {}
@@ -363,6 +505,15 @@ def _concatenate(parts: list[Any]) -> Any:
     if isinstance(parts[0], np.ndarray):
         return np.concatenate(parts)
     return ak.concatenate(parts)
+
+
+def _file_damage(err: BaseException) -> bool:
+    """Bytes missing or not decompressing (a truncated or corrupt file), as opposed to uproot
+    misreading the bytes of one branch (a wrong entry count, an unknown streamer)."""
+    if isinstance(err, (OSError, zlib.error, EOFError)):
+        return True
+    text = str(err).lower()
+    return any(s in text for s in ("chunk of length", "decompress", "compression", "truncated", "lz4", "zstd", "lzma"))
 
 
 def _first_line(err: BaseException) -> str:

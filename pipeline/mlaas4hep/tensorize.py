@@ -144,18 +144,20 @@ class _Scatter:
 
 
 def _normalise(values: np.ndarray, lo: float, scale: float) -> np.ndarray:
-    """(values - min) / (max - min) as float32, non-finite values as 0."""
-    if values.dtype == np.float64:
-        out = ((values - lo) * scale).astype(np.float32)
-    else:
-        out = values.astype(np.float32, copy=True)
-        out -= np.float32(lo)
-        out *= np.float32(scale)
+    """(values - min) * 1/(max - min) as float32, non-finite values as 0.
+
+    The subtraction and the scaling are done in float64 and only the result is stored as
+    float32: an integer above 2**24 (an event number, a time stamp) cast to float32 first
+    would lose the digits that distinguish it from the minimum.
+    """
+    out = np.subtract(values, lo, dtype=np.float64)
+    out *= scale  # max maps to 1 within 1 ulp of float64, which the float32 rounding absorbs
+    result = out.astype(np.float32)
     if values.dtype.kind == "f":
-        bad = ~np.isfinite(out)
+        bad = ~np.isfinite(result)
         if bad.any():
-            out[bad] = 0.0
-    return out
+            result[bad] = 0.0
+    return result
 
 
 def _list_parts(array: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
