@@ -10,6 +10,7 @@ import hmac
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -513,3 +514,25 @@ def test_the_served_document_is_the_checked_in_one_and_covers_every_route(servic
     routes = {(m, r.path[len("/api/v1"):]) for r in app.state.api_router.routes for m in r.methods if m != "HEAD"}
     documented = {(m.upper(), path) for path, item in document["paths"].items() for m in item}
     assert routes == documented
+
+
+def test_schemathesis_finds_no_server_error_and_no_deviation_from_the_document(service, oidc_issuer):
+    """Property-based requests made from the OpenAPI document, with a valid token: no 5xx, and
+    status codes, content types, bodies and headers as documented (bounded: 10 examples each)."""
+    import sys
+
+    token = oidc_issuer.token("schemathesis")
+    from mlaas4hep.service.openapi import DOCUMENT
+
+    checks = ("not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+              "response_headers_conformance,unsupported_method")
+    done = subprocess.run([sys.executable, "-m", "schemathesis.cli", "run", str(DOCUMENT), "--url",
+                           service.url + "/api/v1", "-H", f"Authorization: Bearer {token}", "--checks", checks,
+                           "-n", "10", "--seed", "1", "--no-color", "--request-timeout", "40"],
+                          capture_output=True, text=True, timeout=300)
+    summary = done.stdout[done.stdout.find("SUMMARY"):]
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    tested = int(summary.split("Tested:")[1].split()[0])
+    assert tested == sum(len(item) for item in json.loads(DOCUMENT.read_text())["paths"].values())
+    counts = re.search(r"(\d+) generated, (\d+) passed", summary)
+    assert counts and int(counts[1]) == int(counts[2]) > 100, summary

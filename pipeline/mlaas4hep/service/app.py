@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from .._version import __version__
 from ..errors import MLaaS4HEPError
@@ -221,7 +222,13 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException):
         reason = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, "error")
-        return _error(request, err.status_code, str(err.detail), reason, getattr(err, "headers", None))
+        headers = dict(getattr(err, "headers", None) or {})
+        if err.status_code == 405:  # every method of the path, not only those of the first route matched
+            methods = {m for route in request.app.state.api_router.routes
+                       if route.matches(request.scope)[0] != Match.NONE for m in route.methods}
+            if methods:
+                headers["Allow"] = ", ".join(sorted(methods))
+        return _error(request, err.status_code, str(err.detail), reason, headers)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, err: Exception):

@@ -52,6 +52,8 @@ def service_document() -> dict[str, Any]:
             item["responses"][str(code)] = {"description": api._STATUS_TEXT[code], "content": {
                 "application/json": {"schema": {"$ref": f"#/components/schemas/{ErrorBody.__name__}"}}}}
         item["responses"] = dict(sorted(item["responses"].items()))
+    doc["paths"]["/openapi.json"]["get"]["responses"]["200"]["content"] = {
+        "application/json": {"schema": {"type": "object", "description": "an OpenAPI 3.1 document"}}}
     for op in SERVICE_OPERATIONS:
         doc["paths"].setdefault(op.path, {})[op.method.lower()] = api.path_item(op)
         if not op.extra.get("public"):
