@@ -188,3 +188,16 @@ def test_every_tree_of_scikit_hep_testdata_is_read_right_or_refused_clearly(tmp_
         else:  # names the file and the tree (checked by the script) and a branch
             assert "'" in r["message"].split(r["tree"], 1)[1], r["message"]
     assert sum(r["status"] == "ok" for r in records) >= 200
+
+
+def test_wide_rows_warn_and_name_the_jagged_branch_that_made_them():
+    """uproot-issue399 Event: 10 events padded to 139,147 features by a few long lists."""
+    path = data("uproot-issue399.root")
+    ds = mlaas4hep.Dataset([path], params={"branch": "Event", "specs_cache": False})
+    with pytest.warns(mlaas4hep.dataset.WideFeaturesWarning) as record:
+        names = ds.feature_names
+    assert len(names) > 100_000
+    text = str(record[0].message)
+    assert "'Eloss.S' (jdim 20,873)" in text and '"jdim"' in text and ds.warnings == [text]
+    capped = mlaas4hep.Dataset([path], params={"branch": "Event", "specs_cache": False, "jdim": 50})
+    assert len(capped.feature_names) < 10_000 and capped.warnings == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -28,6 +29,10 @@ from .specs import Progress, compute_specs, load_cached, specs_key, store_cached
 from .tensorize import FeatureLayout, Tensorizer
 
 PathOrList = str | os.PathLike | Sequence[str]
+
+
+class WideFeaturesWarning(UserWarning):
+    """Rows so wide (a jagged branch padded to a long jdim) that chunks cost gigabytes."""
 
 
 class Dataset:
@@ -69,6 +74,7 @@ class Dataset:
         self._specs: dict[str, Any] | None = None
         self._tensorizer: Tensorizer | None = None
         self.specs_from_cache = False  # whether the last specs() came from the cache
+        self.warnings: list[str] = []  # what the user should know (too many features), once each
 
     # -- files and branches -------------------------------------------------------------------
 
@@ -155,7 +161,12 @@ class Dataset:
                         f"the given specs list {key} {norm.get(key)} but the files and preproc give "
                         f"{computed[key]}", where="specs",
                         hint="drop --specs to compute specs for these inputs")
-        return FeatureLayout.from_specs(norm, masks=self.params.use_masks, jdim_cap=self.params.jdim)
+        layout = FeatureLayout.from_specs(norm, masks=self.params.use_masks, jdim_cap=self.params.jdim)
+        message = layout.width_warning(max(1, min(self.params.chunk_size, computed["events"]["total"])))
+        if message and message not in self.warnings:
+            self.warnings.append(message)
+            warnings.warn(message, WideFeaturesWarning, stacklevel=2)
+        return layout
 
     @property
     def feature_names(self) -> list[str]:

@@ -103,7 +103,7 @@ class Sample:
                 info = self.branches.get(name)
                 reason = info.reason if info is not None else None
                 raise ConfigError(f"branch {name!r} cannot be shown" + (f": {reason}" if reason else " (no such branch)"),
-                                  where=self.paths[0], hint=None if info else did_you_mean(name, kinds))
+                                  where=self.paths[0], hint=None if info else self.files[0].missing_hint(name))
         for rfile, cache in zip(self.files, self._arrays):
             missing = [n for n in names if n not in cache]
             if missing:

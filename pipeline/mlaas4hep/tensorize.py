@@ -21,6 +21,8 @@ import numpy as np
 
 from .errors import ConfigError
 
+WIDE_FEATURES = 10_000  # rows wider than this earn a warning naming the branch that made them
+
 
 @dataclass
 class FeatureLayout:
@@ -67,6 +69,19 @@ class FeatureLayout:
     @property
     def n_features(self) -> int:
         return len(self.names)
+
+    def width_warning(self, rows: int, limit: int = WIDE_FEATURES) -> str | None:
+        """A warning when the rows are wider than ``limit`` features, naming the jagged branch
+        that pads them most (a few long lists set its jdim) and how to cap it; else None."""
+        if self.n_features <= limit or not self.jagged:
+            return None
+        widest = sorted(self.jagged, key=lambda n: -self.jdim[n])[:3]
+        size = rows * self.n_features * 4
+        size_text = f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
+        shown = ", ".join(f"{n!r} (jdim {self.jdim[n]:,})" for n in widest)
+        return (f"{self.n_features:,} features per event ({size_text} per chunk of {rows:,} events); the widest "
+                f"jagged branches: {shown}; cap them with \"jdim\": {{\"{widest[0]}\": 50}} in params.json, "
+                f"or leave them out with exclude_branches")
 
     def scale(self, name: str) -> tuple[float, float]:
         lo, hi = float(self.minv[name]), float(self.maxv[name])

@@ -189,6 +189,8 @@ class Trainer:
         self.events.emit("specs_done", features=len(self.ds.feature_names), events=specs["events"]["total"],
                          events_read=specs["events_read"]["total"], used=plan.total, chunks=plan.n_chunks,
                          seconds=round(time.monotonic() - start, 3), cached=cached)
+        for message in self.ds.warnings:
+            self.events.emit("log", level="warning", message=message)
         if plan.total == 0:
             raise ConfigError("no events pass the preproc cuts: nothing to train on",
                               where=self.ds.preproc.source if self.ds.preproc else "files")
