@@ -113,6 +113,36 @@ def _jdim(value: Any, where: str) -> int | dict[str, int] | None:
     return _int(1)(value, where)
 
 
+#: early_stopping keys and their defaults
+EARLY_STOPPING = {"monitor": "val_loss", "patience": 3, "restore_best": True, "min_delta": 0.0}
+
+
+def _early_stopping(value: Any, where: str) -> dict[str, Any] | None:
+    """``{"monitor": "val_loss", "patience": n, "restore_best": true, "min_delta": 0}``; null,
+    "" or {} for none."""
+    if value is None or value == "" or value == {}:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"expected an object like {{\"monitor\": \"val_loss\", \"patience\": 3}}, got {value!r}",
+                          where=where)
+    out = dict(EARLY_STOPPING)
+    for key, item in value.items():
+        if key not in EARLY_STOPPING:
+            raise ConfigError(f"unknown key {key!r}", where=f"{where}.{key}",
+                              hint=did_you_mean(key, EARLY_STOPPING) or "known keys: " + ", ".join(EARLY_STOPPING))
+        if key == "monitor":
+            if not isinstance(item, str) or not item.strip():
+                raise ConfigError(f"expected a metric name such as 'val_loss', got {item!r}", where=f"{where}.{key}")
+            out[key] = item.strip()
+        elif key == "patience":
+            out[key] = _int(1)(item, f"{where}.{key}")
+        elif key == "restore_best":
+            out[key] = _bool(item, f"{where}.{key}")
+        else:
+            out[key] = _float(0.0)(item, f"{where}.{key}")
+    return out
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     coerce: Callable[[Any, str], Any]
@@ -155,6 +185,9 @@ PARAMS: dict[str, ParamSpec] = {
     "cache_dir": ParamSpec(_str, "", "folder of the specs cache; default $MLAAS4HEP_CACHE_DIR or "
                                      "~/.cache/mlaas4hep"),
     "specs_cache": ParamSpec(_bool, True, "reuse a cached specs pass when nothing it depends on changed"),
+    "early_stopping": ParamSpec(_early_stopping, None, "standard mode: stop when 'monitor' (default val_loss) has not "
+                                                       "improved by 'min_delta' for 'patience' epochs; with "
+                                                       "'restore_best' (default) the best epoch's model is the artifact"),
     "verbose": ParamSpec(_int(0), 0, "verbosity of the command line"),
     "hist": ParamSpec(_str, "", "accepted for compatibility with the original params.json; unused"),
 }
@@ -187,6 +220,7 @@ class Params:
     read_threads: int = 0
     cache_dir: str = ""
     specs_cache: bool = True
+    early_stopping: dict[str, Any] | None = None
     verbose: int = 0
     hist: str = ""
     source: str = field(default="params", compare=False)
@@ -223,6 +257,9 @@ def load_params(source: str | os.PathLike | Mapping[str, Any] | Params | None = 
         return Params()
     name, data = _load_json_object(source, "params")
     values = {key: _coerce_param(key, value, name) for key, value in data.items()}
+    if values.get("early_stopping") and values.get("mode", "chunk") != "standard":
+        raise ConfigError("early_stopping needs mode 'standard' (epochs over the whole dataset); in chunk mode each "
+                          "chunk is trained once", where=f"{name}: early_stopping", hint='add "mode": "standard"')
     return Params(**values, source=name)
 
 
