@@ -40,8 +40,9 @@ FORMAT_VERSION = 1
 
 
 def write_artifact(folder: Path, adapter: ModelAdapter, ds, metrics: dict[str, Any],
-                   history: list[dict[str, Any]]) -> Artifact:
-    """Save the model and its contract into ``folder`` (replaced if it exists)."""
+                   history: list[dict[str, Any]], training: dict[str, Any] | None = None) -> Artifact:
+    """Save the model and its contract into ``folder`` (replaced if it exists). ``training``:
+    how the run went (epochs trained, early stopping), recorded as is."""
     import uproot
 
     folder = Path(folder)
@@ -70,6 +71,7 @@ def write_artifact(folder: Path, adapter: ModelAdapter, ds, metrics: dict[str, A
                    "files": ds.paths, "n_classes": adapter.n_classes},
         "metrics": metrics,
         "params": ds.params.to_dict(),
+        "training": training,
         "versions": {"mlaas4hep": __version__, "uproot": uproot.__version__, "awkward": ak.__version__,
                      "numpy": np.__version__, "python": platform.python_version(), **adapter.versions()},
     }

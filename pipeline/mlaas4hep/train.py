@@ -94,6 +94,9 @@ class RunState:
     events_processed: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    best_epoch: int = 0  # early stopping: the epoch with the best monitored value so far
+    best_value: float | None = None
+    stopped_epoch: int = 0  # early stopping: the epoch after which training stopped (0: it did not)
     version: int = CHECKPOINT_VERSION
 
 
@@ -124,6 +127,7 @@ class Trainer:
         self.test_dir = self.output / "test"
         self.sample_dir = self.output / "train_sample"
         self.cache_dir = self.output / "cache"
+        self.best_dir = self.output / "best"
         start_seq = EventLog.last_seq(self.output / "events.jsonl") if resume else 0
         if not resume:
             (self.output / "events.jsonl").unlink(missing_ok=True)
@@ -157,11 +161,14 @@ class Trainer:
             if self.params.mode == "chunk":
                 self._train_chunks()
             else:
+                self._check_early_stopping()
                 self._train_epochs()
+                self._restore_best()
             y_test, scores_test = self._held_out(self.test_dir)
             metrics = classification_metrics(y_test, scores_test) if y_test.size else {"events": 0}
             self.state.seconds += time.monotonic() - self._start
-            artifact = write_artifact(self.output / self.fout, self.adapter, self.ds, metrics, self.state.history)
+            artifact = write_artifact(self.output / self.fout, self.adapter, self.ds, metrics, self.state.history,
+                                      training=self._training_summary())
             if y_test.size:
                 self._evaluate(artifact.path, y_test, scores_test)
             self.events.emit("artifact", path=str(artifact.path))
@@ -200,7 +207,7 @@ class Trainer:
         fresh = RunState(self.params.mode, specs["cache_key"], len(self.ds.feature_names))
         state_file = self.checkpoint_dir / "state.json"
         if not self.resume:
-            for folder in (self.checkpoint_dir, self.test_dir, self.sample_dir, self.cache_dir):
+            for folder in (self.checkpoint_dir, self.test_dir, self.sample_dir, self.cache_dir, self.best_dir):
                 shutil.rmtree(folder, ignore_errors=True)
             return fresh
         if not state_file.exists():
@@ -279,6 +286,8 @@ class Trainer:
         total = self.ds.plan().total
         rate = _Rate(0)
         for epoch in range(self.state.epoch_done + 1, p.epochs + 1):
+            if self.state.stopped_epoch:
+                break
             sums: dict[str, float] = {}
             weights: dict[str, int] = {}
             done = 0
@@ -309,7 +318,72 @@ class Trainer:
             self.events.emit("epoch", **record)
             self.state.events_processed += done
             self.state.epoch_done = epoch
+            stop = self._early_stopping_step(record)
             self._checkpoint(-1, epoch)
+            if stop:
+                es = p.early_stopping
+                self.events.emit("early_stop", epoch=epoch, best_epoch=self.state.best_epoch, monitor=es["monitor"],
+                                 best=self.state.best_value, patience=es["patience"], restored=es["restore_best"])
+                break
+
+    # -- early stopping (standard mode) -------------------------------------------------------
+
+    def _check_early_stopping(self) -> None:
+        es = self.params.early_stopping
+        if es and es["monitor"].startswith("val_") and self.params.validation_split == 0:
+            raise ConfigError(f"early_stopping monitors {es['monitor']!r} but validation_split is 0, so there are "
+                              "no validation rows", where=f"{self.params.source}: early_stopping.monitor",
+                              hint="set validation_split (e.g. 0.2) or monitor 'loss'")
+
+    def _early_stopping_step(self, record: dict[str, Any]) -> bool:
+        """Track the best epoch (its model kept in ``best/``); True when training should stop."""
+        es = self.params.early_stopping
+        if not es:
+            return False
+        monitor = es["monitor"]
+        value = record.get(monitor)
+        if value is None or not np.isfinite(value):
+            known = ", ".join(k for k in record if k not in ("epoch", "chunk", "step"))
+            raise ConfigError(f"early_stopping monitors {monitor!r}, which this training does not report"
+                              if value is None else f"early_stopping's {monitor!r} is {value} in epoch {record['epoch']}",
+                              where=f"{self.params.source}: early_stopping.monitor", hint=f"it reports: {known}")
+        lower = "loss" in monitor  # losses improve downwards, accuracy and the like upwards
+        best = self.state.best_value
+        delta = es["min_delta"]
+        if best is None or (value < best - delta if lower else value > best + delta):
+            self.state.best_value, self.state.best_epoch = float(value), int(record["epoch"])
+            if es["restore_best"]:
+                tmp = self.output / "best.part"
+                shutil.rmtree(tmp, ignore_errors=True)
+                self.adapter.save_checkpoint(tmp)
+                shutil.rmtree(self.best_dir, ignore_errors=True)
+                os.replace(tmp, self.best_dir)
+            return False
+        if record["epoch"] - self.state.best_epoch >= es["patience"]:
+            self.state.stopped_epoch = int(record["epoch"])
+            return True
+        return False
+
+    def _restore_best(self) -> None:
+        """With restore_best, the best epoch's model becomes the one tested and saved."""
+        es = self.params.early_stopping
+        if not es or not es["restore_best"] or not self.state.best_epoch:
+            return
+        if self.state.best_epoch != self.state.epoch_done:
+            self.adapter.load_checkpoint(self.best_dir)
+            self.events.emit("log", level="info", message=(
+                f"the model of epoch {self.state.best_epoch} ({es['monitor']} {self.state.best_value:.5g}) is the "
+                f"artifact, not that of the last epoch ({self.state.epoch_done})"))
+
+    def _training_summary(self) -> dict[str, Any]:
+        summary: dict[str, Any] = {"mode": self.params.mode, "epochs_trained": self.state.epoch_done
+                                   if self.params.mode == "standard" else self.params.epochs,
+                                   "events_processed": self.state.events_processed}
+        es = self.params.early_stopping
+        if es:
+            summary["early_stopping"] = {**es, "best_epoch": self.state.best_epoch, "best": self.state.best_value,
+                                         "stopped_epoch": self.state.stopped_epoch or None}
+        return summary
 
     def _epoch_chunks(self, epoch: int) -> Iterator[Chunk]:
         """Epoch 1 (or every epoch without the cache) streams from ROOT; with the cache, epoch 1
