@@ -332,16 +332,19 @@ def test_selecting_a_string_branch(cli, zmumu, tmp_path):
                f"{params}: selected_branches", "branch 'Type' cannot be a feature", "string branch")
 
 
-def test_unknown_exclude_branch(cli, inputs, tmp_path):
-    params = write_json(tmp_path / "params.json", {"exclude_branches": ["weigth"]})
-    user_error(cli("specs", *inputs, "--params", params),
-               f"{params}: exclude_branches", "unknown branch 'weigth'", "did you mean 'weight'")
-
-
-def test_unknown_identifier(cli, inputs, tmp_path):
-    params = write_json(tmp_path / "params.json", {"identifier": ["run", "evnt"]})
-    user_error(cli("specs", *inputs, "--params", params),
-               f"branch 'evnt' (from {params}: identifier)", "did you mean 'event'")
+def test_unknown_exclude_branch_or_identifier_is_a_warning_not_an_error(cli, inputs, tmp_path):
+    """As in the original: a name the files lack is ignored, and said so, naming it."""
+    params = write_json(tmp_path / "params.json", {"exclude_branches": ["weigth"], "identifier": ["run", "evnt"]})
+    result = cli("specs", *inputs, "--params", params)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and PREFIX not in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("mlaas4hep: warning: ")]
+    assert warnings == [
+        f"mlaas4hep: warning: {params}: identifier: branch 'evnt' is not in the files; ignored (did you mean 'event'?)",
+        f"mlaas4hep: warning: {params}: exclude_branches: branch 'weigth' is not in the files; ignored "
+        "(did you mean 'weight'?)",
+    ]
+    assert "event identifiers, not features: run\n" in result.stdout
 
 
 # ---------------------------------------------------------------------------------------------

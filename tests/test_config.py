@@ -80,7 +80,7 @@ def test_every_param_is_documented_in_the_readme():
 
 @pytest.mark.parametrize("params, message", [
     ({"chunk_sise": 100}, "unknown key 'chunk_sise' \\(did you mean 'chunk_size'"),
-    ({"chunk_size": 0}, "chunk_size: expected an integer >= 1, got 0"),
+    ({"chunk_size": 0}, "chunk_size: expected an integer >= 1 \\(or -1\\), got 0"),
     ({"nevts": -5}, "nevts: expected an integer >= 1 \\(or -1\\), got -5"),
     ({"nevts": "lots"}, "nevts: expected an integer, got 'lots'"),
     ({"shuffle": "yes"}, "shuffle: expected true or false, got 'yes'"),

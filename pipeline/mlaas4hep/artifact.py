@@ -59,14 +59,15 @@ def write_artifact(folder: Path, adapter: ModelAdapter, ds, metrics: dict[str, A
         "model": model_info,
         "features": layout.names,
         "n_features": layout.n_features,
-        "layout": {"flat": layout.flat, "jagged": layout.jagged, "jdim": layout.jdim, "masks": layout.masks},
+        "layout": {"flat": layout.flat, "jagged": layout.jagged, "jdim": layout.jdim, "masks": layout.masks,
+                   "nan": layout.nan_value},
         "specs": {k: specs[k] for k in ("fkeys", "jkeys", "jdim", "minv", "maxv", "nans", "events", "events_read",
                                         "dtypes", "skipped")},
         "preproc": ds.preproc.to_dict(),
         "branches": selection.read,
         "kinds": {n: selection.kinds[n] for n in selection.read if n in selection.kinds},
         "tree": ds.params.branch,
-        "identifier": list(ds.params.identifier),
+        "identifier": list(selection.identifiers),
         "labels": {"values": list(ds.labels.values), "classes": list(ds.labels.classes or []) or None,
                    "files": ds.paths, "n_classes": adapter.n_classes},
         "metrics": metrics,
@@ -93,6 +94,7 @@ class Artifact:
             list(contract["layout"]["flat"]), list(contract["layout"]["jagged"]),
             {k: int(v) for k, v in contract["layout"]["jdim"].items()},
             dict(contract["specs"]["minv"]), dict(contract["specs"]["maxv"]), bool(contract["layout"]["masks"]),
+            float(contract["layout"].get("nan", 0.0)),
         )
         self.preproc = load_preproc(contract["preproc"] or None)
 

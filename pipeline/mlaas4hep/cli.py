@@ -7,6 +7,7 @@ be right) with a non-zero exit; tracebacks are only for bugs (or with ``--debug`
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -125,9 +126,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _WarningLines(logging.Handler):
+    """The engine's warnings (``logging.getLogger("mlaas4hep")``) as ``mlaas4hep: warning: ...``
+    lines on stderr; what was printed is remembered, so a training log event repeating it is
+    not printed twice."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.printed: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        self.printed.add(message)
+        print(f"mlaas4hep: {record.levelname.lower()}: {message}", file=sys.stderr)
+
+
+_WARNINGS = _WarningLines()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logger = logging.getLogger("mlaas4hep")
+    if _WARNINGS not in logger.handlers:
+        logger.addHandler(_WARNINGS)
     try:
         return int(args.run(args) or 0)
     except MLaaS4HEPError as err:
@@ -182,6 +204,8 @@ def specs_summary(specs: dict[str, Any], labels: Sequence[int] | None = None) ->
                   f"{100 * specs['events']['total'] / specs['events_read']['total']:.1f}%"
                   if specs["events_read"]["total"] else "-"])
     out.append(table(["file", "label", "read", "selected", "efficiency"], frows, right=(2, 3, 4)))
+    if specs.get("identifier"):
+        out.append("event identifiers, not features: " + ", ".join(specs["identifier"]))
     if specs.get("skipped"):
         out.append("not used as features: " + "; ".join(f"{k} ({v})" for k, v in specs["skipped"].items()))
     return "\n\n".join(out)
@@ -290,7 +314,7 @@ class _TrainingProgress:
             self.last_metrics = "  ".join(f"{k} {event[k]:.4f}" for k in shown)
         elif kind == "chunk_done" and self.bar is not None:
             self.bar.update(event["events_processed"], self.last_metrics)
-        elif kind == "log":
+        elif kind == "log" and event["message"] not in _WARNINGS.printed:
             print(f"{event['level']}: {event['message']}", file=sys.stderr)
         elif kind in ("finished", "failed") and self.bar is not None:
             self.bar.close(self.last_metrics)

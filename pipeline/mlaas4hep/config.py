@@ -1,4 +1,5 @@
-"""Parse and validate the user's inputs: files.txt, labels.txt, params.json, preproc.json.
+"""Parse and validate the user's inputs: files.txt, labels.txt and preproc.json (params.json
+is read by :mod:`mlaas4hep.params`; its names are re-exported here).
 
 Every mistake raises :class:`~mlaas4hep.errors.ConfigError` naming the file, the key path and
 what was expected. The original MLaaS4HEP keys, defaults and spellings (``"True"``/``"False"``
@@ -11,282 +12,20 @@ import copy
 import json
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, did_you_mean
 from .expr import Expression, compile_expression
+from .params import PARAMS, ParamSpec, Params, _bool, _str_list, load_json_object, load_params, validate_params
 
-# ---------------------------------------------------------------------------------------------
-# small coercers: each takes (value, where) and returns the typed value or raises ConfigError
-
-
-def _bool(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
-        return value.strip().lower() == "true"
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise ConfigError(f"expected true or false, got {value!r}", where=where)
-
-
-def _int(minimum: int | None = None, allow: Sequence[int] = ()) -> Callable[[Any, str], int]:
-    def coerce(value: Any, where: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"expected an integer, got {value!r}", where=where)
-        try:
-            number = int(value) if not isinstance(value, float) or value.is_integer() else None
-        except ValueError:
-            number = None
-        if number is None:
-            raise ConfigError(f"expected an integer, got {value!r}", where=where)
-        if number in allow:
-            return number
-        if minimum is not None and number < minimum:
-            also = f" (or {', '.join(map(str, allow))})" if allow else ""
-            raise ConfigError(f"expected an integer >= {minimum}{also}, got {number}", where=where)
-        return number
-
-    return coerce
-
-
-def _float(minimum: float = 0.0) -> Callable[[Any, str], float]:
-    def coerce(value: Any, where: str) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"expected a number, got {value!r}", where=where) from None
-        if isinstance(value, bool) or number < minimum:
-            raise ConfigError(f"expected a number >= {minimum}, got {value!r}", where=where)
-        return number
-
-    return coerce
-
-
-def _str(value: Any, where: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ConfigError(f"expected a string, got {value!r}", where=where)
-    return value.strip()
-
-
-def _str_list(value: Any, where: str) -> tuple[str, ...]:
-    """A list of names: a JSON list, a comma-separated string, or "" / null for none."""
-    if value is None or value == "":
-        return ()
-    if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return tuple(v.strip() for v in value if v.strip())
-    raise ConfigError(f"expected a list of branch names or a comma-separated string, got {value!r}", where=where)
-
-
-def _choice(*options: str) -> Callable[[Any, str], str]:
-    def coerce(value: Any, where: str) -> str:
-        if value not in options:
-            raise ConfigError(f"expected one of {', '.join(repr(o) for o in options)}, got {value!r}", where=where,
-                              hint=did_you_mean(str(value), options))
-        return value
-
-    return coerce
-
-
-def _fraction(maximum: float) -> Callable[[Any, str], float]:
-    def coerce(value: Any, where: str) -> float:
-        number = _float(0.0)(value, where)
-        if number >= maximum:
-            raise ConfigError(f"expected a fraction from 0 to below {maximum}, got {value!r}", where=where)
-        return number
-
-    return coerce
-
-
-def _jdim(value: Any, where: str) -> int | dict[str, int] | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, dict):
-        return {str(k): _int(1)(v, f"{where}.{k}") for k, v in value.items()}
-    return _int(1)(value, where)
-
-
-#: early_stopping keys and their defaults
-EARLY_STOPPING = {"monitor": "val_loss", "patience": 3, "restore_best": True, "min_delta": 0.0}
-
-
-def _early_stopping(value: Any, where: str) -> dict[str, Any] | None:
-    """``{"monitor": "val_loss", "patience": n, "restore_best": true, "min_delta": 0}``; null,
-    "" or {} for none."""
-    if value is None or value == "" or value == {}:
-        return None
-    if not isinstance(value, dict):
-        raise ConfigError(f"expected an object like {{\"monitor\": \"val_loss\", \"patience\": 3}}, got {value!r}",
-                          where=where)
-    out = dict(EARLY_STOPPING)
-    for key, item in value.items():
-        if key not in EARLY_STOPPING:
-            raise ConfigError(f"unknown key {key!r}", where=f"{where}.{key}",
-                              hint=did_you_mean(key, EARLY_STOPPING) or "known keys: " + ", ".join(EARLY_STOPPING))
-        if key == "monitor":
-            if not isinstance(item, str) or not item.strip():
-                raise ConfigError(f"expected a metric name such as 'val_loss', got {item!r}", where=f"{where}.{key}")
-            out[key] = item.strip()
-        elif key == "patience":
-            out[key] = _int(1)(item, f"{where}.{key}")
-        elif key == "restore_best":
-            out[key] = _bool(item, f"{where}.{key}")
-        else:
-            out[key] = _float(0.0)(item, f"{where}.{key}")
-    return out
-
-
-@dataclass(frozen=True)
-class ParamSpec:
-    coerce: Callable[[Any, str], Any]
-    default: Any
-    doc: str
-
-
-#: Every params.json key: how it is read, its default and what it means. README documents each.
-PARAMS: dict[str, ParamSpec] = {
-    "nevts": ParamSpec(_int(1, allow=(-1,)), -1,
-                       "total number of events to use across all files; -1 = all"),
-    "chunk_size": ParamSpec(_int(1), 10000, "events per chunk handed to training"),
-    "epochs": ParamSpec(_int(1), 5, "training epochs (per chunk in chunk mode)"),
-    "batch_size": ParamSpec(_int(1), 100, "training batch size"),
-    "shuffle": ParamSpec(_bool, True, "shuffle events inside each chunk"),
-    "mode": ParamSpec(_choice("chunk", "standard"), "chunk",
-                      "'chunk': train each chunk for 'epochs' epochs (the original); 'standard': 'epochs' passes "
-                      "over the whole dataset"),
-    "validation_split": ParamSpec(_fraction(0.9), 0.2, "fraction of each chunk's training rows held out for "
-                                                       "val_loss and the val metrics"),
-    "test_fraction": ParamSpec(_fraction(0.9), 0.1, "fraction of all events held out (the same ones in every "
-                                                    "epoch) for the final test metrics"),
-    "cache": ParamSpec(_bool, False, "standard mode: keep the tensorized chunks on local disk (memory-mapped) "
-                                     "so that epochs after the first never read ROOT again"),
-    "seed": ParamSpec(_int(0), 0, "seed of the shuffling (and of anything else random)"),
-    "branch": ParamSpec(_str, "Events", "name of the TTree to read"),
-    "identifier": ParamSpec(_str_list, (), "branches that identify an event (run, event, ...); never features"),
-    "selected_branches": ParamSpec(_str_list, (), "branches to use as features; empty = all"),
-    "exclude_branches": ParamSpec(_str_list, (), "branches never to use as features"),
-    "redirector": ParamSpec(_str, "", "XRootD redirector put before file names that are not local, "
-                                      "e.g. root://cms-xrd-global.cern.ch"),
-    "use_masks": ParamSpec(_bool, False, "add a mask column per jagged element (1 = real, 0 = padding)"),
-    "jdim": ParamSpec(_jdim, None, "cap on padded jagged length: an integer for all jagged branches "
-                                   "or {branch: n}; longer events are clipped and counted"),
-    "retries": ParamSpec(_int(0), 3, "retries of a failed remote read, with exponential backoff"),
-    "retry_wait": ParamSpec(_float(0.0), 0.5, "seconds before the first retry (doubles each time)"),
-    "timeout": ParamSpec(_float(0.1), 30.0, "seconds to wait for a remote server before a read counts as failed"),
-    "read_threads": ParamSpec(_int(0), 0, "threads that decompress ROOT baskets in parallel; 0 = one per CPU "
-                                          "(at most 8), 1 = decompress in the reading thread"),
-    "cache_dir": ParamSpec(_str, "", "folder of the specs cache; default $MLAAS4HEP_CACHE_DIR or "
-                                     "~/.cache/mlaas4hep"),
-    "specs_cache": ParamSpec(_bool, True, "reuse a cached specs pass when nothing it depends on changed"),
-    "early_stopping": ParamSpec(_early_stopping, None, "standard mode: stop when 'monitor' (default val_loss) has not "
-                                                       "improved by 'min_delta' for 'patience' epochs; with "
-                                                       "'restore_best' (default) the best epoch's model is the artifact"),
-    "verbose": ParamSpec(_int(0), 0, "verbosity of the command line"),
-    "hist": ParamSpec(_str, "", "accepted for compatibility with the original params.json; unused"),
-}
-
-
-@dataclass(frozen=True)
-class Params:
-    """params.json, typed. Build with :func:`load_params`."""
-
-    nevts: int = -1
-    chunk_size: int = 10000
-    epochs: int = 5
-    batch_size: int = 100
-    shuffle: bool = True
-    mode: str = "chunk"
-    validation_split: float = 0.2
-    test_fraction: float = 0.1
-    cache: bool = False
-    seed: int = 0
-    branch: str = "Events"
-    identifier: tuple[str, ...] = ()
-    selected_branches: tuple[str, ...] = ()
-    exclude_branches: tuple[str, ...] = ()
-    redirector: str = ""
-    use_masks: bool = False
-    jdim: int | dict[str, int] | None = None
-    retries: int = 3
-    retry_wait: float = 0.5
-    timeout: float = 30.0
-    read_threads: int = 0
-    cache_dir: str = ""
-    specs_cache: bool = True
-    early_stopping: dict[str, Any] | None = None
-    verbose: int = 0
-    hist: str = ""
-    source: str = field(default="params", compare=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {}
-        for f in fields(self):
-            if f.name == "source":
-                continue
-            value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
-
-    def replace(self, **changes: Any) -> Params:
-        checked = {k: _coerce_param(k, v, "params") for k, v in changes.items()}
-        return replace(self, **checked)
-
-
-def _coerce_param(key: str, value: Any, source: str) -> Any:
-    spec = PARAMS.get(key)
-    if spec is None:
-        raise ConfigError(
-            f"unknown key {key!r}", where=source,
-            hint=did_you_mean(key, PARAMS) or "known keys: " + ", ".join(PARAMS),
-        )
-    return spec.coerce(value, f"{source}: {key}")
-
-
-def load_params(source: str | os.PathLike | Mapping[str, Any] | Params | None = None) -> Params:
-    """params.json (a path, a dict, or None for defaults) as :class:`Params`."""
-    if isinstance(source, Params):
-        return source
-    if source is None:
-        return Params()
-    name, data = _load_json_object(source, "params")
-    values = {key: _coerce_param(key, value, name) for key, value in data.items()}
-    if values.get("early_stopping") and values.get("mode", "chunk") != "standard":
-        raise ConfigError("early_stopping needs mode 'standard' (epochs over the whole dataset); in chunk mode each "
-                          "chunk is trained once", where=f"{name}: early_stopping", hint='add "mode": "standard"')
-    return Params(**values, source=name)
-
-
-def _load_json_object(source: str | os.PathLike | Mapping[str, Any], what: str) -> tuple[str, dict]:
-    """Read a JSON object from a path (or take a mapping); errors name the file and line."""
-    if isinstance(source, Mapping):
-        return what, dict(source)
-    path = Path(source)
-    name = str(source)
-    if not path.exists():
-        raise ConfigError(f"{what} file not found", where=name)
-    if path.is_dir():
-        raise ConfigError(f"expected a {what} JSON file, got a folder", where=name)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read {what} file: {err}", where=name) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(
-            f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}", where=name
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"expected a JSON object {{...}}, got {type(data).__name__}", where=name)
-    return name, data
-
+__all__ = [
+    "PARAMS", "ParamSpec", "Params", "load_params", "validate_params",  # params.json lives in .params
+    "ListEntry", "load_list", "Labels", "load_labels",
+    "FLAT", "JAGGED", "Cut", "NewBranch", "BranchCut", "Preproc", "load_preproc",
+]
 
 # ---------------------------------------------------------------------------------------------
 # files.txt and labels.txt
@@ -476,7 +215,7 @@ def load_preproc(source: str | os.PathLike | Mapping[str, Any] | Preproc | None)
         return source
     if source is None:
         return Preproc()
-    name, data = _load_json_object(source, "preproc")
+    name, data = load_json_object(source, "preproc")
     for key in data:
         if key not in _TOP_KEYS:
             raise ConfigError(

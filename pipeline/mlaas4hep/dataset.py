@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import warnings
@@ -29,6 +30,7 @@ from .specs import Progress, compute_specs, load_cached, specs_key, store_cached
 from .tensorize import FeatureLayout, Tensorizer
 
 PathOrList = str | os.PathLike | Sequence[str]
+log = logging.getLogger("mlaas4hep")
 
 
 class WideFeaturesWarning(UserWarning):
@@ -102,6 +104,8 @@ class Dataset:
         """Which branches are read and which are features (checked against every file)."""
         if self._selection is None:
             self._selection = select_features(self.files, self.params, self.preproc)
+            for level, message in self._selection.notes:
+                log.log(logging.WARNING if level == "warning" else logging.INFO, message)
         return self._selection
 
     def branches(self) -> dict[str, dict[str, str]]:
@@ -161,8 +165,11 @@ class Dataset:
                         f"the given specs list {key} {norm.get(key)} but the files and preproc give "
                         f"{computed[key]}", where="specs",
                         hint="drop --specs to compute specs for these inputs")
-        layout = FeatureLayout.from_specs(norm, masks=self.params.use_masks, jdim_cap=self.params.jdim)
-        message = layout.width_warning(max(1, min(self.params.chunk_size, computed["events"]["total"])))
+        layout = FeatureLayout.from_specs(norm, masks=self.params.use_masks, jdim_cap=self.params.jdim,
+                                          nan_value=self.params.nan)
+        total = computed["events"]["total"]
+        rows = total if self.params.chunk_size < 0 else min(self.params.chunk_size, total)
+        message = layout.width_warning(max(1, rows))
         if message and message not in self.warnings:
             self.warnings.append(message)
             warnings.warn(message, WideFeaturesWarning, stacklevel=2)
@@ -184,7 +191,7 @@ class Dataset:
                     resume: tuple[int, Sequence[StreamPosition]] | None = None) -> Iterator[Chunk]:
         """:class:`~mlaas4hep.mix.Chunk` objects (X, y, and each row's file and entry).
 
-        ``identifiers=True`` also carries the params' identifier branches per row.
+        ``identifiers=True`` also carries the identifier branches per row (``selection.identifiers``).
         ``background=False`` builds chunks in the calling thread (for debugging).
         ``resume=(k, positions)`` starts at chunk k, each file at the position recorded by
         chunk k-1 (``Chunk.positions``): the chunks are those an uninterrupted pass gives.
@@ -195,7 +202,7 @@ class Dataset:
         selection = self.selection
         shuffle = self.params.shuffle if shuffle is None else shuffle
         seed = self.params.seed if seed is None else seed
-        ids = list(self.params.identifier) if identifiers else []
+        ids = list(self.selection.identifiers) if identifiers else []
         labels = None if self.labels is None else self.labels.values
         tensorizer = Tensorizer(layout)
         self._tensorizer = tensorizer

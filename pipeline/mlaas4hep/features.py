@@ -4,6 +4,10 @@ Features are the supported branches common to every file (or ``selected_branches
 ``exclude_branches``, the ``identifier`` branches and what the preproc removes, plus the new
 branches the preproc keeps. Branches read are the source features plus every branch the preproc
 expressions use.
+
+As in the original MLaaS4HEP: an empty ``identifier`` means ``run``, ``event`` and
+``luminosityBlock`` (those the files have), and an ``exclude_branches`` or ``identifier`` name
+that the files lack is ignored, with a warning. What was decided that way is in ``notes``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ class FeatureSelection:
     dtypes: dict[str, str]  # source branches -> numpy dtype name
     skipped: dict[str, str] = field(default_factory=dict)  # branch -> why it is not a feature
     preprocessor: Preprocessor | None = None
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (level "info" | "warning", message)
 
     @property
     def features(self) -> list[str]:
@@ -71,12 +76,13 @@ def select_features(files: Sequence[RootFile], params: Params, preproc: Preproc,
                               where=f"{source}: selected_branches")
         if name in skipped:
             raise DataError(f"branch {name!r} cannot be a feature: {skipped[name]}", where=f"{source}: selected_branches")
-    for name in params.identifier:
-        _require(name, files, "identifier", source)
+    notes: list[tuple[str, str]] = []
+    identifiers = _identifiers(files, params, source, notes)
     for name in params.exclude_branches:
         if not any(name in f.branches for f in files):
-            raise ConfigError(f"exclude_branches names unknown branch {name!r}", where=f"{source}: exclude_branches",
-                              hint=first.missing_hint(name))
+            hint = first.missing_hint(name)
+            notes.append(("warning", f"{source}: exclude_branches: branch {name!r} is not in the files; ignored"
+                                     + (f" ({hint})" if hint else "")))
 
     preprocessor = Preprocessor(preproc, common, {**unsupported, **skipped}) if preproc else None
     if params.selected_branches:
@@ -84,7 +90,7 @@ def select_features(files: Sequence[RootFile], params: Params, preproc: Preproc,
     else:
         candidates = list(common)
         skipped.update(unsupported)
-    dropped = set(params.exclude_branches) | set(params.identifier)
+    dropped = set(params.exclude_branches) | set(params.identifier) | set(identifiers)
     if preprocessor is not None:
         dropped |= preprocessor.removed
     source_features = [n for n in candidates if n not in dropped]
@@ -96,7 +102,39 @@ def select_features(files: Sequence[RootFile], params: Params, preproc: Preproc,
     read = list(dict.fromkeys(source_features + sorted(preprocessor.inputs if preprocessor else [])))
     flat = sorted(n for n in features if kinds[n] != JAGGED)
     jagged = sorted(n for n in features if kinds[n] == JAGGED)
-    return FeatureSelection(flat, jagged, read, list(params.identifier), kinds, dtypes, skipped, preprocessor)
+    return FeatureSelection(flat, jagged, read, identifiers, kinds, dtypes, skipped, preprocessor, notes)
+
+
+#: The original's identifiers when params give none
+DEFAULT_IDENTIFIERS = ("run", "event", "luminosityBlock")
+
+
+def _identifiers(files: Sequence[RootFile], params: Params, source: str, notes: list[tuple[str, str]]) -> list[str]:
+    """The identifier branches every file has; the others are reported in ``notes``."""
+    if not params.identifier:
+        found = [n for n in DEFAULT_IDENTIFIERS if all(n in f.branches for f in files)]
+        chosen = [n for n in found if n in params.selected_branches]
+        if chosen:
+            notes.append(("warning", f"{source}: selected_branches: {', '.join(chosen)} not used as "
+                                     f"feature{'s' if len(chosen) > 1 else ''}: identifier is empty, so "
+                                     f"{', '.join(DEFAULT_IDENTIFIERS)} are event identifiers (as in the original); "
+                                     "give identifier explicitly to use them as features"))
+        if found:
+            notes.append(("info", f"{source}: identifier is empty, so {', '.join(found)} "
+                                  f"{'is an event identifier' if len(found) == 1 else 'are event identifiers'}, "
+                                  "not features (as in the original MLaaS4HEP)"))
+        return found
+    found = []
+    for name in params.identifier:
+        lacking = [f for f in files if name not in f.branches]
+        if not lacking:
+            found.append(name)
+            continue
+        hint = lacking[0].missing_hint(name)
+        where = "the files" if len(lacking) == len(files) else f"{lacking[0].where}"
+        notes.append(("warning", f"{source}: identifier: branch {name!r} is not in {where}; ignored"
+                                 + (f" ({hint})" if hint else "")))
+    return found
 
 
 def _no_features(first: RootFile, params: Params, candidates: Sequence[str], dropped: set[str],

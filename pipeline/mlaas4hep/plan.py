@@ -45,6 +45,8 @@ class Plan:
     def build(cls, events: Sequence[int], nevts: int, chunk_size: int) -> Plan:
         available = sum(events)
         total = available if nevts < 0 else min(nevts, available)
+        if chunk_size < 0:  # the original's -1: every event in one chunk
+            chunk_size = max(total, 1)
         return cls(tuple(apportion(total, events)), chunk_size)
 
     @property

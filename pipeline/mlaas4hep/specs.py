@@ -31,7 +31,7 @@ from .config import Params, Preproc
 from .features import FeatureSelection
 from .read import RootFile
 
-SPECS_VERSION = 1
+SPECS_VERSION = 2  # 2: an empty identifier excludes run, event, luminosityBlock
 Progress = Callable[[str, int], None]  # (file path, entries just read)
 
 

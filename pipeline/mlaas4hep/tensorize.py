@@ -4,7 +4,8 @@ Features, in a fixed order recorded as names: the flat branches (sorted), then e
 branch (sorted) padded with 0 (or clipped, and counted) to its ``jdim`` as ``name[0]`` ...
 ``name[jdim-1]``, then, with ``use_masks``, a mask column per jagged element
 (``name_mask[i]``: 1 = a real element, 0 = padding). Every value is min/max normalised with the
-specs (a constant branch maps to 0); NaN and inf become 0.
+specs (a constant branch maps to 0); NaN and ±inf values become ``nan_value`` (the params'
+``nan``, default 0); padding stays 0.
 
 Rows are written straight into a caller's (reused) buffer at given row positions, so mixing
 and shuffling cost no extra copy. No per-event Python loop.
@@ -34,6 +35,7 @@ class FeatureLayout:
     minv: dict[str, float]
     maxv: dict[str, float]
     masks: bool = False
+    nan_value: float = 0.0  # what NaN and ±inf values become
     names: list[str] = field(default_factory=list)
     column: dict[str, int] = field(default_factory=dict)  # first value column of each branch
     mask_column: dict[str, int] = field(default_factory=dict)  # first mask column of each jagged branch
@@ -53,7 +55,7 @@ class FeatureLayout:
 
     @classmethod
     def from_specs(cls, specs: Mapping[str, Any], masks: bool = False,
-                   jdim_cap: int | Mapping[str, int] | None = None) -> FeatureLayout:
+                   jdim_cap: int | Mapping[str, int] | None = None, nan_value: float = 0.0) -> FeatureLayout:
         jagged = list(specs["jkeys"])
         jdim = {n: int(specs["jdim"][n]) for n in jagged}
         if isinstance(jdim_cap, int):
@@ -64,7 +66,8 @@ class FeatureLayout:
                     raise ConfigError(f"jdim names {name!r}, which is not a jagged feature",
                                       where="params: jdim", hint="jagged features: " + ", ".join(jagged))
                 jdim[name] = min(jdim[name], int(cap))
-        return cls(list(specs["fkeys"]), jagged, jdim, dict(specs["minv"]), dict(specs["maxv"]), masks)
+        return cls(list(specs["fkeys"]), jagged, jdim, dict(specs["minv"]), dict(specs["maxv"]), masks,
+                   float(nan_value))
 
     @property
     def n_features(self) -> int:
@@ -113,7 +116,7 @@ class Tensorizer:
         row_index = np.arange(rows.start, rows.start + n) if isinstance(rows, slice) else rows
         for name in layout.flat:
             lo, scale = layout.scale(name)
-            out[rows, layout.column[name]] = _normalise(np.asarray(arrays[name]), lo, scale)
+            out[rows, layout.column[name]] = _normalise(np.asarray(arrays[name]), lo, scale, layout.nan_value)
         flat_out = out.reshape(-1)
         width = out.shape[1]
         cache: list[tuple[np.ndarray, np.ndarray, _Scatter]] = []
@@ -133,7 +136,7 @@ class Tensorizer:
                 continue
             lo, scale = layout.scale(name)
             values = content[scatter.source] if scatter.source is not None else content[starts[0]:starts[0] + scatter.target.size]
-            flat_out[scatter.target + layout.column[name]] = _normalise(values, lo, scale)
+            flat_out[scatter.target + layout.column[name]] = _normalise(values, lo, scale, layout.nan_value)
             if layout.masks:
                 flat_out[scatter.target + layout.mask_column[name]] = 1.0
 
@@ -158,8 +161,8 @@ class _Scatter:
         self.target = row_index[event] * width + local
 
 
-def _normalise(values: np.ndarray, lo: float, scale: float) -> np.ndarray:
-    """(values - min) * 1/(max - min) as float32, non-finite values as 0.
+def _normalise(values: np.ndarray, lo: float, scale: float, nan_value: float = 0.0) -> np.ndarray:
+    """(values - min) * 1/(max - min) as float32, non-finite values as ``nan_value``.
 
     The subtraction and the scaling are done in float64 and only the result is stored as
     float32: an integer above 2**24 (an event number, a time stamp) cast to float32 first
@@ -171,7 +174,7 @@ def _normalise(values: np.ndarray, lo: float, scale: float) -> np.ndarray:
     if values.dtype.kind == "f":
         bad = ~np.isfinite(result)
         if bad.any():
-            result[bad] = 0.0
+            result[bad] = nan_value
     return result
 
 

@@ -193,6 +193,8 @@ class Trainer:
         specs = self.ds.specs()
         write_json_atomic(self.output / "specs.json", {k: v for k, v in specs.items() if k != "cache_key"}, indent=2)
         plan = self.ds.plan()
+        for level, message in self.ds.selection.notes:
+            self.events.emit("log", level=level, message=message)
         self.events.emit("specs_done", features=len(self.ds.feature_names), events=specs["events"]["total"],
                          events_read=specs["events_read"]["total"], used=plan.total, chunks=plan.n_chunks,
                          seconds=round(time.monotonic() - start, 3), cached=cached)
