@@ -127,3 +127,164 @@ def test_and_or_are_logical_even_on_numbers(env):
     # & and | mean element-wise and/or (a number counts as true when it is not 0)
     assert compile_expression("(a > 0) & b")(env).tolist() == [True, True, True, False]
     assert compile_expression("(a > 5) | nJets")(env).tolist() == [False, True, True, True]
+
+
+# ---------------------------------------------------------------------------------------------
+# exactness: names as written, branches over constants, and one clear error for what cannot
+# be computed
+
+
+def test_a_branch_named_e_or_pi_wins_over_the_constant():
+    env = {"e": np.array([1.0, 2.0]), "HT": np.array([10.0, 20.0])}
+    expr = compile_expression("e + HT + pi")
+    assert expr.names == {"HT"} and expr.constants == {"e", "pi"}
+    assert expr(env).tolist() == pytest.approx([11.0 + np.pi, 22.0 + np.pi])
+    assert expr.kind({"e": "flat", "HT": "flat"}) == "flat"
+    assert compile_expression("e * 2").kind({"HT": "flat"}) == "scalar"  # no branch e: the constant
+    assert compile_expression("np.e + HT")(env).tolist() == pytest.approx([10 + np.e, 20 + np.e])
+
+
+def test_names_are_matched_as_written_not_nfkc_normalised():
+    """Python's parser turns 'ﬁ' (a ligature) into 'fi' and 'ｌｏｇ' into 'log'."""
+    env = {"ﬁ": np.array([1.0]), "fi": np.array([100.0])}
+    expr = compile_expression("ﬁ * 2")
+    assert expr.names == {"ﬁ"} and expr(env).tolist() == [2.0]
+    assert compile_expression("fi * 2")(env).tolist() == [200.0]
+    with pytest.raises(ExpressionError, match="unknown branch 'ℌT'.*did you mean 'HT'\\? names are matched exactly as written"):
+        compile_expression("ℌT + 1").kind({"HT": "flat"})
+    for text in ("ｌｏｇ(fi)", "np.ｌｏｇ(fi)"):
+        with pytest.raises(ExpressionError, match="unknown function 'ｌｏｇ'"):
+            compile_expression(text)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("-" * 300 + "a", "is nested 302 levels deep; at most 200 are allowed"),
+    ("a" + " + a" * 400, "is nested 402 levels deep"),
+    ("a" + " + a" * 50_000, "is nested too deeply"),
+    ("(" * 300 + "a" + ")" * 300, "too many nested parentheses"),
+    ("log(" * 250 + "a" + ")" * 250, "too many nested parentheses"),
+    ("a + 9223372036854775808", "integer 9223372036854775808 does not fit in 64 bits"),
+    ("a + 2**" + "9" * 30, "does not fit in 64 bits"),
+    ("a + 10**400", "'10 ** 400' cannot be computed: overflow"),
+    ("a * 1e400", "number 1e400 is too large for a float"),
+    ("a + 2.0**5000", "cannot be computed: overflow"),
+    ("a + 1/0", "'1 / 0' cannot be computed: divide by zero"),
+    ("a + 7 // 0", "'7 // 0' cannot be computed: divide by zero"),
+    ("a + 7 % 0", "cannot be computed"),
+    ("a + log(0)", "'log(0)' cannot be computed"),
+    ("a + sqrt(-1)", "'sqrt(-1)' cannot be computed: invalid value"),
+    ("a + (9223372036854775807 + 1)", "'9223372036854775807 + 1' overflows 64-bit integers"),
+    ("a + 3037000500 * 3037000500", "overflows 64-bit integers"),
+    ("a + exp(1000)", "'exp(1000)' cannot be computed: overflow"),
+    ("a + 1\x00", "null"),
+])
+def test_what_cannot_be_computed_is_one_expression_error(text, message):
+    with pytest.raises(ExpressionError) as info:
+        compile_expression(text, where="preproc.json: new_branch.x.def")
+    assert str(info.value).startswith("preproc.json: new_branch.x.def: ")
+    assert message in str(info.value)
+
+
+def test_small_integer_branches_neither_wrap_nor_refuse_literals():
+    env = {"c": np.array([100, -100], dtype=np.int8), "u": np.array([1, 2], dtype=np.uint16),
+           "n": np.array([2_000_000_000], dtype=np.int32)}
+    assert compile_expression("c * 100")(env).tolist() == [10_000, -10_000]  # int8 would wrap
+    assert compile_expression("c + 300")(env).tolist() == [400, 200]  # out of bounds for int8
+    assert compile_expression("u - 5")(env).tolist() == [-4, -3]  # uint16 would wrap
+    assert compile_expression("n * 4")(env).tolist() == [8_000_000_000]  # int32 would wrap
+    assert compile_expression("n + 9223372036854775000")(env).dtype == np.int64
+
+
+@pytest.mark.parametrize("values", [
+    ak.Array([[True, False, True], [], [False]]),
+    ak.values_astype(ak.Array([[1, 2, 3], [], [7]]), np.int8),
+    ak.values_astype(ak.Array([[1, 2, 3], [], [7]]), np.uint32),
+    ak.values_astype(ak.Array([[1.5, 2.5, 3.0], [], [7.0]]), np.float16),
+])
+def test_reducers_over_boolean_integer_and_float16_jagged_values(values):
+    env = {"j": values}
+    numbers = [[float(v) for v in event] for event in ak.to_list(values)]
+    assert compile_expression("sum(j)")(env).tolist() == [sum(e) for e in numbers]
+    assert compile_expression("count(j)")(env).tolist() == [3, 0, 1]
+    for name, fn in (("min", min), ("max", max), ("mean", lambda e: sum(e) / len(e))):
+        result = compile_expression(f"{name}(j)")(env)
+        assert result[[0, 2]].tolist() == [fn(numbers[0]), fn(numbers[2])] and np.isnan(result[1]), name
+
+
+def test_sum_of_a_condition_counts_the_passes(env):
+    assert compile_expression("sum(pt > 4)")(env).tolist() == [2, 0, 1, 1]
+
+
+def test_evaluation_errors_are_expression_errors(env):
+    with pytest.raises(ExpressionError, match="could not evaluate 'sum\\(a\\)'.*a reducer needs a jagged value"):
+        compile_expression("sum(a)", where="w")(env)
+
+
+# ---------------------------------------------------------------------------------------------
+# the same on real ROOT files, through the Dataset
+
+
+@pytest.fixture(scope="module")
+def odd_names(tmp_path_factory):
+    """A ROOT file whose branches are called e, pi, ﬁ (a ligature) and fi, with int8 and float16."""
+    import uproot
+
+    rng = np.random.default_rng(5)
+    n = 3000
+    arrays = {"e": rng.normal(5, 1, n), "pi": rng.normal(-3, 1, n), "ﬁ": rng.normal(100, 5, n),
+              "fi": rng.normal(1, 0.1, n), "small": rng.integers(-100, 100, n).astype(np.int8),
+              "HT": rng.exponential(200, n)}
+    path = tmp_path_factory.mktemp("odd") / "odd.root"
+    with uproot.recreate(path) as out:
+        out.mktree("Events", {k: v.dtype for k, v in arrays.items()}).extend(arrays)
+    return path, arrays
+
+
+def _rows(ds, name):
+    import mlaas4hep  # noqa: F401
+
+    chunk = next(ds.iter_chunks(shuffle=False))
+    return chunk.entry, chunk.X[:, ds.feature_names.index(name)]
+
+
+def test_branches_named_e_pi_and_a_ligature_are_read_not_replaced(odd_names):
+    import mlaas4hep
+
+    path, arrays = odd_names
+    preproc = {"new_branch": {"x": {"def": "e + pi * 2", "type": "flat"}, "y": {"def": "ﬁ * 1000 + fi"},
+                              "z": {"def": "small * 100"}}}
+    ds = mlaas4hep.Dataset([str(path)], params={"chunk_size": -1, "selected_branches": ["HT"]}, preproc=preproc)
+    specs = ds.specs()
+    for name, expected in (("x", arrays["e"] + arrays["pi"] * 2), ("y", arrays["ﬁ"] * 1000 + arrays["fi"]),
+                           ("z", arrays["small"].astype(np.int64) * 100)):
+        assert specs["minv"][name] == pytest.approx(expected.min()) and specs["maxv"][name] == pytest.approx(
+            expected.max()), name
+        entry, column = _rows(ds, name)
+        lo, hi = expected.min(), expected.max()
+        np.testing.assert_allclose(column, ((expected - lo) / (hi - lo))[entry], atol=2e-6)
+
+
+def test_a_new_branch_named_e_wins_over_the_constant(tth):
+    """The issue's example: x2 = e + HT with e = HT*2 is 3*HT, never HT + 2.718."""
+    import uproot
+
+    import mlaas4hep
+
+    preproc = {"new_branch": {"e": {"def": "HT*2"}, "x2": {"def": "e+HT"}}}
+    ds = mlaas4hep.Dataset([str(tth["signal"])], params={"chunk_size": -1, "selected_branches": ["MET"]},
+                           preproc=preproc)
+    ht = uproot.open(tth["signal"])["Events"]["HT"].array(library="np").astype(np.float64)
+    specs = ds.specs()
+    assert specs["minv"]["x2"] == pytest.approx(3 * ht.min()) and specs["maxv"]["x2"] == pytest.approx(3 * ht.max())
+
+
+def test_an_unusable_branch_named_pi_is_refused_not_taken_as_the_constant():
+    from mlaas4hep.config import load_preproc
+    from mlaas4hep.preproc import Preprocessor
+
+    preproc = load_preproc({"new_branch": {"y": {"def": "x * pi"}}})
+    with pytest.raises(ExpressionError, match="'pi' in 'x \\* pi' is a branch of the file, which cannot be used: "
+                                              "a string branch.*use np.pi for the constant"):
+        Preprocessor(preproc, {"x": "flat"}, {"pi": "a string branch"})
+    assert Preprocessor(load_preproc({"new_branch": {"y": {"def": "x * np.pi"}}}), {"x": "flat"},
+                        {"pi": "a string branch"}).inputs == {"x"}

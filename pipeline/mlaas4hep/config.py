@@ -277,7 +277,7 @@ def _parse_new_branch(bname: str, body: Any, source: str) -> NewBranch:
     kind = body.get("type")
     if kind is not None and kind not in (FLAT, JAGGED):
         raise ConfigError(f"expected 'flat' or 'jagged', got {kind!r}", where=f"{where}.type")
-    if bname in expr.names:
+    if bname in expr.names or bname in expr.constants:
         raise ConfigError(f"new branch {bname!r} is defined in terms of itself", where=f"{where}.def")
     cuts = _parse_cuts(body, where, kind)
     remove = _bool(body.get("remove", False), f"{where}.remove")

@@ -1,16 +1,30 @@
 """Preproc expressions: parsed with :mod:`ast` into a whitelist, compiled into vectorised
 functions over flat (numpy) and jagged (awkward) arrays. Never ``eval``.
 
-The language: numbers, ``True``/``False``, the constants ``pi`` and ``e``, branch names,
+The language: numbers, ``True``/``False``, the constants ``pi`` and ``e`` (also ``np.pi``,
+``np.e``), branch names,
 ``+ - * / // ** %``, unary ``-``/``+``, comparisons (chained too: ``1 <= x <= 16``),
 ``& | ~`` and ``and / or / not`` (all element-wise logical), and the functions in
 :data:`FUNCTIONS` (``np.log`` and ``numpy.log`` are accepted as spellings of ``log``).
 Reducers (``count sum min max mean``) turn a jagged value into a flat one, per event.
+
+Exactness rules:
+
+* A branch (or new branch) named ``pi`` or ``e`` is that branch, never the constant:
+  :attr:`Expression.constants` lists the constant names an expression uses, and whoever binds
+  it to branches (:class:`~mlaas4hep.preproc.Preprocessor`) reads a branch of that name instead.
+* Names are matched exactly as written (Python's parser NFKC-normalises identifiers, so ``ﬁ``
+  would become ``fi``; the text as written is used instead).
+* Integer branches are computed in 64 bits (int8/16/32 values never wrap or refuse a literal
+  that does not fit them), float16 in float32; integer literals must fit in 64 bits.
+* Parts without any branch are folded when compiled; one that overflows or divides by zero is
+  refused. Nesting deeper than :data:`MAX_DEPTH` is refused.
 """
 
 from __future__ import annotations
 
 import ast
+import unicodedata
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,12 +48,30 @@ def _where(cond, a, b):
     return np.where(cond, a, b)
 
 
-def _reducer(func: Callable) -> Callable:
+def _reducer(func: Callable, integer: bool = False) -> Callable:
+    """A per-event reducer; booleans count as 0/1 (``sum`` of a condition counts the passes)."""
+
     def reduce(x):
+        if not _is_ak(x):
+            raise TypeError("a reducer needs a jagged value")
+        kind = _content_kind(x)
+        if kind == "b" or (kind in "iu" and not integer):
+            x = ak.values_astype(x, np.int64 if integer else np.float64)
         out = func(x, axis=1)
-        return ak.to_numpy(ak.fill_none(out, np.nan))
+        return ak.to_numpy(ak.fill_none(out, 0 if integer else np.nan))
 
     return reduce
+
+
+def _content_dtype(x: ak.Array) -> np.dtype:
+    layout = ak.to_layout(x)
+    while hasattr(layout, "content"):
+        layout = layout.content
+    return layout.dtype if hasattr(layout, "dtype") else np.dtype(object)
+
+
+def _content_kind(x: ak.Array) -> str:
+    return _content_dtype(x).kind
 
 
 def _count(x):
@@ -68,12 +100,16 @@ FUNCTIONS["abs"] = Function(np.absolute, 1)
 FUNCTIONS["absolute"] = FUNCTIONS["abs"]
 FUNCTIONS["where"] = Function(_where, 3, doc="where(cond, a, b)")
 FUNCTIONS["count"] = Function(_count, 1, reducer=True, doc="number of elements per event")
-FUNCTIONS["sum"] = Function(_reducer(ak.sum), 1, reducer=True)
+FUNCTIONS["sum"] = Function(_reducer(ak.sum, integer=True), 1, reducer=True, doc="0 for an empty event")
 FUNCTIONS["min"] = Function(_reducer(ak.min), 1, reducer=True, doc="NaN for an empty event")
 FUNCTIONS["max"] = Function(_reducer(ak.max), 1, reducer=True, doc="NaN for an empty event")
 FUNCTIONS["mean"] = Function(_reducer(ak.mean), 1, reducer=True, doc="NaN for an empty event")
 
 CONSTANTS = {"pi": float(np.pi), "e": float(np.e)}
+
+#: Deepest nesting of an expression (a sum of 150 terms is 150 deep)
+MAX_DEPTH = 200
+_INT64_MAX = 2**63 - 1
 
 _BINOPS: dict[type, Callable] = {
     ast.Add: np.add,
@@ -114,6 +150,8 @@ class Expression:
     names: frozenset[str]
     _tree: ast.expr = field(repr=False)
     _fn: Callable[[Mapping[str, Any]], Any] = field(repr=False)
+    #: constant names used (``pi``, ``e``): a branch of that name, when there is one, wins
+    constants: frozenset[str] = frozenset()
 
     def __call__(self, arrays: Mapping[str, Any]) -> Any:
         with np.errstate(all="ignore"):
@@ -121,10 +159,10 @@ class Expression:
                 return self._fn(arrays)
             except ExpressionError:
                 raise
-            except (TypeError, ValueError) as err:
+            except (TypeError, ValueError, KeyError, IndexError, ArithmeticError, RecursionError) as err:
                 raise ExpressionError(
-                    f"could not evaluate {self.text!r}: {err}", where=self.where
-                ) from err
+                    f"could not evaluate {self.text!r}: {type(err).__name__}: {err}", where=self.where
+                ) from None
 
     def check_names(self, known: Iterable[str]) -> None:
         """Raise if the expression reads a name that is not in ``known``."""
@@ -134,13 +172,22 @@ class Expression:
                 raise ExpressionError(
                     f"unknown branch {name!r} in {self.text!r}",
                     where=self.where,
-                    hint=did_you_mean(name, known) or _closest_hint(known),
+                    hint=lookalike_hint(name, known) or did_you_mean(name, known) or _closest_hint(known),
                 )
 
     def kind(self, kinds: Mapping[str, str]) -> str:
         """The kind of the result (``scalar``, ``flat`` or ``jagged``) given branch kinds."""
         self.check_names(kinds)
         return _kind_of(self._tree, kinds, self)
+
+
+def lookalike_hint(name: str, known: Iterable[str]) -> str | None:
+    """A hint for a name that differs from a branch only by Unicode look-alikes (``ℌT``, ``HT``)."""
+    folded = unicodedata.normalize("NFKC", name)
+    for other in known:
+        if other != name and unicodedata.normalize("NFKC", other) == folded:
+            return f"did you mean {other!r}? names are matched exactly as written"
+    return None
 
 
 def _closest_hint(known: list[str]) -> str | None:
@@ -160,18 +207,69 @@ def compile_expression(text: str, where: str = "expression") -> Expression:
         tree = ast.parse(source, mode="eval").body
     except SyntaxError as err:
         col = (err.offset or 1) - 1
+        shown = f"\n    {source}\n    {' ' * col}^" if len(source) <= 120 and "\n" not in source else ""
         raise ExpressionError(
-            f"syntax error in {source!r} at column {col + 1}: {err.msg}\n    {source}\n    {' ' * col}^",
-            where=where,
+            f"syntax error in {_short(source)!r} at column {col + 1}: {err.msg}{shown}", where=where,
         ) from None
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"{_short(source)!r} is nested too deeply (at most {MAX_DEPTH} levels)",
+                              where=where) from None
+    except ValueError as err:  # e.g. a NUL character
+        raise ExpressionError(f"cannot parse {_short(source)!r}: {err}", where=where) from None
+    depth = _depth(tree)
+    if depth > MAX_DEPTH:
+        raise ExpressionError(f"{_short(source)!r} is nested {depth} levels deep; at most {MAX_DEPTH} are allowed",
+                              where=where, hint="split it into new branches")
+    _restore_names(tree, source)
     names: set[str] = set()
-    fn = _Compiler(source, where, names).compile(tree)
-    return Expression(text=source, where=where, names=frozenset(names), _tree=tree, _fn=fn)
+    constants: set[str] = set()
+    fn = _Compiler(source, where, names, constants).compile(tree)
+    return Expression(text=source, where=where, names=frozenset(names), _tree=tree, _fn=fn,
+                      constants=frozenset(constants))
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _depth(tree: ast.AST) -> int:
+    """The nesting depth of a tree, without recursion."""
+    deepest = 0
+    stack = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _restore_names(tree: ast.AST, source: str) -> None:
+    """Put back each name as written: Python's parser NFKC-normalises identifiers (``ﬁ`` becomes
+    ``fi``, ``ℌ`` becomes ``H``), but branch names must match exactly. Offsets are UTF-8 bytes."""
+    lines = source.encode("utf-8").splitlines(keepends=True)
+
+    def written(lineno: int, start: int, end_lineno: int, end: int) -> str:
+        if lineno != end_lineno:
+            return ""
+        return lines[lineno - 1][start:end].decode("utf-8", errors="replace")
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            raw = written(node.lineno, node.col_offset, node.end_lineno, node.end_col_offset)
+            if raw and raw != node.id:
+                node.id = raw
+        elif isinstance(node, ast.Attribute):
+            raw = written(node.value.end_lineno, node.value.end_col_offset, node.end_lineno, node.end_col_offset)
+            raw = raw.strip().lstrip(".").strip()
+            if raw and raw != node.attr and raw.isidentifier():
+                node.attr = raw
 
 
 class _Compiler:
-    def __init__(self, text: str, where: str, names: set[str]):
-        self.text, self.where, self.names = text, where, names
+    def __init__(self, text: str, where: str, names: set[str], constants: set[str]):
+        self.text, self.where, self.names, self.constants = text, where, names, constants
+        self._dynamic: dict[int, bool] = {}  # id(node) -> uses a name (branch or shadowable constant)
+        self._folded: dict[int, Any] = {}  # id(node) -> its value, for parts without names
 
     def fail(self, node: ast.AST, message: str, hint: str | None = None) -> ExpressionError:
         col = getattr(node, "col_offset", 0)
@@ -183,26 +281,76 @@ class _Compiler:
         method = getattr(self, "visit_" + type(node).__name__, None)
         if method is None:
             raise self.fail(node, f"{_describe(node)} is not allowed", _ALLOWED_HINT)
-        return method(node)
+        fn = method(node)
+        if isinstance(node, ast.Name):
+            dynamic = True
+        else:
+            children = node.args if isinstance(node, ast.Call) else ast.iter_child_nodes(node)
+            dynamic = any(self._dynamic.get(id(child), False) for child in children)
+        self._dynamic[id(node)] = dynamic
+        if not dynamic and not isinstance(node, ast.Constant):
+            return self._fold(node, fn)
+        return fn
+
+    def _fold(self, node: ast.AST, fn: Callable) -> Callable:
+        """Compute a part without branches now; refuse one that overflows or divides by zero."""
+        part = ast.unparse(node)
+        try:
+            with np.errstate(all="raise"):
+                value = fn({})
+        except (FloatingPointError, OverflowError, ZeroDivisionError) as err:
+            raise self.fail(node, f"{part!r} cannot be computed: {err}") from None
+        if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub, ast.Mult)):
+            left, right = (self._folded_value(n) for n in (node.left, node.right))
+            if _is_int(left) and _is_int(right):
+                exact = {ast.Add: int.__add__, ast.Sub: int.__sub__, ast.Mult: int.__mul__}[type(node.op)](
+                    int(left), int(right))
+                if not -_INT64_MAX - 1 <= exact <= _INT64_MAX:
+                    raise self.fail(node, f"{part!r} overflows 64-bit integers", "write a float, e.g. 2.0**70")
+                value = exact
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not np.isfinite(value):
+            raise self.fail(node, f"{part!r} is {value} (an overflow or a division by zero)")
+        self._folded[id(node)] = value
+        return lambda env: value
+
+    def _folded_value(self, node: ast.AST) -> Any:
+        if isinstance(node, ast.Constant):
+            return node.value
+        return self._folded.get(id(node))
 
     def visit_Constant(self, node: ast.Constant):
         value = node.value
-        if isinstance(value, bool) or isinstance(value, (int, float)):
+        if isinstance(value, bool):
+            return lambda env: value
+        if isinstance(value, int):
+            if value > _INT64_MAX:
+                raise self.fail(node, f"integer {value} does not fit in 64 bits (at most 2**63-1)",
+                                f"write it as a float, e.g. {float(value):.6g}")
+            return lambda env: value
+        if isinstance(value, float):
+            if not np.isfinite(value):
+                raise self.fail(node, f"number {_short(ast.get_source_segment(self.text, node) or repr(value))} "
+                                      "is too large for a float (at most about 1.8e308)")
             return lambda env: value
         raise self.fail(node, f"constant {value!r} is not allowed (numbers and True/False only)")
 
     def visit_Name(self, node: ast.Name):
         name = node.id
-        if name in CONSTANTS:
-            value = CONSTANTS[name]
-            return lambda env: value
         if name in FUNCTIONS:
             raise self.fail(node, f"{name!r} is a function; call it as {name}(...)")
+        if name in CONSTANTS:
+            # the constant, unless the environment has a branch of that name: the binding
+            # (Preprocessor) reads such a branch, so it is there whenever it exists
+            self.constants.add(name)
+            value = CONSTANTS[name]
+            return lambda env, name=name: _widen(env[name]) if name in env else value
         self.names.add(name)
 
         def lookup(env, name=name):
             try:
-                return env[name]
+                return _widen(env[name])
             except KeyError:
                 raise ExpressionError(
                     f"branch {name!r} is not available", where=self.where,
@@ -210,6 +358,13 @@ class _Compiler:
                 ) from None
 
         return lookup
+
+    def visit_Attribute(self, node: ast.Attribute):
+        """``np.pi`` / ``np.e``: the constant, whatever the branches are called."""
+        if isinstance(node.value, ast.Name) and node.value.id in _NUMPY_MODULES and node.attr in CONSTANTS:
+            value = CONSTANTS[node.attr]
+            return lambda env: value
+        raise self.fail(node, f"{_describe(node)} is not allowed", _ALLOWED_HINT)
 
     def visit_BinOp(self, node: ast.BinOp):
         op = _BINOPS.get(type(node.op))
@@ -296,6 +451,28 @@ _ALLOWED_HINT = (
 )
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _widen(value: Any) -> Any:
+    """Integers as int64 (no wrap-around, and any 64-bit literal fits), float16 as float32."""
+    if isinstance(value, np.ndarray):
+        kind, size = value.dtype.kind, value.dtype.itemsize
+        if (kind == "i" and size < 8) or (kind == "u" and size < 8):
+            return value.astype(np.int64)
+        if kind == "f" and size < 4:
+            return value.astype(np.float32)
+        return value
+    if _is_ak(value):
+        dtype = _content_dtype(value)
+        if dtype.kind in "iu" and dtype.itemsize < 8:
+            return ak.values_astype(value, np.int64)
+        if dtype.kind == "f" and dtype.itemsize < 4:
+            return ak.values_astype(value, np.float32)
+    return value
+
+
 def _describe(node: ast.AST) -> str:
     names = {
         "Attribute": "attribute access", "Subscript": "indexing", "Lambda": "lambda",
@@ -308,10 +485,12 @@ def _describe(node: ast.AST) -> str:
 
 
 def _kind_of(node: ast.AST, kinds: Mapping[str, str], expr: Expression) -> str:
-    if isinstance(node, ast.Constant):
+    if isinstance(node, (ast.Constant, ast.Attribute)):  # numbers, np.pi
         return SCALAR
     if isinstance(node, ast.Name):
-        return SCALAR if node.id in CONSTANTS else kinds[node.id]
+        if node.id in CONSTANTS and node.id not in kinds:
+            return SCALAR
+        return kinds[node.id]
     if isinstance(node, ast.BinOp):
         return _max_kind(_kind_of(node.left, kinds, expr), _kind_of(node.right, kinds, expr))
     if isinstance(node, ast.UnaryOp):

@@ -20,7 +20,7 @@ import numpy as np
 
 from .config import FLAT, JAGGED, Cut, NewBranch, Preproc
 from .errors import ConfigError, ExpressionError, did_you_mean
-from .expr import SCALAR
+from .expr import SCALAR, lookalike_hint
 
 
 class Preprocessor:
@@ -51,7 +51,7 @@ class Preprocessor:
             raise ExpressionError(f"branch {name!r} in {text!r} cannot be used: {self.unsupported[name]}", where=where)
         raise ExpressionError(
             f"unknown branch {name!r} in {text!r}", where=where,
-            hint=did_you_mean(name, self.kinds) or _listing(self.kinds),
+            hint=lookalike_hint(name, self.kinds) or did_you_mean(name, self.kinds) or _listing(self.kinds),
         )
 
     def _order_new_branches(self) -> list[NewBranch]:
@@ -63,7 +63,7 @@ class Preprocessor:
                                   where=nb.key)
         ordered: list[NewBranch] = []
         while pending:
-            ready = [nb for nb in pending.values() if not (nb.expr.names & set(pending))]
+            ready = [nb for nb in pending.values() if not (_uses(nb.expr) & set(pending))]
             if not ready:
                 cycle = ", ".join(sorted(pending))
                 raise ConfigError(f"new branches are defined in terms of each other in a cycle: {cycle}",
@@ -71,6 +71,7 @@ class Preprocessor:
             for nb in ready:
                 for name in sorted(nb.expr.names):
                     self._known(name, f"{nb.key}.def", nb.expr.text)
+                self._check_shadowed(nb.expr, f"{nb.key}.def")
                 kind = nb.expr.kind(self.kinds)
                 if kind == SCALAR:
                     raise ExpressionError(f"{nb.expr.text!r} does not use any branch", where=f"{nb.key}.def")
@@ -106,9 +107,20 @@ class Preprocessor:
                     raise ConfigError(f"keys_to_remove names unknown branch {key!r}", where=f"{nb.key}.keys_to_remove",
                                       hint=did_you_mean(key, self.kinds))
 
+    def _check_shadowed(self, expr, where: str) -> None:
+        """A constant name (``pi``, ``e``) that is also an unusable branch is refused, never
+        silently taken as the constant."""
+        for name in sorted(expr.constants):
+            if name not in self.kinds and name in self.unsupported:
+                raise ExpressionError(
+                    f"{name!r} in {expr.text!r} is a branch of the file, which cannot be used: "
+                    f"{self.unsupported[name]}", where=where,
+                    hint=f"a branch named {name!r} is never taken as the constant; use np.{name} for the constant")
+
     def _check_cut(self, cut: Cut) -> None:
         for name in sorted(cut.expr.names):
             self._known(name, cut.key, cut.text)
+        self._check_shadowed(cut.expr, cut.key)
         kind = cut.expr.kind(self.kinds)
         if kind == SCALAR:
             raise ExpressionError(f"cut {cut.text!r} does not use any branch", where=cut.key)
@@ -124,9 +136,9 @@ class Preprocessor:
     def _inputs(self) -> set[str]:
         names: set[str] = set()
         for nb in self.new_branches:
-            names |= nb.expr.names
+            names |= _uses(nb.expr)
         for cut in self.cuts:
-            names |= cut.expr.names
+            names |= _uses(cut.expr)
         return {n for n in names if n in self.source_kinds}
 
     def _removed(self) -> set[str]:
@@ -180,6 +192,11 @@ class Preprocessor:
             raise ExpressionError(f"cut {cut.text!r} gives numbers, not True/False; write a comparison "
                                   f"such as '{cut.text} > 0'", where=cut.key)
         return np.array(value, dtype=bool, copy=True)
+
+
+def _uses(expr) -> set[str]:
+    """Branch names an expression may read: its names, and constant names a branch may shadow."""
+    return set(expr.names) | set(expr.constants)
 
 
 def _flat_numpy(value: Any) -> np.ndarray:
