@@ -41,7 +41,7 @@ def test_large_integers_are_normalised_exactly(tmp_path):
     n = 500
     rng = np.random.default_rng(1)
     arrays = {
-        "event": (42_000_000 + rng.permutation(n)).astype(np.int64),  # like Zmumu's Event
+        "Event": (42_000_000 + rng.permutation(n)).astype(np.int64),  # like Zmumu's Event (event would be an identifier)
         "fSec": (1_700_000_000 + rng.integers(0, 7, n)).astype(np.uint32),  # a Unix time, 6 s range
         "fPulseCount": (280_000_000 + rng.integers(0, 1000, n)).astype(np.int32),
         "dom_id": (806_451_572 + rng.integers(0, 800_000_000, n)).astype(np.int64),
