@@ -5,6 +5,7 @@
  * Pure (no DOM, no JupyterLab): the job view feeds pages of events in, jest feeds lists.
  */
 
+import { asEvaluation, IEvaluation } from './evaluation';
 import { IEventsPage, IJobEvent, JobStatus } from './types';
 import { isFinished } from './format';
 
@@ -67,6 +68,11 @@ export class JobFold {
   marks: number[] = [];
   /** the latest `log` events, "level: message" */
   notes: string[] = [];
+  /** the `evaluation` event (ROC, AUC, score histograms, KS, confusion, overtraining) */
+  evaluation: IEvaluation | null = null;
+  /** the `early_stop` event, when training stopped early */
+  earlyStop: { epoch: number; best_epoch: number; monitor: string; best: number | null } | null =
+    null;
 
   private _series = new Map<string, IPoint[]>();
   private _bases: string[] = [];
@@ -218,6 +224,17 @@ export class JobFold {
       }
       case 'artifact':
         this.artifact = str(event.path);
+        break;
+      case 'evaluation':
+        this.evaluation = asEvaluation(event);
+        break;
+      case 'early_stop':
+        this.earlyStop = {
+          epoch: num(event.epoch) ?? 0,
+          best_epoch: num(event.best_epoch) ?? 0,
+          monitor: str(event.monitor),
+          best: num(event.best)
+        };
         break;
       case 'finished':
         this.testMetrics = { ...((event.metrics ?? {}) as object) };

@@ -29,6 +29,7 @@ import {
   percent,
   statusClass
 } from './format';
+import { EvaluationPanel } from './evaluation';
 import { mlaas4hepIcon } from './icons';
 import { message } from './jobsmodel';
 import { SvgChart } from './svgchart';
@@ -63,6 +64,7 @@ export class JobView extends Widget {
       '</section>' +
       '<section class="mlaas4hep-jobview-charts"></section>' +
       '<section class="mlaas4hep-jobview-metrics"></section>' +
+      '<div class="mlaas4hep-jobview-evaluation"></div>' +
       '<details class="mlaas4hep-jobview-log" open>' +
       '<summary>Log</summary>' +
       '<pre class="mlaas4hep-log"></pre>' +
@@ -71,6 +73,7 @@ export class JobView extends Widget {
     this._metricChart = new SvgChart('metrics', 'Metrics');
     this.part('.mlaas4hep-jobview-charts').append(this._lossChart.node, this._metricChart.node);
     this._metricChart.node.hidden = true;
+    this.part('.mlaas4hep-jobview-evaluation').append(this._evaluation.node);
     this.render();
     this._poll = new Poll({
       factory: () => this.step(),
@@ -288,6 +291,7 @@ export class JobView extends Widget {
     this.renderProgress();
     this.renderCharts();
     this.renderMetrics();
+    this._evaluation.update(this.fold.evaluation);
     if (!this._gone) {
       const fold = this.fold;
       const problem = this.status === 'failed' || this.status === 'cancelled';
@@ -334,6 +338,14 @@ export class JobView extends Widget {
     }
     if (fold.seconds !== null) {
       facts.push(['took', formatDuration(fold.seconds)]);
+    }
+    if (fold.earlyStop) {
+      const es = fold.earlyStop;
+      facts.push([
+        'early stop',
+        `after epoch ${es.epoch}; best ${es.monitor} in epoch ${es.best_epoch}` +
+          (es.best !== null ? ` (${formatValue(es.best)})` : '')
+      ]);
     }
     const dl = this.part('.mlaas4hep-jobview-facts');
     const html = facts
@@ -470,6 +482,7 @@ export class JobView extends Widget {
   private _readingLog = false;
   private _nextLog = 0;
   private _lossChart: SvgChart;
+  private _evaluation = new EvaluationPanel();
   private _metricChart: SvgChart;
   private _onChanged: () => void;
   private _stateChanged = new Signal<this, void>(this);
