@@ -536,3 +536,16 @@ def test_schemathesis_finds_no_server_error_and_no_deviation_from_the_document(s
     assert tested == sum(len(item) for item in json.loads(DOCUMENT.read_text())["paths"].values())
     counts = re.search(r"(\d+) generated, (\d+) passed", summary)
     assert counts and int(counts[1]) == int(counts[2]) > 100, summary
+
+
+def test_a_remembered_token_is_refused_once_it_expires(oidc_issuer):
+    from mlaas4hep.service.tokens import AuthError, TokenValidator
+
+    validator = TokenValidator(oidc_issuer.url, AUD, leeway=0)
+    token = oidc_issuer.token("alice", exp_in="2")
+    assert validator.validate(token).subject == "alice"
+    assert validator.cached(token) is not None
+    time.sleep(max(0.0, jwt.decode(token, options={"verify_signature": False})["exp"] - time.time()) + 0.5)
+    assert validator.cached(token) is None
+    with pytest.raises(AuthError, match="expired"):
+        validator.validate(token)

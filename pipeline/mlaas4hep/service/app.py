@@ -155,13 +155,15 @@ async def json_body(request: Request, limit: int = MAX_JSON_BODY) -> Any:
         raise MLaaS4HEPError(f"the request body is not valid JSON: {err}") from None
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
-def get_user(request: Request) -> User:
-    """The authenticated user (every route but /health depends on this)."""
-    user = request.app.state.service.authenticate(request)
+async def get_user(request: Request) -> User:
+    """The authenticated user (every route but /health depends on this). A token seen before is
+    answered from memory; a new one is checked in a worker thread (it may fetch the issuer's keys)."""
+    authenticate = request.app.state.service.authenticate
+    user = authenticate.cached(request) or await run_in_threadpool(authenticate, request)
     request.state.user = user
     return user
 
@@ -265,8 +267,10 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
         return await run_in_threadpool(service.submit, user, body)
 
     @api.get("/jobs/{job_id}", response_model=JobInfo)
-    def get_job(job_id: str, service: Svc, user: CurrentUser) -> JobInfo:
-        return service.manager.get(job_id, user.id)
+    async def get_job(job_id: str, service: Svc, user: CurrentUser) -> Response:
+        # the hottest route (clients poll it): one SQLite row by key, no thread hop, and the
+        # model serialised once by pydantic instead of dumped, re-validated and encoded again
+        return Response(service.manager.get(job_id, user.id).model_dump_json(), media_type="application/json")
 
     @api.delete("/jobs/{job_id}", status_code=204)
     def delete_job(job_id: str, service: Svc, user: CurrentUser) -> Response:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import jwt
 import requests
 
+CACHE_SIZE = 10_000  # validated tokens remembered (until their exp)
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 
 
@@ -154,10 +156,40 @@ class TokenValidator:
     def __post_init__(self) -> None:
         self.issuer = self.issuer.rstrip("/")
         self.keys = KeySet(self.issuer, self.refresh_interval)
+        self._init_cache()
+
+    def _init_cache(self) -> None:
+        self._cache: OrderedDict[str, tuple[User, float, float]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def validate(self, token: str) -> User:
+        """The token's user, authorized; a token seen before is not verified again until it
+        expires (its signature, issuer and audience cannot change)."""
+        now = time.time()
+        user = self.cached(token, now)
+        if user is not None:
+            return user
         claims = self.claims(token)
-        return self.authorize(self.user(claims, "bearer"))
+        user = self.authorize(self.user(claims, "bearer"))
+        with self._cache_lock:
+            self._cache[token] = (user, float(claims.get("nbf", 0)) - self.leeway, float(claims["exp"]) + self.leeway)
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return user
+
+    def cached(self, token: str, now: float | None = None) -> User | None:
+        """The user of a token validated before and still inside its nbf .. exp, else None."""
+        now = time.time() if now is None else now
+        with self._cache_lock:
+            entry = self._cache.get(token)
+            if entry is None:
+                return None
+            user, not_before, expires = entry
+            if not not_before <= now < expires:
+                del self._cache[token]
+                return None
+            self._cache.move_to_end(token)
+            return user
 
     def claims(self, token: str) -> dict[str, Any]:
         """The verified claims of ``token`` (signature, alg, iss, aud, exp, nbf)."""
