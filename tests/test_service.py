@@ -493,6 +493,18 @@ def test_proxy_headers_count_only_from_trusted_proxies(oidc_issuer, tmp_path):
         forged_token = oidc_issuer.token("hank", groups="/cms", exp_in="-100")
         r = requests.get(svc.url + "/api/v1/whoami", headers={"X-Forwarded-Access-Token": forged_token}, timeout=10)
         assert r.status_code == 401
+        # X-Forwarded-For cannot make a request look as if it came from the proxy
+        r = requests.get(svc.url + "/api/v1/whoami", headers={"X-Forwarded-User": "gina", "X-Forwarded-For": "10.9.8.7",
+                                                               "X-Forwarded-Groups": "/cms"}, timeout=10)
+        assert r.status_code == 200
+    finally:
+        svc.stop()
+    # with another proxy address configured, the same headers from here count for nothing
+    svc = ServiceProcess(oidc_issuer.url, tmp_path / "data2", audience=AUD, trusted_proxies="10.9.8.7")
+    try:
+        for headers in ({"X-Forwarded-User": "gina"}, {"X-Forwarded-User": "gina", "X-Forwarded-For": "10.9.8.7"}):
+            r = requests.get(svc.url + "/api/v1/whoami", headers=headers, timeout=10)
+            assert r.status_code == 401 and "no bearer token" in r.json()["message"]
     finally:
         svc.stop()
 

@@ -17,9 +17,7 @@ def serve(args: argparse.Namespace) -> int:
     except ImportError as err:
         raise ConfigError(f"the service needs {err.name}: pip install 'mlaas4hep-lab[service]'") from None
     app = create_app(config)
-    # proxy headers (X-Forwarded-For) only from the configured proxies: the client address is
-    # what decides whether X-Forwarded-User is believed
-    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level,
-                proxy_headers=bool(config.trusted_proxies),
-                forwarded_allow_ips=",".join(config.trusted_proxies) or None)
+    # uvicorn must not replace the peer address by X-Forwarded-For: the peer address is what
+    # decides whether a proxy's X-Forwarded-User is believed (--trusted-proxies)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level, proxy_headers=False)
     return 0
