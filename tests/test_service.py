@@ -561,3 +561,18 @@ def test_a_remembered_token_is_refused_once_it_expires(oidc_issuer):
     assert validator.cached(token) is None
     with pytest.raises(AuthError, match="expired"):
         validator.validate(token)
+
+
+def test_an_unreachable_issuer_answers_503_not_500(oidc_issuer, tmp_path):
+    from servers import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    svc = ServiceProcess(dead, tmp_path / "data", audience=AUD)
+    try:
+        token = oidc_issuer.token("alice", iss=dead)  # names the dead issuer, so its keys are looked up
+        r = requests.get(svc.url + "/api/v1/jobs", headers=auth(token), timeout=30)
+        assert r.status_code == 503 and r.json()["reason"] == "issuer_unavailable"
+        assert "cannot read the issuer's discovery document" in r.json()["message"] and r.headers["Retry-After"]
+        assert requests.get(svc.url + "/api/v1/health", timeout=10).status_code == 200
+    finally:
+        svc.stop()

@@ -42,7 +42,9 @@ class LimitExceeded(MLaaS4HEPError):
 
 
 def check_name(name: str | None, what: str = "name") -> str:
-    if not name or not NAME.fullmatch(name):
+    if name is None:
+        raise ConfigError("no folder name given", where=what, hint="e.g. /upload?name=luca")
+    if not NAME.fullmatch(name):
         raise ConfigError(f"{name!r} is not a valid folder name", where=what,
                           hint="1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return name
@@ -99,14 +101,23 @@ class UserSpace:
         return real
 
     def resolve_file(self, name: str, what: str, base: Path | None = None, redirector: str = "") -> str:
-        """A data file of a job: a remote URL as it is; else a local file inside the user's folder.
-        A relative name that is not there and a ``redirector`` is set stays a remote name."""
+        """A data file of a job, as the job will read it: a remote URL as it is; a file inside
+        the user's folder as its real path; with a ``redirector``, a name not found there (an
+        LFN such as ``/store/...``) as the redirector's URL. Nothing else, so that the job never
+        resolves a name against its own folder or the server's files."""
         if is_remote(name):
             return name
+        if "://" in name or name.startswith("file:"):
+            raise ConfigError(f"{name!r}: only root://, xroot://, http:// and https:// URLs are read", where=what)
+        if redirector and not is_remote(redirector):
+            raise ConfigError(f"the redirector must be a root://, xroot:// or http(s):// URL, got {redirector!r}",
+                              where="params: redirector")
         base = base or self.root
-        if redirector and not os.path.isabs(name) and ".." not in Path(name).parts \
-                and not os.path.lexists(base / name):
-            return name
+        if redirector:
+            local = Path(name) if os.path.isabs(name) else base / name
+            if not os.path.lexists(local):
+                # as the engine joins them (read.resolve_path): root://host//store/...
+                return redirector.rstrip("/") + "/" + (name if name.startswith("/") else "/" + name)
         return str(self.confine(name, what, base))
 
     def unpack(self, archive: Path, dest: Path, max_members: int, max_bytes: int) -> Unpacked:
