@@ -29,6 +29,43 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EpochCallback = Callable[[dict[str, float]], None]
 
+#: Losses whose targets are one-hot rows: as the original did, integer labels are one-hot encoded
+#: for them (``ex_keras.py``: two softmax units with ``loss="categorical_crossentropy"``).
+ONE_HOT_LOSSES = frozenset({"categorical_crossentropy", "categorical_focal_crossentropy", "categorical_hinge"})
+
+
+def loss_key(name: str) -> str:
+    """A loss name in one spelling: ``CategoricalCrossentropy`` and ``categorical_crossentropy``
+    are both ``categoricalcrossentropy``."""
+    return name.replace("_", "").lower()
+
+
+def wants_one_hot(loss: Any) -> bool:
+    """Whether a loss (a name, a loss object or a loss function, of Keras or the user) takes
+    one-hot targets rather than class indices."""
+    keys = {loss_key(n) for n in ONE_HOT_LOSSES}
+    if isinstance(loss, str):
+        return loss_key(loss) in keys
+    for candidate in (loss, getattr(loss, "fn", None)):  # keras.losses.LossFunctionWrapper keeps .fn
+        if candidate is None:
+            continue
+        name = getattr(candidate, "__name__", None) or type(candidate).__name__
+        if loss_key(name) in keys:
+            return True
+        if loss_key(type(candidate).__name__) in keys:
+            return True
+    return False
+
+
+def one_hot(y: np.ndarray, width: int) -> np.ndarray:
+    """Integer labels as float32 one-hot rows of ``width`` columns."""
+    y = np.asarray(y).reshape(-1)
+    if y.size and (y.min() < 0 or y.max() >= width):
+        raise ValueError(f"labels must be class indices 0..{width - 1}, got values from {y.min()} to {y.max()}")
+    out = np.zeros((y.shape[0], width), np.float32)
+    out[np.arange(y.shape[0]), y.astype(np.int64, copy=False)] = 1.0
+    return out
+
 
 class ModelAdapter(ABC):
     """What the trainer needs from a model, whatever its framework."""

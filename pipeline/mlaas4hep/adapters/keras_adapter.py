@@ -4,6 +4,10 @@ An uncompiled model is compiled with Adam and the loss that fits the labels
 (``binary_crossentropy`` for a 1-unit output, ``sparse_categorical_crossentropy`` for k units),
 with accuracy as metric. The model's output is taken as probabilities: a sigmoid unit for binary
 labels, or softmax units (for two classes, the second unit is the probability of class 1).
+
+A model compiled with a categorical loss (``"categorical_crossentropy"``, a
+``keras.losses.CategoricalCrossentropy()`` object or the function; also the focal and hinge
+variants) gets its labels one-hot encoded, one column per output unit, as the original did.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import keras
 import numpy as np
 
 from ..errors import ConfigError
-from . import EpochCallback, ModelAdapter
+from . import EpochCallback, ModelAdapter, one_hot, wants_one_hot
 
 
 class _EpochEvents(keras.callbacks.Callback):
@@ -30,6 +34,10 @@ class _EpochEvents(keras.callbacks.Callback):
             self.on_epoch({k: float(v) for k, v in (logs or {}).items()})
 
 
+def _loss_text(loss: Any) -> str:
+    return repr(loss) if isinstance(loss, str) else type(loss).__name__
+
+
 class KerasAdapter(ModelAdapter):
     framework = "keras"
 
@@ -39,6 +47,8 @@ class KerasAdapter(ModelAdapter):
             loss = "binary_crossentropy" if self.binary and self._outputs() in (None, 1) else \
                 "sparse_categorical_crossentropy"
             model.compile(optimizer="adam", loss=loss, metrics=["accuracy"])
+        #: labels are given to the loss as one-hot rows (a categorical loss), not class indices
+        self.one_hot = wants_one_hot(getattr(model, "loss", None))
 
     def _outputs(self) -> int | None:
         try:
@@ -66,6 +76,11 @@ class KerasAdapter(ModelAdapter):
                 f"the model's input size is {shape[-1]} but the data has {n_features} features",
                 where=source, hint="build the model with Input(shape=(idim,)) using model(idim)'s argument")
         outputs = self._outputs()
+        if self.one_hot and outputs is not None and outputs < 2:
+            raise ConfigError(f"the model is compiled with {_loss_text(self.model.loss)}, which needs one output "
+                              "unit per class, but it has 1 output", where=source,
+                              hint="use Dense(2, activation='softmax') for two classes, or loss='binary_crossentropy' "
+                                   "with one sigmoid unit")
         if self.binary and outputs not in (1, 2):
             raise ConfigError(f"the labels are binary but the model has {outputs} outputs; use one sigmoid "
                               "unit (or two softmax units)", where=source)
@@ -76,6 +91,11 @@ class KerasAdapter(ModelAdapter):
     def fit(self, X: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int,
             validation: tuple[np.ndarray, np.ndarray] | None = None,
             on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
+        if self.one_hot:  # a categorical loss takes one-hot rows, as the original encoded them
+            width = self._outputs() or self.n_classes
+            y = one_hot(y, width)
+            if validation is not None:
+                validation = (validation[0], one_hot(validation[1], width))
         history = self.model.fit(
             X, y, epochs=epochs, batch_size=batch_size, validation_data=validation, shuffle=True,
             verbose=0, callbacks=[_EpochEvents(on_epoch)],

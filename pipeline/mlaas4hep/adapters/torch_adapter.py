@@ -14,7 +14,11 @@ The model.py contract for PyTorch
     class (``loss = nn.BCEWithLogitsLoss``, created without arguments), or a function
     ``loss(output, target) -> tensor``. The target it receives is float32 with the output's
     shape for a 1-unit output, and int64 class indices of shape ``(batch,)`` for a w-unit
-    output. A non-scalar result is averaged.
+    output. A non-scalar result is averaged. The Keras names ``"binary_crossentropy"``,
+    ``"sparse_categorical_crossentropy"`` (the defaults below) and ``"categorical_crossentropy"``
+    are accepted too; with the last, the labels are one-hot encoded (float32, shape
+    ``(batch, w)``) as the original did, and the loss is the cross-entropy of the output
+    (logits, probabilities or log-probabilities, as below) against them.
 
 ``optimizer`` (optional)
     a function ``optimizer(parameters) -> torch.optim.Optimizer``
@@ -83,7 +87,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from . import EpochCallback, ModelAdapter, _user_line, build_model, load_model_module
+from . import EpochCallback, ModelAdapter, _user_line, build_model, load_model_module, loss_key, one_hot
 
 STATE_FILE = "model.pt"
 TORCHSCRIPT_FILE = "model.ts"
@@ -117,6 +121,7 @@ class TorchAdapter(ModelAdapter):
         self._loss: Any = None
         self._loss_name: str | None = None
         self._loss_from: str | None = None
+        self._one_hot = False  # targets as one-hot rows (loss = "categorical_crossentropy")
         self._optimizer: torch.optim.Optimizer | None = None
         self._trainable = True
         self._shuffle = torch.Generator().manual_seed(seed)
@@ -201,7 +206,12 @@ class TorchAdapter(ModelAdapter):
         last = _last_module_name(self.model)
         width = self._width
         user = getattr(self.module, "loss", None) if self.module is not None else None
-        if user is not None:
+        keras_name = _keras_loss_name(user, source) if isinstance(user, str) else None
+        if keras_name is not None:  # a Keras-style name: the matching torch loss, set below
+            loss, name = None, None
+            self._loss_from = "model.py"
+            self._check_keras_loss(keras_name, width, source)
+        elif user is not None:
             loss = _user_loss(user, source)
             name = _loss_name(loss)
             self._loss_from = "model.py"
@@ -236,6 +246,14 @@ class TorchAdapter(ModelAdapter):
                               "a softmax itself", where=source,
                               hint="remove the final nn.Softmax() (predictions still are probabilities)")
 
+        self._one_hot = keras_name == "categorical_crossentropy"
+        if self._one_hot:
+            if last == "Sigmoid":
+                raise ConfigError(f"the model has {width} output units and ends in nn.Sigmoid; categorical "
+                                  "cross-entropy needs softmax probabilities or logits", where=source,
+                                  hint="end in nn.Softmax(dim=1) or in no activation (logits)")
+            loss = _SoftTargetCrossEntropy(kind)
+            name = "categorical_crossentropy"
         if loss is None:
             if width == 1:
                 loss = nn.BCELoss() if kind == PROBABILITIES else nn.BCEWithLogitsLoss()
@@ -254,6 +272,15 @@ class TorchAdapter(ModelAdapter):
         if isinstance(loss, nn.Module):
             loss.to(self.device)
         self._loss, self._loss_name, self._kind = loss, name, kind
+
+    @staticmethod
+    def _check_keras_loss(name: str, width: int, source: str) -> None:
+        if name == "binary_crossentropy" and width != 1:
+            raise ConfigError(f"loss 'binary_crossentropy' needs 1 output unit; the model has {width}", where=source,
+                              hint="use loss = 'categorical_crossentropy' for one unit per class")
+        if name != "binary_crossentropy" and width == 1:
+            raise ConfigError(f"loss {name!r} needs one output unit per class; the model has 1", where=source,
+                              hint="end the model in nn.Linear(..., 2) for two classes, or use 'binary_crossentropy'")
 
     def _ensure_checked(self, n_features: int) -> None:
         if self._width is None or self._idim != n_features:
@@ -358,6 +385,8 @@ class TorchAdapter(ModelAdapter):
         if self._width == 1:
             threshold = 0.0 if self._kind == LOGITS else 0.5
             return ((out.reshape(-1) >= threshold) == (target.reshape(-1) > 0.5)).sum()
+        if target.ndim == 2:  # one-hot rows
+            target = target.argmax(dim=1)
         return (out.argmax(dim=1) == target).sum()
 
     def _evaluate(self, X: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict[str, float]:
@@ -385,6 +414,8 @@ class TorchAdapter(ModelAdapter):
             limit = 2 if self._width == 1 else self._width
             if low < 0 or high >= limit:
                 raise ValueError(f"labels must be class indices 0..{limit - 1}, got values from {low} to {high}")
+        if self._one_hot:
+            return _from_numpy(one_hot(y, self._width))
         dtype = np.float32 if self._width == 1 else np.int64
         return _from_numpy(np.ascontiguousarray(y, dtype=dtype))
 
@@ -623,6 +654,37 @@ class _NLLOfProbabilities(nn.Module):
         return nn.functional.nll_loss(torch.log(p.clamp_min(_EPS)), target)
 
 
+class _SoftTargetCrossEntropy(nn.Module):
+    """Categorical cross-entropy on one-hot (or soft) targets, from logits, probabilities or
+    log-probabilities: the torch side of ``loss = "categorical_crossentropy"``."""
+
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.kind == LOGITS:
+            log_p = nn.functional.log_softmax(out, dim=1)
+        elif self.kind == PROBABILITIES:
+            log_p = torch.log(out.clamp_min(_EPS))
+        else:
+            log_p = out
+        return -(target * log_p).sum(dim=1).mean()
+
+
+#: Keras loss names accepted in a PyTorch model.py (``loss = "categorical_crossentropy"``)
+_KERAS_LOSSES = ("binary_crossentropy", "sparse_categorical_crossentropy", "categorical_crossentropy")
+
+
+def _keras_loss_name(user: str, source: str) -> str:
+    for name in _KERAS_LOSSES:
+        if loss_key(user) == loss_key(name):
+            return name
+    raise ConfigError(f"loss is the string {user!r}; it must be a torch loss module, a loss class, a function "
+                      "loss(output, target), or one of " + ", ".join(repr(n) for n in _KERAS_LOSSES), where=source,
+                      hint="for PyTorch write e.g. loss = nn.BCEWithLogitsLoss()")
+
+
 def _loss_name(loss: Any) -> str:
     if isinstance(loss, _NLLOfProbabilities):
         return "NLLLoss(log(probabilities))"
@@ -643,11 +705,8 @@ def _user_loss(user: Any, source: str) -> Any:
                               where=source, hint=f"write loss = {user.__name__}(...) with its arguments") from None
     if callable(user):
         return user
-    hint = None
-    if isinstance(user, str):
-        hint = "this is a Keras-style name; for PyTorch write e.g. loss = nn.BCEWithLogitsLoss()"
     raise ConfigError(f"loss is {type(user).__name__}; it must be a torch loss module, a loss class, or a "
-                      "function loss(output, target)", where=source, hint=hint)
+                      "function loss(output, target)", where=source)
 
 
 def _last_module_name(model: nn.Module) -> str:
