@@ -252,6 +252,8 @@ def test_a_job_through_the_jobs_api_runs_and_only_its_owner_sees_it(service, tok
     later = requests.get(url + "/events", params={"since": page["last_seq"], "timeout": 1},
                          headers=auth(tokens["alice"]), timeout=40).json()
     assert later["events"] == [] and later["last_seq"] == page["last_seq"]
+    alice = requests.get(service.url + "/api/v1/whoami", headers=auth(tokens["alice"]), timeout=10).json()["id"]
+    assert list((service.data_dir / "users" / alice / ".cache").rglob("*.json")), "the specs cache is alice's own"
     artifact = requests.get(url + "/artifact", headers=auth(tokens["alice"]), timeout=30)
     assert artifact.status_code == 200
     with tarfile.open(fileobj=io.BytesIO(artifact.content), mode="r:gz") as tar:

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from .._version import __version__
-from ..errors import MLaaS4HEPError
+from ..errors import ConfigError, MLaaS4HEPError
 from ..jobs import FINISHED, JobManager, JobNotFound, JobStateError, WorkflowRequest
 from ..jobs.models import EventsPage, JobInfo, JobList, KernelList, LogsPage
 from .archive import UnsafeArchive
@@ -94,7 +94,14 @@ class Service:
         space = self.space(user)
         redirector = str((request.params or {}).get("redirector") or "")
         files = [space.resolve_file(f, f"files[{i}]", redirector=redirector) for i, f in enumerate(request.files)]
-        update: dict[str, Any] = {"files": files}
+        # the specs cache of the user's jobs is the user's own (inside their folder): a job never
+        # reads specs another user's job wrote
+        params = dict(request.params or {})
+        cache = params.get("cache_dir")
+        if cache and not isinstance(cache, str):
+            raise ConfigError(f"expected a folder name, got {cache!r}", where="params: cache_dir")
+        params["cache_dir"] = str(space.confine(cache or ".cache", "params: cache_dir", must_exist=False))
+        update: dict[str, Any] = {"files": files, "params": params}
         if request.model_path is not None:
             path = space.confine(request.model_path, "model_path")
             update = {**update, "model": _read_text(path, "model_path"), "model_path": None}
