@@ -150,6 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger = logging.getLogger("mlaas4hep")
     if _WARNINGS not in logger.handlers:
         logger.addHandler(_WARNINGS)
+    from . import quiet
+
+    quiet.install()  # TensorFlow's C++ start-up lines are not for the terminal
     try:
         return int(args.run(args) or 0)
     except MLaaS4HEPError as err:
