@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="mlaas4hep-demo", help="folder for the notebook and its data "
                                                           "(default: mlaas4hep-demo)")
     p.add_argument("--port", type=int, help="JupyterLab's port (default: JupyterLab's choice)")
-    p.add_argument("--no-browser", action="store_true", help="do not open a browser (print the URL only)")
+    p.add_argument("--no-browser", action="store_true",
+                   help="do not open a browser (print the notebook's URL, /lab/tree/demo.ipynb?token=..., only)")
     return parser
 
 
@@ -45,6 +46,9 @@ def demo(folder: Path, port: int | None, no_browser: bool, extra: Sequence[str])
     if not notebook.exists():
         shutil.copyfile(source, notebook)
     argv = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={folder.resolve()}", DEMO_NAME]
+    if not any(arg.startswith(("--LabApp.default_url", "--ServerApp.default_url")) for arg in extra):
+        # the URL JupyterLab prints (and opens) is the notebook's own: .../lab/tree/demo.ipynb?token=...
+        argv.append(f"--LabApp.default_url=/lab/tree/{DEMO_NAME}")
     if port:
         argv.append(f"--port={port}")
     if no_browser:
@@ -52,7 +56,8 @@ def demo(folder: Path, port: int | None, no_browser: bool, extra: Sequence[str])
     if os.geteuid() == 0:
         argv.append("--allow-root")  # JupyterLab refuses root otherwise
     argv += list(extra)
-    print(f"opening JupyterLab on {notebook} (Ctrl-C twice to stop)", flush=True)
+    print(f"opening JupyterLab on {notebook} (Ctrl-C twice to stop)"
+          + ("; open the .../lab/tree/demo.ipynb?token=... URL it prints" if no_browser else ""), flush=True)
     os.chdir(folder)
     os.execv(sys.executable, argv)  # becomes JupyterLab
     return 0  # not reached

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 
 from servers import free_port, wait_for_port
@@ -57,3 +59,24 @@ def test_demo_command_reports_an_unusable_folder(tmp_path):
     out = subprocess.run([sys.executable, "-m", "mlaas4hep_lab.cli", "demo", "--dir", str(blocker / "demo")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "cannot create the folder" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_without_a_browser_the_demo_prints_the_notebooks_own_url(tmp_path):
+    port = free_port()
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "MLAAS4HEP_JOB_ROOT": str(tmp_path / "jobs")}
+    output = tmp_path / "output.txt"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "mlaas4hep_lab.cli", "demo", "--dir", str(tmp_path / "demo"),
+                                 "--no-browser", f"--port={port}"], cwd=tmp_path, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (found := re.search(rf"http://127\.0\.0\.1:{port}/lab/tree/demo\.ipynb\?token=\w+",
+                                      output.read_text(errors="replace"))):
+            assert proc.poll() is None and time.monotonic() < deadline, output.read_text(errors="replace")[-3000:]
+            time.sleep(0.2)
+        with urllib.request.urlopen(found.group(0)) as page:  # the printed URL opens the notebook in JupyterLab
+            assert page.status == 200 and "JupyterLab" in page.read().decode()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
