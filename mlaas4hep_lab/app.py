@@ -13,12 +13,13 @@ import sys
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Integer, Type, Unicode, default
+from traitlets import Integer, List, Type, Unicode, default
 
 from mlaas4hep.client import default_root
 from mlaas4hep.jobs import JobManager, KernelInfo
+from mlaas4hep.jobs.inputs import MODEL_SIZE_LIMIT
 
-from .handlers import API, ROUTES
+from .handlers import API, MAX_BODY_SIZE, ROUTES
 from .lab_handlers import LAB, LAB_ROUTES, PACKAGED_DEMO
 
 
@@ -32,6 +33,13 @@ class MLaaS4HEPLab(ExtensionApp):
     concurrency = Integer(1, config=True, help="Jobs that may run at once; the rest wait in the queue.")
     manager_class = Type(JobManager, klass=JobManager, config=True,
                          help="The JobManager class (swap in a subclass to change how jobs are run).")
+    model_dirs = List(Unicode(), config=True,
+                      help="Folders a job's model_path may name a file in (default: the server's root_dir only). "
+                           "Paths elsewhere are refused.")
+    max_model_size = Integer(MODEL_SIZE_LIMIT, config=True,
+                             help="The largest model file (model_path) a job may name, in bytes.")
+    max_body_size = Integer(MAX_BODY_SIZE, config=True,
+                            help="The largest request body the jobs API takes, in bytes (413 beyond).")
     default_kernel = Unicode("python3", config=True, help="Kernelspec whose Python runs jobs that name none.")
     demo_notebook = Unicode(config=True,
                             help="The notebook that the launcher's 'MLaaS4HEP demo' copies to mlaas4hep-demo/demo.ipynb "
@@ -46,14 +54,16 @@ class MLaaS4HEPLab(ExtensionApp):
         owner = os.environ.get("JUPYTERHUB_USER") or _login()
         root = self.job_root or str(default_root())
         self.manager = self.manager_class(root, concurrency=self.concurrency, owner=owner,
-                                          base_dir=self.serverapp.root_dir, kernels=self.kernels)
+                                          base_dir=self.serverapp.root_dir, kernels=self.kernels,
+                                          model_dirs=[self.serverapp.root_dir, *self.model_dirs],
+                                          model_size_limit=self.max_model_size)
         secret = secrets.token_urlsafe(32)
         # kernels started by this server inherit these: that is how they reach their server
         os.environ["MLAAS4HEP_LAB_URL"] = self.kernel_url()
         os.environ["MLAAS4HEP_LAB_TOKEN"] = secret
         self.settings.update(mlaas4hep_manager=self.manager, mlaas4hep_secret=secret, mlaas4hep_owner=owner,
                              mlaas4hep_kernels=self.kernels, mlaas4hep_default_kernel=self.default_kernel,
-                             mlaas4hep_demo_notebook=self.demo_notebook)
+                             mlaas4hep_demo_notebook=self.demo_notebook, mlaas4hep_max_body_size=self.max_body_size)
         self.log.info("MLaaS4HEP jobs in %s (concurrency %d)", self.manager.root, self.concurrency)
 
     def kernel_url(self) -> str:

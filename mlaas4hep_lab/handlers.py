@@ -3,16 +3,18 @@
 Every handler needs an authenticated user: the Jupyter server's own login (cookie or token), or
 ``Authorization: Bearer <secret>`` with the per-server secret that the extension hands to
 kernels (``MLAAS4HEP_LAB_TOKEN``). Errors are JSON ``{"message", "reason"}`` with the status
-the API document gives.
+the API document gives. A request body is strict JSON (no NaN or Infinity), UTF-8, and at most
+``MLaaS4HEPLab.max_body_size`` bytes (413 beyond, refused while it arrives).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from concurrent.futures import ThreadPoolExecutor
 import json
+import math
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from jupyter_server.auth import authorized
@@ -31,6 +33,37 @@ API = "mlaas4hep/api/v1"
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mlaas4hep-api")
 JOB_ID = r"(?P<job_id>[0-9a-f]{1,32})"
 _BEARER = re.compile(r"bearer\s+(\S+)", re.IGNORECASE)
+MAX_BODY_SIZE = 4 * 1024 * 1024  # default of MLaaS4HEPLab.max_body_size
+EVENTS_TIMEOUT_MAX = 30.0
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return number
+
+
+def parse_json_body(data: bytes) -> Any:
+    """A request body as strict JSON: UTF-8, no NaN / Infinity, finite numbers. Errors are
+    400s that say what is wrong."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise web.HTTPError(400, f"the request body is not UTF-8: byte {data[err.start]:#04x} at offset "
+                                 f"{err.start}") from None
+    try:
+        return json.loads(text or "{}", parse_constant=_no_constant, parse_float=_finite)
+    except json.JSONDecodeError as err:
+        raise web.HTTPError(400, f"the request body is not valid JSON: {err.msg} at line {err.lineno}") from None
+    except RecursionError:
+        raise web.HTTPError(400, "the request body is not valid here: JSON nested too deeply") from None
+    except ValueError as err:  # NaN, Infinity, 1e400, an integer of thousands of digits
+        raise web.HTTPError(400, f"the request body is not valid here: {err}") from None
 
 
 def error_status(err: Exception) -> int:
@@ -85,12 +118,49 @@ class BaseHandler(APIHandler):
         if raw is None:
             return default
         try:
-            return cast(raw)
+            value = cast(raw)
         except ValueError:
-            raise web.HTTPError(400, f"query parameter {name!r} must be a number, got {raw!r}") from None
+            value = None
+        if value is None or (cast is float and not math.isfinite(value)):
+            raise web.HTTPError(400, f"query parameter {name!r} must be a finite number, got {raw[:40]!r}")
+        return value
 
 
-class JobsHandler(BaseHandler):
+@web.stream_request_body
+class BodyHandler(BaseHandler):
+    """A handler whose JSON body is limited in size: the body is taken as it arrives and a
+    too-large one is refused with 413, before it fills the server's memory."""
+
+    def initialize(self) -> None:
+        self._chunks: list[bytes] = []
+        self._received = 0
+
+    @property
+    def max_body_size(self) -> int:
+        return self.settings.get("mlaas4hep_max_body_size", MAX_BODY_SIZE)
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > self.max_body_size:
+            raise web.HTTPError(413, f"the request body has {length} bytes; this server takes at most "
+                                     f"{self.max_body_size} (MLaaS4HEPLab.max_body_size)")
+        # a body that comes without a length is still cut off: tornado stops reading past this
+        self.request.connection.set_max_body_size(self.max_body_size + 1)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        if self._received <= self.max_body_size:
+            self._chunks.append(chunk)
+
+    def json_body(self) -> Any:
+        if self._received > self.max_body_size:
+            raise web.HTTPError(413, f"the request body has over {self.max_body_size} bytes; this server takes at "
+                                     f"most {self.max_body_size} (MLaaS4HEPLab.max_body_size)")
+        return parse_json_body(b"".join(self._chunks))
+
+
+class JobsHandler(BodyHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
@@ -101,11 +171,9 @@ class JobsHandler(BaseHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
+        body = self.json_body()
         try:
-            body = json.loads(self.request.body or b"{}")
             request = WorkflowRequest.model_validate(body)
-        except json.JSONDecodeError as err:
-            raise web.HTTPError(400, f"the request body is not valid JSON: {err.msg} at line {err.lineno}") from None
         except ValidationError as err:
             raise web.HTTPError(400, "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
                                                for e in err.errors())) from None
@@ -135,7 +203,7 @@ class JobHandler(BaseHandler):
         self.send(None, 204)
 
 
-class CancelHandler(BaseHandler):
+class CancelHandler(BodyHandler):
     @web.authenticated
     @authorized
     async def post(self, job_id: str) -> None:
@@ -147,18 +215,34 @@ class CancelHandler(BaseHandler):
 
 
 class EventsHandler(BaseHandler):
+    """A long-poll: it answers at the first new event, when the job ends, at ``timeout`` (at
+    most 30 s), and stops waiting as soon as its client goes away."""
+
+    def initialize(self) -> None:
+        self._gone = asyncio.Event()
+
+    def on_connection_close(self) -> None:
+        self._gone.set()
+
     @web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
         since = int(self.query_number("since", 0))
-        timeout = min(max(self.query_number("timeout", 10.0, float), 0.0), 30.0)
-        deadline = asyncio.get_running_loop().time() + timeout
+        timeout = self.query_number("timeout", 10.0, float)
+        if timeout < 0:
+            raise web.HTTPError(400, f"query parameter 'timeout' must be 0 or more seconds, got {timeout:g}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(timeout, EVENTS_TIMEOUT_MAX)
         try:
             while True:
                 page = self.manager.events(job_id, since, self.owner)
-                if page.events or page.status in FINISHED or asyncio.get_running_loop().time() >= deadline:
+                if page.events or page.status in FINISHED or loop.time() >= deadline:
                     break
-                await asyncio.sleep(0.25)
+                try:
+                    await asyncio.wait_for(self._gone.wait(), timeout=min(0.25, max(deadline - loop.time(), 0)))
+                except asyncio.TimeoutError:
+                    continue
+                return  # the client went away: nobody to answer
         except MLaaS4HEPError as err:
             self.fail(err)
         self.send(page)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -107,6 +108,8 @@ def test_cancel_leaves_no_process_of_the_job(data, tmp_path):
         assert cancelled.status == "cancelled"
         assert process.group_members(pid) == []
         assert manager.events(job.id).events[-1]["error"] == "cancelled"
+        log = manager.logs(job.id).text
+        assert "chunk 0 epoch 1: loss " in log and log.endswith("mlaas4hep: cancelled by user\n")
         queued = manager.submit(slow_request(data))
         other = manager.submit(slow_request(data))
         assert manager.cancel(other.id).status == "cancelled"  # cancelled while queued (or just started)
@@ -192,8 +195,17 @@ def test_fifty_concurrent_submissions_lose_nothing_and_respect_the_limit(data, t
 
 def test_jobs_run_with_the_python_of_the_named_kernel(data, tmp_path):
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-                   check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    # another environment that has the project: it sees this one's packages (--system-site-packages
+    # would give the system's, not those of the .venv the tests run in)
+    import site
+    import sysconfig
+
+    inherit = "".join(f"import site; site.addsitedir({p!r})\n" for p in site.getsitepackages())
+    target = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    assert target != sysconfig.get_path("purelib")
+    (Path(target) / "inherit.pth").write_text(inherit)
     spec = tmp_path / "jupyter" / "kernels" / "ml-env"
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
@@ -244,3 +256,124 @@ def test_the_request_takes_labels_as_numbers_or_names_and_refuses_absurd_shapes(
         WorkflowRequest(**base, preproc=nested)
     with pytest.raises(ValueError, match="at most 4096 characters"):
         WorkflowRequest(**{**base, "files": ["a" * 100_000]})
+
+
+def test_model_path_devices_and_fifos_are_refused_at_once(data, tmp_path):
+    """Even where the admin allows a folder holding them, a device or FIFO is never read."""
+    fifo = tmp_path / "models" / "pipe.py"
+    fifo.parent.mkdir()
+    os.mkfifo(fifo)
+    with JobManager(tmp_path / "root", base_dir=data["folder"], model_dirs=[tmp_path / "models", "/dev"],
+                    start=False) as manager:
+        for path, message in ((str(fifo), "got a FIFO"), ("/dev/zero", "got a device"),
+                              ("/dev/null", "got a device")):
+            started = time.monotonic()
+            with pytest.raises(ConfigError, match=message):
+                manager.submit(WorkflowRequest(files=data["files"], labels=["1", "0"], model_path=path))
+            assert time.monotonic() - started < 5, path
+        assert manager.list() == []
+
+
+# a model.py that starts a process of its own (as a data loader or a shell-out would), then trains
+SPAWNING_MODEL = """import subprocess
+from pathlib import Path
+
+child = subprocess.Popen(["sleep", "300"])
+Path("child.pid").write_text(str(child.pid))
+""" + TORCH_MODEL
+
+
+def _wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+    return value
+
+
+def _child_pid(manager, job_id: str) -> int:
+    path = manager.root / "jobs" / job_id / "child.pid"
+    return int(_wait_for(lambda: path.exists() and path.read_text(), 60, "the model started no child"))
+
+
+def test_a_killed_runner_takes_its_children_along_and_the_failure_says_how(data, tmp_path):
+    with JobManager(tmp_path, base_dir=data["folder"], concurrency=2) as manager:
+        watched = manager.submit(slow_request(data).model_copy(update={"model": SPAWNING_MODEL}))
+        unwatched = manager.submit(slow_request(data).model_copy(update={"model": SPAWNING_MODEL}))
+        children = {job.id: _child_pid(manager, job.id) for job in (watched, unwatched)}
+        runners = {job.id: manager.store.get(job.id)["pid"] for job in (watched, unwatched)}
+
+        # the runner alone is killed (as the OOM killer does); its child would live on, adopted by PID 1
+        os.kill(runners[watched.id], signal.SIGKILL)
+        failed = _wait_for(lambda: (j := manager.get(watched.id)).status != "running" and j, 30, "not marked")
+        assert failed.status == "failed"
+        assert failed.error == "the job process was killed by SIGKILL — out of memory?"
+        assert not process.alive(children[watched.id], None)
+        assert process.group_members(runners[watched.id]) == []
+        assert "mlaas4hep: job lost: the job process was killed by SIGKILL" in manager.logs(watched.id).text
+    # the same while no manager watches: the next one finds the job lost and stops what is left
+    os.kill(runners[unwatched.id], signal.SIGKILL)
+    time.sleep(0.5)
+    assert process.alive(children[unwatched.id], None)  # the orphan runs on, for now
+    with JobManager(tmp_path, base_dir=data["folder"], concurrency=2) as manager:
+        lost = manager.get(unwatched.id)
+        assert lost.status == "failed" and "ended without a result (killed, or out of memory?)" in lost.error
+        assert not process.alive(children[unwatched.id], None)
+        assert process.group_members(runners[unwatched.id]) == []
+
+
+def test_a_job_whose_manager_died_before_recording_it_is_still_followed(data, tmp_path):
+    """The manager stops right after starting the process, before writing its pid: the runner
+    recorded itself, so the next manager follows the job to its end."""
+    from mlaas4hep.jobs.store import JobStore
+
+    with JobManager(tmp_path, base_dir=data["folder"], start=False) as manager:
+        job = manager.submit(request(data, tiny=True, epochs=1))
+    store = JobStore(tmp_path / "jobs.sqlite")
+    row = store.claim_next(1)  # what the crashed manager did: claimed, launched ...
+    folder = tmp_path / "jobs" / job.id
+    child = process.launch([row["python"], "-m", "mlaas4hep.jobs.runner", str(folder)], folder, folder / "log.txt",
+                           process.job_environment(os.environ))
+    store.close()  # ... and died before recording the pid
+    assert row["id"] == job.id
+    try:
+        with JobManager(tmp_path, base_dir=data["folder"]) as manager:
+            done = manager.wait(job.id, timeout=120)
+            assert done.status == "succeeded", (done.error, manager.logs(job.id).text[-2000:])
+            assert manager.store.get(job.id)["pid"] == child.pid
+            assert done.progress.events_processed > 0
+    finally:
+        child.wait(10)
+
+
+def test_jobs_get_no_server_secrets_and_keep_their_files_private(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_TOKEN", "server-secret")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "hub-secret")
+    monkeypatch.setenv("BEARER_TOKEN", "the-users-data-token")  # for root:// reads: the job needs it
+    model = "import json, os\njson.dump(dict(os.environ), open('env.json', 'w'))\n" + KERAS_MODEL
+    root = tmp_path / "fresh" / "root"
+    with JobManager(root, base_dir=data["folder"]) as manager:
+        job = manager.submit(request(data, model=model, tiny=True, epochs=1))
+        done = manager.wait(job.id, timeout=180)
+        assert done.status == "succeeded", (done.error, manager.logs(job.id).text[-2000:])
+        manager.artifact_archive(job.id)
+        folder = root / "jobs" / job.id
+        env = json.loads((folder / "env.json").read_text())
+        assert "JUPYTER_TOKEN" not in env and "JUPYTERHUB_API_TOKEN" not in env
+        assert env["BEARER_TOKEN"] == "the-users-data-token"
+
+        log = manager.logs(job.id).text
+        assert "chunk 0 epoch 1: " in log and " loss " in log and " events/s" in log and "finished in" in log
+        assert "absl::InitializeLog" not in log and "oneDNN" not in log  # TensorFlow's start-up noise
+
+    def mode(path):
+        return os.stat(path).st_mode & 0o777
+
+    assert mode(root) == 0o700 and mode(root / "jobs") == 0o700
+    for name in ("jobs.sqlite", "jobs.sqlite-wal", "jobs.sqlite-shm"):
+        if (root / name).exists():
+            assert mode(root / name) == 0o600, name
+    paths = list(folder.rglob("*"))
+    assert folder / "artifact.tar.gz" in paths and folder / "artifact" / "mlaas4hep.json" in paths
+    for path in [folder, *paths]:
+        assert mode(path) == (0o700 if path.is_dir() else 0o600), (path, oct(mode(path)))

@@ -42,8 +42,11 @@ class Operation:
 OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/jobs", "listJobs", "This user's jobs, oldest first", JobList),
     Operation("POST", "/jobs", "submitJob", "Queue a training job", JobInfo, body=WorkflowRequest, status=201,
-              errors=(400,), description="The request is checked (params, preproc, labels, local files, model.py "
-                                         "syntax, kernel) before anything is queued."),
+              errors=(400, 413), description="The request is checked (params, preproc, labels, local files, model.py "
+                                              "syntax, kernel) before anything is queued. The body is strict JSON "
+                                              "(no NaN or Infinity) of at most the server's size limit; a "
+                                              "model_path must name a regular text file under the server's "
+                                              "folders, within its size limit."),
     Operation("GET", "/jobs/{job_id}", "getJob", "A job's status, progress and last metrics", JobInfo, errors=(404,)),
     Operation("DELETE", "/jobs/{job_id}", "deleteJob", "Remove a finished job and its files", None, status=204,
               errors=(404, 409)),
@@ -52,7 +55,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/jobs/{job_id}/events", "jobEvents", "The job's events after 'since' (long-poll)", EventsPage,
               errors=(400, 404), query=(("since", "integer", "return events with seq above this (default 0)"),
                                         ("timeout", "number", "seconds to wait for an event while the job is active "
-                                                              "(default 10, at most 30)"))),
+                                                              "(default 10; at most 30 are waited; a finite "
+                                                              "number of 0 or more)"))),
     Operation("GET", "/jobs/{job_id}/logs", "jobLogs", "The job's log from a byte offset", LogsPage, errors=(400, 404),
               query=(("offset", "integer", "byte offset to read from (default 0)"),)),
     Operation("GET", "/jobs/{job_id}/artifact", "jobArtifact", "The trained model and its contract, as tar.gz",

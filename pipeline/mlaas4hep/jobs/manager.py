@@ -2,7 +2,8 @@
 
 State lives in SQLite (``ROOT/jobs.sqlite``); each job has a folder ``ROOT/jobs/<id>/`` with
 ``request.json``, ``inputs/`` (model.py, params.json, preproc.json, specs.json), ``events.jsonl``,
-``log.txt``, ``specs.json``, ``status.json`` and ``artifact/``. A queue with a concurrency limit
+``log.txt``, ``specs.json``, ``status.json``, ``pid.json`` and ``artifact/``; the root is created
+0700, the job folders and the database are the owner's only. A queue with a concurrency limit
 starts each job as its own process (``python -m mlaas4hep.jobs.runner``, with the interpreter of
 the chosen kernelspec) in its own process group, detached: jobs outlive whoever started them. A
 manager started later on the same folder re-attaches to the running ones and marks lost ones
@@ -20,7 +21,7 @@ import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,11 @@ from ..errors import ConfigError, MLaaS4HEPError
 from ..events import read_events
 from ..read import is_remote
 from . import process
+from .inputs import MODEL_SIZE_LIMIT, check_data_file, check_model_source, read_model_file
 from .kernels import DEFAULT as DEFAULT_KERNEL, find_kernels
 from .models import FINISHED, EventsPage, JobInfo, KernelInfo, LogsPage, Progress, WorkflowRequest
 from .store import JobStore
 
-LOG_TAIL = 2000
 LAUNCH_GRACE = 60.0  # a job claimed but without a process after this long was lost in a crash
 
 
@@ -49,23 +50,33 @@ class JobManager:
     """Jobs under ``root``: at most ``concurrency`` run at once.
 
     ``owner``: the user jobs are submitted as by default. ``base_dir``: where relative file
-    paths in requests are taken from. ``kernels``: a callable giving the kernelspecs
-    (default: :func:`~mlaas4hep.jobs.kernels.find_kernels`). ``start=False`` does not start the
-    scheduling thread (tests drive :meth:`tick` by hand).
+    paths in requests are taken from. ``model_dirs``: the folders a ``model_path`` may name a
+    file in (default: ``base_dir`` only); ``model_size_limit``: the largest model file read, in
+    bytes. ``kernels``: a callable giving the kernelspecs (default:
+    :func:`~mlaas4hep.jobs.kernels.find_kernels`). ``start=False`` does not start the scheduling
+    thread (tests drive :meth:`tick` by hand).
     """
 
     def __init__(self, root: str | os.PathLike, concurrency: int = 1, *, owner: str | None = None,
                  base_dir: str | os.PathLike | None = None,
+                 model_dirs: Sequence[str | os.PathLike] | None = None, model_size_limit: int = MODEL_SIZE_LIMIT,
                  kernels: Callable[[], dict[str, KernelInfo]] | None = None,
                  poll_interval: float = 0.5, cancel_grace: float = 5.0, start: bool = True):
         if concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
         self.root = Path(root).expanduser().resolve()
         self.jobs_dir = self.root / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.jobs_dir.mkdir(mode=0o700, exist_ok=True)
+        try:
+            os.chmod(self.jobs_dir, 0o700)  # ours alone, also when an older version made it 0755
+        except PermissionError:
+            pass  # another user's folder: theirs to keep private
         self.concurrency = concurrency
         self.owner = owner or os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
         self.base_dir = Path(base_dir).resolve() if base_dir else Path.cwd()
+        self.model_dirs = [Path(d).expanduser().resolve() for d in (model_dirs or [self.base_dir])]
+        self.model_size_limit = model_size_limit
         self.kernels = kernels or find_kernels
         self.poll_interval = poll_interval
         self.cancel_grace = cancel_grace
@@ -101,27 +112,24 @@ class JobManager:
         if request.model is not None:
             source = request.model
         else:
-            path = self._resolve_local(request.model_path, "model_path")
-            source = path.read_text()
-        try:
-            compile(source, "model.py", "exec")  # a syntax check only; model.py runs in the job process
-        except SyntaxError as err:
-            raise ConfigError(f"syntax error: {err.msg}", where=f"model.py:{err.lineno}") from None
+            source = read_model_file(request.model_path, self.base_dir, self.model_dirs, self.model_size_limit)
+        check_model_source(source)
 
         job_id = uuid.uuid4().hex[:12]
         folder = self.jobs_dir / job_id
         inputs = folder / "inputs"
-        inputs.mkdir(parents=True)
-        (inputs / "model.py").write_text(source)
-        (inputs / "params.json").write_text(json.dumps(request.params, indent=2))
+        folder.mkdir(mode=0o700)
+        inputs.mkdir(mode=0o700)
+        _write_private(inputs / "model.py", source)
+        _write_private(inputs / "params.json", json.dumps(request.params, indent=2))
         if preproc is not None:
-            (inputs / "preproc.json").write_text(json.dumps(request.preproc, indent=2))
+            _write_private(inputs / "preproc.json", json.dumps(request.preproc, indent=2))
         if request.specs is not None:
-            (inputs / "specs.json").write_text(json.dumps(request.specs))
+            _write_private(inputs / "specs.json", json.dumps(request.specs))
         name = request.name or (Path(request.model_path).name if request.model_path else "model.py")
         body = request.model_dump(exclude={"model"})
         body.update(files=files, name=name, kernel=kernel)
-        (folder / "request.json").write_text(json.dumps(body, indent=2))
+        _write_private(folder / "request.json", json.dumps(body, indent=2))
         self.store.insert(id=job_id, name=name, owner=owner or self.owner, status="queued", created=time.time(),
                           kernel=kernel, python=kernels[kernel].python, folder=str(folder),
                           resources=request.resources.model_dump())
@@ -129,17 +137,9 @@ class JobManager:
         return self.get(job_id)
 
     def _resolve(self, name: str, redirector: str) -> str:
-        if is_remote(name) or (redirector and not os.path.isabs(name) and not (self.base_dir / name).exists()):
+        if is_remote(name) or (redirector and not os.path.isabs(name) and not _exists(self.base_dir / name)):
             return name
-        return str(self._resolve_local(name, "files"))
-
-    def _resolve_local(self, name: str, what: str) -> Path:
-        path = Path(name).expanduser()
-        path = path if path.is_absolute() else self.base_dir / path
-        if not path.exists():
-            raise ConfigError("file not found on the server", where=f"{what}: {name}",
-                              hint=f"relative paths are taken from {self.base_dir}")
-        return path.resolve()
+        return str(check_data_file(name, self.base_dir))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -210,7 +210,8 @@ class JobManager:
         archive = folder / "artifact.tar.gz"
         if not archive.exists():
             tmp = folder / "artifact.tar.gz.part"
-            with tarfile.open(tmp, "w:gz") as tar:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as stream, tarfile.open(fileobj=stream, mode="w:gz") as tar:
                 tar.add(folder / "artifact", arcname="artifact")
             os.replace(tmp, archive)
         return archive
@@ -224,6 +225,7 @@ class JobManager:
             raise JobStateError(f"job {job_id} has already {row['status']}")
         if self.store.update(job_id, only_if_status=("queued",), status="cancelled", finished=time.time(),
                              error="cancelled before it started"):
+            _append_log(row, "cancelled by user before it started")
             return self.get(job_id)
         # the scheduler claims and launches under this lock: holding it, the job has its pid,
         # and the scheduler cannot mistake the process we stop for a lost one
@@ -235,6 +237,7 @@ class JobManager:
             if self.store.update(job_id, only_if_status=("running",), status="cancelled", finished=time.time(),
                                  error="cancelled"):
                 self._append_event(row, "failed", error="cancelled", type="Cancelled")
+                _append_log(row, "cancelled by user")
         return self.get(job_id)
 
     def delete(self, job_id: str, owner: str | None = None) -> None:
@@ -268,7 +271,7 @@ class JobManager:
 
     def _launch(self, row: dict[str, Any]) -> None:
         folder = Path(row["folder"])
-        env = {k: v for k, v in os.environ.items() if k not in ("MLAAS4HEP_LAB_TOKEN",)}
+        env = process.job_environment(os.environ)
         env.update(PYTHONUNBUFFERED="1", MLAAS4HEP_JOB_ID=row["id"])
         try:
             child = process.launch([row["python"], "-m", "mlaas4hep.jobs.runner", str(folder)], folder,
@@ -279,6 +282,19 @@ class JobManager:
             return
         self._children[row["id"]] = child
         self.store.update(row["id"], pid=child.pid, pid_start=process.start_time(child.pid))
+
+    def _adopt(self, row: dict[str, Any]) -> bool:
+        """A running job without a pid in the database: its manager stopped between starting it
+        and recording it. The process recorded itself in ``pid.json``; take that."""
+        try:
+            record = json.loads((Path(row["folder"]) / "pid.json").read_text())
+            pid, started = int(record["pid"]), record.get("start")
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if not self.store.update(row["id"], only_if_status=("running",), pid=pid, pid_start=started):
+            return False
+        row.update(pid=pid, pid_start=started)
+        return True
 
     def _reap(self, job_id: str) -> int | None:
         child = self._children.pop(job_id, None)
@@ -291,7 +307,7 @@ class JobManager:
 
     def _watch(self, row: dict[str, Any]) -> None:
         job_id = row["id"]
-        if row["pid"] is None:
+        if row["pid"] is None and not self._adopt(row):
             if time.time() - (row["started"] or 0) > LAUNCH_GRACE:
                 self.store.update(job_id, only_if_status=("running",), status="failed", finished=time.time(),
                                   error="the job never started (its manager stopped while starting it)")
@@ -306,21 +322,25 @@ class JobManager:
             if self.store.update(job_id, only_if_status=("running",), status="cancelled", finished=time.time(),
                                  error=f"timed out after {timeout:g} s"):
                 self._append_event(row, "failed", error=f"timed out after {timeout:g} s", type="Timeout")
+                _append_log(row, f"cancelled: timed out after {timeout:g} s")
             return
         if running:
             return
-        self._reap(job_id)
+        code = self._reap(job_id)
+        if process.group_members(row["pid"]):  # what the job started outlives it: stop it too
+            process.stop_group(row["pid"], self.cancel_grace)
         self._read_progress(row)
-        self._finish(row)
+        self._finish(row, code)
 
-    def _finish(self, row: dict[str, Any]) -> None:
-        """The job's process has ended: its status.json says how; without one it was lost."""
+    def _finish(self, row: dict[str, Any], code: int | None = None) -> None:
+        """The job's process has ended (with exit status ``code``, when this manager started it):
+        its status.json says how; without one it was lost."""
         folder = Path(row["folder"])
         try:
             status = json.loads((folder / "status.json").read_text())
         except (OSError, ValueError):
-            status = {"status": "failed", "error": "the job process ended without a result (killed, or out of "
-                                                   "memory?)" + _log_tail(folder)}
+            status = {"status": "failed", "error": process.how_it_ended(code, folder / "log.txt")}
+            _append_log(row, f"job lost: {status['error']}")
         fields: dict[str, Any] = {"status": status["status"], "finished": status.get("time", time.time()),
                                   "error": status.get("error")}
         if status.get("metrics"):
@@ -387,10 +407,24 @@ class JobManager:
         self.close()
 
 
-def _log_tail(folder: Path) -> str:
+def _write_private(path: Path, text: str) -> None:
+    """Write a file that only its owner may read."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write(text)
+
+
+def _append_log(row: dict[str, Any], line: str) -> None:
+    """A line in the job's log written by the manager (the job's process is gone)."""
     try:
-        text = (folder / "log.txt").read_text(errors="replace").strip()
+        with open(Path(row["folder"]) / "log.txt", "a", encoding="utf-8") as log:
+            log.write(f"mlaas4hep: {line}\n")
     except OSError:
-        return ""
-    lines = [line for line in text.splitlines() if line.strip()]
-    return (": " + lines[-1][:LOG_TAIL]) if lines else ""
+        pass  # the folder was deleted: nobody will read this log
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False

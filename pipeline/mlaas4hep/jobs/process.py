@@ -8,8 +8,20 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+#: The server's secrets, kept from the jobs it starts: a job runs the user's model.py, and needs
+#: none of them (the user's data tokens, BEARER_TOKEN and the like, pass).
+SERVER_SECRETS = frozenset({
+    "JUPYTER_TOKEN", "JUPYTER_PASSWORD", "JPY_API_TOKEN", "JPY_COOKIE_SECRET", "JUPYTERHUB_API_TOKEN",
+    "JUPYTERHUB_CLIENT_SECRET", "JUPYTERHUB_CRYPT_KEY", "JUPYTERHUB_COOKIE_SECRET", "MLAAS4HEP_LAB_TOKEN",
+})
+
+
+def job_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment for a job process: the server's, less its secrets."""
+    return {k: v for k, v in environ.items() if k not in SERVER_SECRETS}
 
 
 def start_time(pid: int) -> str | None:
@@ -36,8 +48,8 @@ def alive(pid: int | None, started: str | None) -> bool:
 
 def launch(argv: Sequence[str], cwd: Path, log: Path, env: dict[str, str]) -> subprocess.Popen:
     """Start ``argv`` in a new session (its own process group, no controlling terminal), with
-    stdout and stderr appended to ``log``."""
-    with open(log, "ab") as out:
+    stdout and stderr appended to ``log`` (created readable by its owner only)."""
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
         return subprocess.Popen(list(argv), cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 env=env, start_new_session=True, close_fds=True)
 
@@ -76,3 +88,28 @@ def stop_group(pgid: int, grace: float = 5.0) -> None:
     deadline = time.monotonic() + grace
     while group_members(pgid) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def how_it_ended(code: int | None, log: Path) -> str:
+    """Why a job process left no result, as far as anyone can tell: its exit status ``code``
+    (known to the manager that started it) and the last line of its ``log``."""
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " — out of memory?" if -code == signal.SIGKILL else ""
+        return f"the job process was killed by {name}{hint}"
+    if code is not None:
+        return f"the job process exited with code {code} without a result" + _last_line(log)
+    # started by an earlier manager: its exit status went to that manager
+    return "the job process ended without a result (killed, or out of memory?)" + _last_line(log)
+
+
+def _last_line(log: Path, limit: int = 2000) -> str:
+    try:
+        text = log.read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return (": " + lines[-1][:limit]) if lines else ""
