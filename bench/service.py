@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import statistics
 import sys
 import tarfile
 import tempfile
@@ -154,7 +153,8 @@ async def run(args: argparse.Namespace, issuer: OIDCIssuer, service: ServiceProc
               f"{1000 * pct(baseline, 50):>8.2f} {1000 * pct(baseline, 99):>8.2f}")
         print(f"  {len(accepted)} clients                {len(loaded):>9} {len(loaded) / elapsed:>8.0f} "
               f"{1000 * pct(loaded, 50):>8.2f} {1000 * pct(loaded, 99):>8.2f}")
-        print(f"  ratio (loaded / baseline)           {len(loaded) / elapsed / (len(baseline) / args.baseline_seconds):>8.1f}"
+        rate_ratio = len(loaded) / elapsed / (len(baseline) / args.baseline_seconds)
+        print(f"  ratio (loaded / baseline)           {rate_ratio:>8.1f}"
               f" {pct(loaded, 50) / pct(baseline, 50):>8.1f} {pct(loaded, 99) / pct(baseline, 99):>8.1f}")
         print(f"  target: p99 <= 50 ms under {args.clients} clients: "
               f"{'met' if 1000 * pct(loaded, 99) <= 50 else 'NOT met'}")
@@ -162,7 +162,7 @@ async def run(args: argparse.Namespace, issuer: OIDCIssuer, service: ServiceProc
         # restart mid-run: every accepted job is still there, with its events
         before = {c.job: await events_of(session, service.url, c.headers, c.job) for c in accepted}
         states = sorted(s for s, _ in before.values())
-        print(f"\nbefore the restart: " + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))))
+        print("\nbefore the restart: " + ", ".join(f"{states.count(s)} {s}" for s in sorted(set(states))))
         start = time.perf_counter()
         service.restart()
         print(f"restart: {time.perf_counter() - start:.1f} s until /health answers again")

@@ -212,7 +212,8 @@ def test_unknown_kids_refresh_the_keys_at_most_once_per_interval(oidc_issuer):
                 validator.validate(jwt.encode(claims, intruder, algorithm="RS256", headers={"kid": f"flood-{i}"}))
         assert validator.keys.fetches == 1
         new_kid = requests.post(issuer.url + "/test/rotate", timeout=10).json()["kid"]
-        rotated = next(t for t in (issuer.token("alice") for _ in range(4)) if jwt.get_unverified_header(t)["kid"] == new_kid)
+        rotated = next(t for t in (issuer.token("alice") for _ in range(4))
+                       if jwt.get_unverified_header(t)["kid"] == new_kid)
         with pytest.raises(AuthError, match="does not publish"):
             validator.validate(rotated)  # inside the interval: not fetched again
         validator.keys.refresh_interval = 0
@@ -578,3 +579,19 @@ def test_an_unreachable_issuer_answers_503_not_500(oidc_issuer, tmp_path):
         assert requests.get(svc.url + "/api/v1/health", timeout=10).status_code == 200
     finally:
         svc.stop()
+
+
+@pytest.mark.parametrize("path, kwargs, words", [
+    ("/api/v1/uploads", {"data": b"garbage--xyz", "headers": {"Content-Type": "multipart/form-data; boundary=xyz"}},
+     "the multipart body cannot be read"),
+    ("/api/v1/uploads", {"files": {"other": ("a.tar.gz", b"x")}}, "no archive: send it in the multipart field 'file'"),
+    ("/api/v1/uploads", {"data": b"x"}, "send the archive as multipart/form-data"),
+    ("/api/v1/uploads", {"files": {"file": ("a.tar.gz", b"not gzip")}}, "not a readable tar.gz archive"),
+    ("/upload", {"files": {"file": ("a.tar.gz", b"x")}}, "no folder name given"),
+    ("/submit", {"data": b"[1, 2]"}, "input.json must be a JSON object"),
+    ("/submit", {"data": b"{\"name\": "}, "not valid JSON"),
+], ids=["bad-multipart", "no-file-field", "not-multipart", "not-gzip", "upload-no-name", "submit-list", "submit-bad-json"])
+def test_malformed_uploads_and_submissions_answer_400(service, tokens, path, kwargs, words):
+    headers = {**auth(tokens["alice"]), **kwargs.pop("headers", {})}
+    r = requests.post(service.url + path, headers=headers, timeout=30, **kwargs)
+    assert r.status_code == 400 and words in r.json()["message"], r.text

@@ -9,19 +9,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.routing import Match
 
 from .._version import __version__
@@ -375,8 +375,8 @@ async def receive_archive(request: Request, service: Service, user: User):
                              "(curl -F 'file=@inputs.tar.gz')")
     try:
         form = await request.form(max_files=1, max_fields=8)
-    except Exception as err:  # noqa: BLE001 - starlette raises its own types for bad multipart bodies
-        raise MLaaS4HEPError(f"the multipart body cannot be read: {err}") from None
+    except (MultiPartException, StarletteHTTPException, ValueError) as err:
+        raise MLaaS4HEPError(f"the multipart body cannot be read: {getattr(err, 'detail', err)}") from None
     archive = form.get("file")
     if archive is None or isinstance(archive, str):
         await form.close()

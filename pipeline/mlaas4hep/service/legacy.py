@@ -90,7 +90,8 @@ def legacy_router() -> APIRouter:
     def logs(process_name: str, service: Svc, user: CurrentUser) -> PlainTextResponse:
         job_id = service.names.job_id(user.id, process_name)
         page = service.manager.logs(job_id, 0, limit=64 << 20, owner=user.id)
-        return PlainTextResponse(page.text, headers={"Content-Disposition": f'attachment; filename="{process_name}.txt"'})
+        disposition = f'attachment; filename="{process_name}.txt"'
+        return PlainTextResponse(page.text, headers={"Content-Disposition": disposition})
 
     @router.get("/model")
     def model(process_name: str, service: Svc, user: CurrentUser) -> FileResponse:
