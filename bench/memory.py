@@ -1,16 +1,14 @@
-"""Peak memory of a full pass over 1x and 5x the data, each in its own process.
+"""Peak memory and events/s of a full first pass over 1, 10 and 100 files, each in its own process.
 
-    python bench/memory.py [--events 200000] [--repeat 3]
+    python bench/memory.py [--events 50000] [--repeat 3] [--chunk-size 10000]
 
-1x: one file of N ttH-like events. 5x, twice: one file of 5N events, and five files of N events
-(labels 1, 0, 1, 0, 1) mixed into every chunk. Each child process runs the uncached specs pass
-and then every chunk (the full read, preproc, padding, normalisation and mixing) and reports
-its peak resident set size (``ru_maxrss``). The bound the issue sets:
-peak(5x) <= 1.1 * peak(1x) + 20 MB.
-
-Five files streamed at once each keep their partly-read ROOT baskets (uproot decompresses whole
-baskets), so that case also shows the cost per concurrently-read file, which depends on basket
-sizes and the number of files, not on the amount of data. Prints figures; asserts nothing.
+Every file holds the same number of ttH-like events (labels alternate 1, 0, 1, ...), so 10 and
+100 files are 10x and 100x the data. Each child process runs what a first epoch runs: the
+uncached specs pass and then every chunk (read, preproc, padding, normalisation and mixing of
+every file into every chunk), and reports its peak resident set size (``ru_maxrss``) and the
+events per second of the whole pass. The target the issue sets:
+100 files: peak <= 1.3 * peak(1 file) + 30 MB, at >= 0.7 * its events/s.
+Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -39,20 +37,13 @@ rss_specs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 n = 0
 for X, y in ds.chunks():
     n += len(X)
+seconds = time.perf_counter() - start
+ds.close()
 print(json.dumps({"rss_imports": rss0, "rss_after_specs": rss_specs,
                   "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "events": n, "features": len(ds.feature_names), "seconds": time.perf_counter() - start}))
+                  "events": n, "events_read": specs["events_read"]["total"],
+                  "features": len(ds.feature_names), "seconds": seconds}))
 """
-
-
-def basket_mb(path: str, skip: list[str]) -> float:
-    """Mean uncompressed basket size, summed over the branches the bench reads."""
-    import uproot
-
-    with uproot.open(path) as f:
-        tree = f["Events"]
-        return sum(sum(b.basket_uncompressed_bytes(i) for i in range(b.num_baskets)) / b.num_baskets
-                   for b in tree.branches if b.name not in skip) / 1e6
 
 
 def run_child(paths: list[str], chunk_size: int) -> dict:
@@ -64,41 +55,45 @@ def run_child(paths: list[str], chunk_size: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000, help="events per file (default 200000)")
+    parser.add_argument("--events", type=int, default=50_000,
+                        help="events per file (default 50000: a few baskets, so that even one file is read by "
+                             "two threads, as many files are)")
+    parser.add_argument("--files", default="1,10,100", help="numbers of files to compare (default 1,10,100)")
     parser.add_argument("--repeat", type=int, default=3,
-                        help="fresh processes per case (default 3); the median peak is compared, since a process's "
+                        help="fresh processes per case (default 3); medians are compared, since a process's "
                              "peak RSS varies by +-10 MB from run to run with allocator and thread timing")
-    parser.add_argument("--chunk-size", type=int, default=20_000,
-                        help="chunk size (default 20000: even 1x spans several chunks, so both runs reach the "
-                             "steady state of the chunk buffers)")
+    parser.add_argument("--chunk-size", type=int, default=10_000, help="chunk size (default 10000)")
     args = parser.parse_args()
-    files = [str(ensure_file(f"memory-{args.events // 1000}k-{i}.root", args.events, seed=100 + i, signal=i % 2 == 0))
-             for i in range(5)]
-    big = str(ensure_file(f"memory-{5 * args.events // 1000}k.root", 5 * args.events, seed=100))
-    print(f"machine: {machine()}; chunk_size {args.chunk_size:,}; each pass in a fresh process\n")
+    counts = [int(c) for c in args.files.split(",")]
+    files = [str(ensure_file(f"memory-{args.events // 1000}k-{i}.root", args.events, seed=100 + i,
+                             signal=i % 2 == 0))
+             for i in range(max(counts))]
+    print(f"machine: {machine()}; {args.events:,} events per file, chunk_size {args.chunk_size:,}; "
+          f"each first pass (specs + every chunk) in a fresh process, median of {args.repeat}\n")
     results = {}
-    for name, paths in (("1x", files[:1]), ("5x one file", [big]), ("5x five files", files)):
-        start = time.perf_counter()
-        runs = [run_child(paths, args.chunk_size) for _ in range(max(1, args.repeat))]
-        peaks = sorted(r["rss_peak"] for r in runs)
-        r = dict(runs[0], rss_peak=statistics.median(peaks))
-        results[name] = r
-        print(f"{name}: {len(paths)} file(s), {r['events']:,} events in chunks, {r['features']} features, "
-              f"{(time.perf_counter() - start) / len(runs):.1f}s a pass; peak RSS median {r['rss_peak']:.0f} MB "
-              f"of {len(runs)} runs ({', '.join(f'{p:.0f}' for p in peaks)}; after imports {r['rss_imports']:.0f} MB, "
-              f"after specs {r['rss_after_specs']:.0f} MB)")
-    one = results["1x"]["rss_peak"]
-    bound = 1.1 * one + 20
-    print(f"\nbound: 1.1 * peak(1x) + 20 MB = {bound:.0f} MB (medians)")
-    for name in ("5x one file", "5x five files"):
-        five = results[name]["rss_peak"]
-        print(f"{name:14s}: peak {five:.0f} MB = {five / one:.2f} x 1x, data {results[name]['events'] / results['1x']['events']:.2f} x "
-              f"-> {'within' if five <= bound else 'OVER'} the bound ({bound - five:+.0f} MB margin)")
-    basket = basket_mb(files[0], PARAMS["identifier"])
-    extra = (results["5x five files"]["rss_peak"] - results["5x one file"]["rss_peak"]) / 4
-    print(f"\nfive files vs one file: {extra:+.1f} MB per extra file read at once; one decompressed basket per branch "
-          f"read is {basket:.1f} MB in these files, and uproot holds the partly-used one of each file until the next "
-          f"chunk (the alternative is decompressing every basket several times)")
+    for count in counts:
+        runs = []
+        for _ in range(max(1, args.repeat)):
+            runs.append(run_child(files[:count], args.chunk_size))
+        peak = statistics.median(r["rss_peak"] for r in runs)
+        rate = statistics.median(r["events_read"] / r["seconds"] for r in runs)
+        results[count] = (peak, rate)
+        r = runs[0]
+        print(f"{count:4d} file(s): {r['events']:>10,} events in chunks, {r['features']} features; "
+              f"peak RSS {peak:6.0f} MB (runs {', '.join('%.0f' % x['rss_peak'] for x in runs)}; "
+              f"after imports {r['rss_imports']:.0f} MB); {rate / 1e3:6.0f} k events/s "
+              f"(runs {', '.join('%.0f' % (x['events_read'] / x['seconds'] / 1e3) for x in runs)})", flush=True)
+    one_peak, one_rate = results[counts[0]]
+    print(f"\n{'files':>6s} {'peak RSS':>9s} {'x 1 file':>9s} {'bound':>7s} {'events/s':>10s} {'x 1 file':>9s}")
+    for count in counts:
+        peak, rate = results[count]
+        bound = 1.3 * one_peak + 30
+        print(f"{count:6d} {peak:7.0f}MB {peak / one_peak:8.2f}x {bound:5.0f}MB {rate / 1e3:8.0f} k "
+              f"{rate / one_rate:8.2f}x  {'within' if peak <= bound and rate >= 0.7 * one_rate else 'OUTSIDE'} "
+              "the target (peak <= 1.3 x 1 file + 30 MB, events/s >= 0.7 x 1 file)")
+
 
 if __name__ == "__main__":
+    time0 = time.perf_counter()
     main()
+    print(f"\n(bench took {time.perf_counter() - time0:.0f}s)")

@@ -89,7 +89,9 @@ def test_unreachable_server_fails_after_bounded_retries():
 
 
 def test_server_that_goes_away_mid_read(tth):
-    """Kill the XRootD server after the specs pass: reading the chunks fails with a clear error."""
+    """Kill the XRootD server after the specs pass: reading the chunks fails with a clear error.
+    (The specs pass keeps no rows here, so the chunks must be read from the server; with the rows
+    kept, the chunks need no server at all: see test_first_pass_keeps_rows_remote.)"""
     from servers import XRootDServer
 
     from support import need
@@ -99,12 +101,41 @@ def test_server_that_goes_away_mid_read(tth):
     server = XRootDServer([tth["signal"]])
     try:
         ds = mlaas4hep.Dataset([server.url("signal.root")], params={**PARAMS, "timeout": 2, "specs_cache": False})
-        ds.specs()
+        ds.specs(rows=False)
         server.stop()
         with pytest.raises(DataError, match=r"signal.root.*(remote read|could not open).*is the server reachable"):
             list(ds.chunks())
     finally:
         server.close()
+
+
+def test_first_pass_keeps_rows_remote(tth):
+    """Over root://, the specs pass reads the file once and keeps the rows: every chunk comes
+    after the server is gone, value for value those of a pass that reads the server again."""
+    from servers import XRootDServer
+
+    from support import need
+    import shutil
+
+    need(shutil.which("xrootd") is not None, "Debian's xrootd-server is not installed")
+    server = XRootDServer([tth["signal"], tth["background"]])
+    try:
+        urls = [server.url("signal.root"), server.url("background.root")]
+        params = {**PARAMS, "timeout": 2, "specs_cache": False, "chunk_size": 1500}
+        again = mlaas4hep.Dataset(urls, labels=["1", "0"], params=params)
+        again.specs(rows=False)
+        streamed = list(again.iter_chunks())  # rows read from the server once more
+        ds = mlaas4hep.Dataset(urls, labels=["1", "0"], params=params)
+        ds.specs()
+        server.stop()
+        kept = list(ds.iter_chunks())
+    finally:
+        server.close()
+    assert len(kept) == len(streamed) > 2
+    for a, b in zip(kept, streamed):
+        np.testing.assert_array_equal(a.X, b.X)
+        np.testing.assert_array_equal(a.y, b.y)
+        np.testing.assert_array_equal(a.entry, b.entry)
 
 
 def test_fault_classification_does_not_read_numbers_in_urls():

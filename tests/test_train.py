@@ -166,9 +166,7 @@ def test_torch_learns_and_predicts_after_reload(separable, tmp_path):
 def test_standard_mode_with_cache_reads_each_file_once(separable, tmp_path, monkeypatch):
     from mlaas4hep.read import RootFile
 
-    params = {**PARAMS, "mode": "standard", "epochs": 3, "cache": True}
-    ds = mlaas4hep.Dataset(separable["files"], labels=separable["labels"], params=params)
-    ds.specs()  # the specs pass is a read of its own; count what training reads
+    params = {**PARAMS, "mode": "standard", "epochs": 3, "cache": True, "cache_dir": str(tmp_path / "cachedir")}
     entries_read: dict[str, int] = {}
     real_iterate = RootFile.iterate
 
@@ -178,18 +176,27 @@ def test_standard_mode_with_cache_reads_each_file_once(separable, tmp_path, monk
             yield first, end, arrays
 
     monkeypatch.setattr(RootFile, "iterate", counting)
+    ds = mlaas4hep.Dataset(separable["files"], labels=separable["labels"], params=params)
     seen = []
     artifact = mlaas4hep.train(ds, separable["keras"], output=tmp_path / "cached", on_event=seen.append)
-    assert entries_read == {p: 8000 for p in ds.paths}  # one pass over each file for three epochs
+    # the specs pass is the only read: it also kept the rows that all three epochs train on
+    assert entries_read == {p: 8000 for p in ds.paths}
+    assert [e["event"] for e in seen].index("specs_done") < [e["event"] for e in seen].index("chunk_start")
     assert [e["epoch"] for e in seen if e["event"] == "epoch"] == [1, 2, 3]
     assert artifact.metrics["auc"] > 0.9
-    assert len(list((tmp_path / "cached" / "cache").glob("X-*.npy"))) == 4
+    assert len(list((tmp_path / "cachedir" / "rows").glob("*/meta.json"))) == 1
+
+    entries_read.clear()  # a later run on the same inputs reads no ROOT at all (specs and rows cached)
+    mlaas4hep.train(mlaas4hep.Dataset(separable["files"], labels=separable["labels"], params=params),
+                    separable["keras"], output=tmp_path / "again")
+    assert entries_read == {}
 
     params_nc = {**params, "cache": False}  # without the cache every epoch reads ROOT again
     entries_read.clear()
     mlaas4hep.train(mlaas4hep.Dataset(separable["files"], labels=separable["labels"], params=params_nc),
                     separable["keras"], output=tmp_path / "nocache")
     assert entries_read == {p: 3 * 8000 for p in ds.paths}
+    assert len(list((tmp_path / "cachedir" / "rows").glob("tmp-*"))) == 0  # temporary rows are gone
 
 
 def _workflow(separable, output, *extra, params=None):

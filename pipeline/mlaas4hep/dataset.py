@@ -8,12 +8,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,12 +25,14 @@ import numpy as np
 
 from .config import (Labels, ListEntry, Params, Preproc, load_labels, load_list, load_params,
                      load_preproc)
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .features import FeatureSelection, select_features
-from .mix import Chunk, ChunkMixer, FileStream, StreamPosition, prefetch
+from .mix import Chunk, ChunkMixer, FileStream, StoreStream, StreamPosition, prefetch
 from .plan import Plan
-from .read import BranchReadError, RootFile, resolve_path
-from .specs import Progress, compute_specs, load_cached, specs_key, store_cached, window
+from .read import FLAT, BranchReadError, RootFile, resolve_path
+from .specs import (Progress, cache_dir, compute_specs, load_cached, read_pass, specs_key, store_cached,
+                    window)
+from .store import STORE_VERSION, RowStore, StoreWriter, columns_of, sweep_temporary, temporary_folder
 from .tensorize import FeatureLayout, Tensorizer
 
 PathOrList = str | os.PathLike | Sequence[str]
@@ -77,6 +83,9 @@ class Dataset:
         self._tensorizer: Tensorizer | None = None
         self.specs_from_cache = False  # whether the last specs() came from the cache
         self.warnings: list[str] = []  # what the user should know (too many features), once each
+        self._store: RowStore | None = None
+        self._store_temporary = False
+        self._finalizer: weakref.finalize | None = None
 
     # -- files and branches -------------------------------------------------------------------
 
@@ -92,6 +101,11 @@ class Dataset:
                                            # uproot's array cache only grows while streaming
                                            open_options={"timeout": self.params.timeout, "array_cache": None},
                                            read_threads=self.params.read_threads))
+                    if len(self.paths) > 1:
+                        # keep what is known of it, not its open file: reads reopen it in turn, so
+                        # memory does not grow with the number of files
+                        opened[-1].branches
+                        opened[-1].release()
             except BaseException:
                 for f in opened:
                     f.close()
@@ -118,8 +132,13 @@ class Dataset:
 
     # -- specs --------------------------------------------------------------------------------
 
-    def specs(self, progress: Progress | None = None, refresh: bool = False) -> dict[str, Any]:
-        """The specs (see :mod:`mlaas4hep.specs`), from the cache when nothing changed."""
+    def specs(self, progress: Progress | None = None, refresh: bool = False, rows: bool = True) -> dict[str, Any]:
+        """The specs (see :mod:`mlaas4hep.specs`), from the cache when nothing changed.
+
+        A pass that computes them also keeps the selected rows in the row store (see
+        :mod:`mlaas4hep.store`; ``rows=False``: it does not), so that the first pass of chunks
+        reads no ROOT file again.
+        """
         if self._specs is not None and not refresh:
             return self._specs
         self.selection  # noqa: B018 - checks the params and preproc against the files first
@@ -127,7 +146,7 @@ class Dataset:
         specs = None if (refresh or not self.params.specs_cache) else load_cached(key, self.params)
         self.specs_from_cache = specs is not None
         if specs is None:
-            specs = self._compute_specs(progress)
+            specs = self._compute_specs(progress, key if rows else None)
             if self.params.specs_cache:
                 store_cached(key, specs, self.params)
         elif specs.get("unreadable"):
@@ -136,20 +155,30 @@ class Dataset:
         self._specs = specs
         return specs
 
-    def _compute_specs(self, progress: Progress | None) -> dict[str, Any]:
+    def _compute_specs(self, progress: Progress | None, key: str | None) -> dict[str, Any]:
         """The specs pass. A branch that uproot cannot read (found and named by the reader) is
-        skipped with its reason and the pass is run again, unless the user asked for it by name."""
+        skipped with its reason and the pass is run again, unless the user asked for it by name.
+        With a ``key``, the pass also keeps the selected rows in a row store."""
         unreadable: dict[str, str] = {}
         while True:
+            writer = self._store_writer(key) if key is not None else None
             try:
-                specs = compute_specs(self.files, self.selection, self.params, progress)
+                specs = compute_specs(self.files, self.selection, self.params, progress, sink=writer)
             except BranchReadError as err:
+                if writer is not None:
+                    writer.abandon()
                 chosen = set(self.selection.features) - set(self.params.selected_branches)
                 if not set(err.failing) <= chosen or set(err.failing) & set(unreadable):
                     raise
                 unreadable.update(err.failing)
                 self._selection = select_features(self.files, self.params, self.preproc, unreadable)
                 continue
+            except BaseException:
+                if writer is not None:
+                    writer.abandon()
+                raise
+            if writer is not None:
+                self._adopt_store(writer, key)
             specs["unreadable"] = unreadable
             return specs
 
@@ -207,9 +236,29 @@ class Dataset:
         tensorizer = Tensorizer(layout)
         self._tensorizer = tensorizer
 
-        first_chunk, starts = resume if resume is not None else (0, [StreamPosition()] * len(self.files))
-        if len(starts) != len(self.files):
-            raise ConfigError(f"cannot resume: {len(starts)} stream positions for {len(self.files)} files")
+        first_chunk, starts = resume if resume is not None else (0, [StreamPosition()] * len(self.paths))
+        if len(starts) != len(self.paths):
+            raise ConfigError(f"cannot resume: {len(starts)} stream positions for {len(self.paths)} files")
+
+        store = self._row_store(specs, ids)
+
+        def from_store() -> Iterator[Chunk]:
+            reader = RowStore(store.folder, store.meta)  # a file descriptor of this pass's own
+            budget = self.params.memory_mb * (1 << 20) / 8  # read buffers of all files together, 64 kB at most each
+            streams: list[StoreStream | None] = []
+            try:
+                for i in range(len(self.paths)):
+                    if plan.quotas[i] == 0 or starts[i].taken >= plan.quotas[i]:
+                        streams.append(None)
+                        continue
+                    share = math.ceil(plan.share(i)) + 1
+                    piece = int(min(64 << 10, budget / len(self.paths)) / max(store.bytes_per_event(i), 1.0))
+                    streams.append(StoreStream(reader, i, max(share, piece), start=starts[i]))
+                yield from ChunkMixer(streams, plan, tensorizer, labels, shuffle, seed, ids, first_chunk, starts)
+            finally:
+                reader.close()
+                if self._store_temporary and self._store is store:
+                    self._drop_store()  # cache: false: the rows last one pass
 
         def generate() -> Iterator[Chunk]:
             executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlaas4hep-read")
@@ -229,7 +278,8 @@ class Dataset:
                         stream.close()
                 executor.shutdown(wait=True, cancel_futures=True)
 
-        return prefetch(generate()) if background else generate()
+        chunks = from_store() if store is not None else generate()
+        return prefetch(chunks) if background else chunks
 
     def chunks(self, *, shuffle: bool | None = None, seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """``(X, y)`` per chunk: X float32 (n, n_features), y int64 labels (None if unlabelled).
@@ -253,12 +303,107 @@ class Dataset:
         efficiency = selected / read if read else 1.0
         return int(min(max(math.ceil(plan.share(i) / max(efficiency, 1e-6)), 2000), 500_000))
 
+    # -- the row store ------------------------------------------------------------------------
+
+    def _store_columns(self) -> dict[str, str]:
+        """What the store keeps: the features, and the identifiers that are flat numbers."""
+        selection = self.selection
+        ids = [n for n in selection.identifiers
+               if n not in selection.features and selection.kinds.get(n) == FLAT]
+        return columns_of(selection.kinds, selection.features + ids)
+
+    def _store_key(self, key: str) -> str:
+        content = {"version": STORE_VERSION, "specs": key, "columns": self._store_columns()}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
+
+    def _store_folder(self) -> Path:
+        return cache_dir(self.params) / "rows"
+
+    def _store_writer(self, key: str) -> StoreWriter | None:
+        """A writer into a new folder (moved to its final place when complete); None where the
+        store folder cannot be written: then chunks are read straight from ROOT."""
+        folder = self._store_folder()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            sweep_temporary(folder)
+            return StoreWriter(temporary_folder(folder), len(self.paths), self._store_columns())
+        except OSError as err:
+            log.warning("mlaas4hep: no row store (%s): every pass reads ROOT", err)
+            return None
+
+    def _adopt_store(self, writer: StoreWriter, key: str) -> None:
+        """Finish a store: with ``cache: true`` it is kept in the cache folder for later passes
+        and runs; else it lasts for the next pass."""
+        self._drop_store()
+        store_key = self._store_key(key)
+        store = writer.finish(store_key)
+        if store is None:
+            log.warning("mlaas4hep: the row store could not be written (%s): chunks are read from ROOT",
+                        writer.failed)
+            return
+        if self.params.cache:
+            final = self._store_folder() / store_key
+            shutil.rmtree(final, ignore_errors=True)
+            try:
+                os.replace(store.folder, final)
+                store = RowStore(final, store.meta)
+            except OSError:  # another process published the same store first
+                shutil.rmtree(store.folder, ignore_errors=True)
+                store = RowStore.open(final, store_key)
+                if store is None:
+                    return
+        self._store, self._store_temporary = store, not self.params.cache
+        if self._store_temporary:
+            self._finalizer = weakref.finalize(self, shutil.rmtree, str(store.folder), True)
+
+    def _drop_store(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            if self._store_temporary:
+                self._store.remove()
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self._store, self._store_temporary, self._finalizer = None, False, None
+
+    def _row_store(self, specs: dict[str, Any], identifiers: Sequence[str]) -> RowStore | None:
+        """The store the next pass reads: the one the specs pass wrote, the cached one (``cache:
+        true``), or a new one filled by one read of every file; None: read straight from ROOT."""
+        columns = self._store_columns()
+        if any(name not in columns for name in identifiers):
+            return None  # identifiers the store does not keep: read them from ROOT
+        key = specs["cache_key"]
+        if self._store is None and self.params.cache:
+            found = RowStore.open(self._store_folder() / self._store_key(key), self._store_key(key))
+            if found is not None:
+                self._store, self._store_temporary = found, False
+        if self._store is None:
+            writer = self._store_writer(key)
+            if writer is None:
+                return None
+            try:
+                totals = read_pass(self.files, self.selection, self.params, sink=writer, stats=False)
+            except BaseException:
+                writer.abandon()
+                raise
+            expected = specs["events"]["per_file"]
+            for path, total in zip(self.paths, totals):
+                if total.events != expected.get(path):
+                    writer.abandon()
+                    raise DataError(f"{total.events} events pass the cuts now, {expected.get(path)} when the "
+                                    "specs were computed: did the file change?", where=path,
+                                    hint="run again with refreshed specs (--refresh, or specs_cache: false)")
+            self._adopt_store(writer, key)
+        return self._store
+
     # -- housekeeping -------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the ROOT files (and drop a temporary row store; a cached one stays)."""
         for f in self._files or []:
             f.close()
         self._files = None
+        if self._store is not None and self._store_temporary:
+            self._drop_store()
 
     def __enter__(self) -> Dataset:
         return self

@@ -1,11 +1,11 @@
 """Mix the selected events of labelled files into shuffled chunks of (X, y).
 
-Each file is a :class:`FileStream` of its selected events, read ahead in a thread pool
-(reading and the preproc of the next block run while the current one is tensorized). A
-:class:`ChunkMixer` asks every stream for its share of each chunk (see :mod:`.plan`), writes
-the rows straight into a reused buffer at shuffled positions, and the whole assembly runs one
-chunk ahead of the consumer in a background thread. Memory stays bounded by a few chunks
-whatever the size of the dataset.
+Each file is a stream of its selected events: a :class:`StoreStream` reads them from the row
+store (see :mod:`.store`), a :class:`FileStream` straight from ROOT (read ahead in a thread
+pool) where there is no store. A :class:`ChunkMixer` asks every stream for its share of each
+chunk (see :mod:`.plan`), joins the pieces and writes the rows straight into a reused buffer at
+shuffled positions; the whole assembly runs one chunk ahead of the consumer in a background
+thread.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from .errors import DataError
 from .features import FeatureSelection
 from .plan import Plan
 from .read import RootFile
-from .tensorize import Tensorizer
+from .store import RowStore
+from .tensorize import Jagged, Tensorizer, packed
 
 
 @dataclass
@@ -64,6 +65,29 @@ class Block:
 
     def slice(self, a: int, b: int) -> Block:
         return Block({k: v[a:b] for k, v in self.arrays.items()}, self.entry[a:b])
+
+
+def concat_blocks(blocks: Sequence[Block], jagged: Sequence[str]) -> Block | None:
+    """One block of the events of ``blocks``, in order; None where a column's dtype differs
+    between blocks (joining would convert values; the caller then uses the blocks one by one)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    jagged = set(jagged)
+    arrays: dict[str, Any] = {}
+    for name in blocks[0].arrays:
+        if name in jagged:
+            parts = [packed(b.arrays[name]) for b in blocks]
+            if len({values.dtype for _, values in parts}) != 1:
+                return None
+            offsets = np.zeros(sum(len(o) - 1 for o, _ in parts) + 1, np.int64)
+            np.cumsum(np.concatenate([np.diff(o) for o, _ in parts]), out=offsets[1:])
+            arrays[name] = Jagged(offsets, np.concatenate([values for _, values in parts]))
+        else:
+            parts = [np.asarray(b.arrays[name]) for b in blocks]
+            if len({p.dtype for p in parts}) != 1:
+                return None
+            arrays[name] = np.concatenate(parts)
+    return Block(arrays, np.concatenate([b.entry for b in blocks]))
 
 
 class FileStream:
@@ -129,6 +153,48 @@ class FileStream:
         self._blocks.close()
 
 
+class StoreStream:
+    """The selected events of one file, from the row store, read ``piece`` events at a time
+    (about the memory budget's share for one file), so memory does not grow with files."""
+
+    def __init__(self, store: RowStore, index: int, piece: int, start: StreamPosition = StreamPosition()):
+        self.store = store
+        self.index = index
+        self.piece = max(1, piece)
+        self.position = start
+        self._next = start.taken  # next selected event to read from the store
+        self._end = store.events(index)
+        self._current: Block | None = None
+        self._pieces: list[Block] = []
+        self._pos = 0
+
+    def _fill(self, k: int) -> None:
+        stop = min(self._end, self._next + max(k, self.piece))
+        if stop <= self._next:
+            raise DataError(f"the row store holds {self._end} selected events of this file; more were expected",
+                            where=str(self.store.folder))
+        self._pieces = [Block(arrays, entry) for entry, arrays in self.store.read(self.index, self._next, stop)]
+        self._next = stop
+
+    def take(self, k: int) -> list[Block]:
+        out = []
+        while k > 0:
+            if self._current is None or self._pos >= len(self._current):
+                if not self._pieces:
+                    self._fill(k)
+                self._current, self._pos = self._pieces.pop(0), 0
+            n = min(k, len(self._current) - self._pos)
+            piece = self._current.slice(self._pos, self._pos + n)
+            out.append(piece)
+            self._pos += n
+            k -= n
+            self.position = StreamPosition(int(piece.entry[-1]) + 1, self.position.taken + n)
+        return out
+
+    def close(self) -> None:
+        self._current, self._pieces = None, []
+
+
 class BufferPool:
     """Reuses output buffers that nobody else references any more.
 
@@ -154,7 +220,7 @@ class BufferPool:
 class ChunkMixer:
     """Builds chunks from file streams according to a plan."""
 
-    def __init__(self, streams: Sequence[FileStream | None], plan: Plan, tensorizer: Tensorizer,
+    def __init__(self, streams: Sequence[FileStream | StoreStream | None], plan: Plan, tensorizer: Tensorizer,
                  labels: Sequence[int] | None, shuffle: bool, seed: int, identifiers: Sequence[str] = (),
                  first_chunk: int = 0, starts: Sequence[StreamPosition] | None = None):
         self.streams = streams
@@ -184,22 +250,32 @@ class ChunkMixer:
         ids = {name: None for name in self.identifiers}
         # one generator per chunk: a resumed run shuffles chunk k exactly as an uninterrupted one
         order = np.random.default_rng([self.seed, index]).permutation(n) if self.shuffle else None
-        pos = 0
+        pieces: list[tuple[int, Block]] = []
         for i, (stream, k) in enumerate(zip(self.streams, takes)):
-            for block in stream.take(k):
-                m = len(block)
-                rows = order[pos:pos + m] if order is not None else slice(pos, pos + m)
-                self.tensorizer.fill(X, rows, block.arrays)
-                if y is not None:
-                    y[rows] = self.labels[i]
-                file_index[rows] = i
-                entry[rows] = block.entry
-                for name in self.identifiers:
-                    values = np.asarray(block.arrays[name])
-                    if ids[name] is None:
-                        ids[name] = np.empty(n, values.dtype)
-                    ids[name][rows] = values
-                pos += m
+            if k:
+                pieces += [(i, block) for block in stream.take(k)]
+        if not pieces:
+            return Chunk(X, y, file_index, entry, index, ids if self.identifiers else None,
+                         [s.position if s is not None else start for s, start in zip(self.streams, self.starts)])
+        # one fill for the whole chunk: per-block overhead no longer grows with the number of files
+        merged = concat_blocks([b for _, b in pieces], self.tensorizer.layout.jagged)
+        groups = [(0, merged)] if merged is not None else [(i, b) for i, b in pieces]
+        pos = 0
+        for _, block in groups:
+            m = len(block)
+            rows = order[pos:pos + m] if order is not None else slice(pos, pos + m)
+            self.tensorizer.fill(X, rows, block.arrays)
+            pos += m
+        source = np.repeat(np.array([i for i, _ in pieces], np.int32), [len(b) for _, b in pieces])
+        rows = order if order is not None else slice(0, n)
+        file_index[rows] = source
+        entry[rows] = merged.entry if merged is not None else np.concatenate([b.entry for _, b in pieces])
+        if y is not None:
+            y[rows] = self.labels[source]
+        for name in self.identifiers:
+            values = np.concatenate([np.asarray(b.arrays[name]) for _, b in pieces])
+            ids[name] = np.empty(n, values.dtype)
+            ids[name][rows] = values
         positions = [s.position if s is not None else start for s, start in zip(self.streams, self.starts)]
         return Chunk(X, y, file_index, entry, index, ids if self.identifiers else None, positions)
 

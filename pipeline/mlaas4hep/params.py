@@ -210,8 +210,10 @@ PARAMS: dict[str, ParamSpec] = {
                                                "epoch) for the final test metrics"),
     "nan": ParamSpec(_nan_value, 0.0, "the feature value that NaN and ±inf values become (after normalisation); "
                                       "padding of jagged branches stays 0"),
-    "cache": ParamSpec(_bool, False, "standard mode: keep the tensorized chunks on local disk (memory-mapped) "
-                                     "so that epochs after the first never read ROOT again"),
+    "cache": ParamSpec(_bool, False, "keep the selected events of the first pass on local disk after the run, "
+                                     "so that later epochs and runs with the same inputs never read ROOT again"),
+    "memory_mb": ParamSpec(_int(64, 1 << 20), 1024, "memory budget in MB of the reading and mixing buffers, "
+                                                    "whatever the number of files, events and branches"),
     "seed": ParamSpec(_int(0, 2**32 - 1), 0, "seed of the shuffling (and of anything else random)"),
     "branch": ParamSpec(_str, "Events", "name of the TTree to read"),
     "identifier": ParamSpec(_str_list, (), "branches that identify an event; never features. Empty: run, event "
@@ -231,8 +233,8 @@ PARAMS: dict[str, ParamSpec] = {
                                                      "as failed (0.1 to 86400)"),
     "read_threads": ParamSpec(_int(0, 256), 0, "threads that decompress ROOT baskets in parallel (0 to 256); "
                                                "0 = one per CPU (at most 8), 1 = decompress in the reading thread"),
-    "cache_dir": ParamSpec(_str, "", "folder of the specs cache; default $MLAAS4HEP_CACHE_DIR or "
-                                     "~/.cache/mlaas4hep"),
+    "cache_dir": ParamSpec(_str, "", "folder of the specs cache and the row stores; default "
+                                     "$MLAAS4HEP_CACHE_DIR or ~/.cache/mlaas4hep"),
     "specs_cache": ParamSpec(_bool, True, "reuse a cached specs pass when nothing it depends on changed"),
     "early_stopping": ParamSpec(_early_stopping, None, "standard mode: stop when 'monitor' (default val_loss) has not "
                                                        "improved by 'min_delta' for 'patience' epochs; with "
@@ -259,6 +261,7 @@ class Params:
     test_fraction: float = 0.1
     nan: float = 0.0
     cache: bool = False
+    memory_mb: int = 1024
     seed: int = 0
     branch: str = "Events"
     identifier: tuple[str, ...] = ()

@@ -190,6 +190,8 @@ class RootFile:
         self.decompression_executor = decompression_executor(read_threads)
         self._file = None
         self._tree = None
+        self._num_entries: int | None = None
+        self._reopen = threading.Lock()
         self._branches: dict[str, BranchInfo] | None = None
         self._objects: dict[str, Any] = {}
         self._resolvable: dict[str, bool] = {}
@@ -205,6 +207,21 @@ class RootFile:
         self._file = self._retrying(self._open_file, "open")
         self._tree = self._find_tree(self._file)
         self._branches = None  # branch objects belong to one opening of the file
+        if self._num_entries is None:
+            self._num_entries = int(self._tree.num_entries)
+
+    def _ensure_open(self) -> None:
+        """Reopen a file that :meth:`release` closed."""
+        if self._file is None:
+            with self._reopen:
+                if self._file is None:
+                    self._open()
+
+    def release(self) -> None:
+        """Close the file but keep what is known of it; the next read reopens it. A file read
+        through a memory map keeps every page it read resident until it is closed, so a pass
+        over many files releases each one when done with it."""
+        self.close()
 
     def _open_file(self):
         options = dict(self.open_options)
@@ -291,13 +308,16 @@ class RootFile:
 
     @property
     def num_entries(self) -> int:
-        return int(self._tree.num_entries)
+        if self._num_entries is None:
+            self._ensure_open()
+        return self._num_entries
 
     @property
     def branches(self) -> dict[str, BranchInfo]:
         """Every leaf branch of the tree, in file order, keyed by its name, or by its full path
         where several leaves share one name (16 detector objects with the same members)."""
         if self._branches is None:
+            self._ensure_open()
             leaves = [(path, b) for path, b in self._tree.iteritems(recursive=True, full_paths=True)
                       if not b.branches]  # a branch with sub-branches is a container, not a leaf
             shared = Counter(b.name for _, b in leaves)
@@ -337,12 +357,34 @@ class RootFile:
             return f"{len(paths)} branches are named {name!r}; name one by its full path: {shown}"
         return did_you_mean(name, self.branches)
 
+    def bytes_per_entry(self, names: Iterable[str]) -> float:
+        """Uncompressed bytes per entry of the branches ``names`` (from the metadata; no read)."""
+        entries = self.num_entries
+        if not entries:
+            return 0.0
+        self._ensure_open()
+        self.branches  # noqa: B018 - the branch objects of this opening
+        return sum(int(self._objects[n].uncompressed_bytes) for n in names if n in self._objects) / entries
+
+    def cluster_starts(self, names: Iterable[str]) -> list[int]:
+        """Entries where every one of the branches ``names`` starts a new basket (from the
+        metadata; no read): ranges between them never decompress a basket twice."""
+        self._ensure_open()
+        self.branches  # noqa: B018 - the branch objects of this opening
+        common: set[int] | None = None
+        for name in names:
+            if name in self._objects:
+                starts = {int(x) for x in self._objects[name].entry_offsets}
+                common = starts if common is None else common & starts
+        return sorted(common) if common else [0, self.num_entries]
+
     def identity(self) -> dict[str, Any]:
         """What identifies this file's content, for cache keys: path, size and modification
         time for a local file; size, ROOT UUID and end offset for a remote one."""
         if not is_remote(self.path):
             st = os.stat(self.path)
             return {"path": self.path, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        self._ensure_open()
         return {
             "path": self.path,
             "size": int(self._file.file.source.num_bytes or 0) if hasattr(self._file.file.source, "num_bytes") else None,
@@ -361,6 +403,7 @@ class RootFile:
         the middle reopens the file and continues from the first entry not yet delivered.
         """
         stop = self.num_entries if stop is None else min(stop, self.num_entries)
+        self._ensure_open()
         names = list(dict.fromkeys(names))
         self.check_branches(names, "to read")
         pos, attempt = start, 0

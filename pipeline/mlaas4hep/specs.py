@@ -16,13 +16,15 @@ changed input never reuses a stale cache.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import awkward as ak
 import numpy as np
@@ -33,6 +35,14 @@ from .read import RootFile
 
 SPECS_VERSION = 2  # 2: an empty identifier excludes run, event, luminosityBlock
 Progress = Callable[[str, int], None]  # (file path, entries just read)
+
+
+class Sink(Protocol):
+    """Where the read pass hands each block of selected events (the row store's writer)."""
+
+    columns: dict[str, str]
+
+    def add(self, file_index: int, start: int, entry: np.ndarray, arrays: dict[str, Any]) -> None: ...
 
 
 class _Stats:
@@ -88,24 +98,35 @@ class _RangeStats:
 
 
 def range_stats(rfile: RootFile, selection: FeatureSelection, start: int, stop: int, step: int,
-                progress: Progress | None = None) -> _RangeStats:
-    """Statistics of the selected events in entries [start, stop) of one file."""
+                progress: Progress | None = None, sink: Sink | None = None, stats: bool = True,
+                file_index: int = 0) -> _RangeStats:
+    """Statistics of the selected events in entries [start, stop) of one file; with ``sink``,
+    each block's selected events are also handed to it (``sink.add``), so that the pass that
+    computes the specs also yields the training rows."""
     out = _RangeStats(selection)
     pre = selection.preprocessor
     jagged = set(selection.jagged)
-    for first, end, arrays in rfile.iterate(selection.read, start, stop, step):
+    keep = list(sink.columns) if sink is not None else list(out.stats)
+    new = set(pre.new_names) if pre else set()
+    read = selection.read + [n for n in keep if n not in selection.read and n not in new]
+    for first, end, arrays in rfile.iterate(read, start, stop, step):
         env, mask = pre.apply(arrays) if pre else (arrays, None)
         out.events_read += end - first
         out.events += (end - first) if mask is None else int(np.count_nonzero(mask))
-        for name, st in out.stats.items():
-            values = env[name] if mask is None else env[name][mask]
-            if name in jagged:
-                counts = ak.to_numpy(ak.num(values, axis=1))
-                if counts.size:
-                    st.jdim = max(st.jdim, int(counts.max()))
-                st.add(ak.to_numpy(ak.flatten(values, axis=1)))
-            else:
-                st.add(np.asarray(values))
+        selected = {name: env[name] if mask is None else env[name][mask] for name in keep}
+        if stats:
+            for name, st in out.stats.items():
+                values = selected[name]
+                if name in jagged:
+                    counts = ak.to_numpy(ak.num(values, axis=1))
+                    if counts.size:
+                        st.jdim = max(st.jdim, int(counts.max()))
+                    st.add(ak.to_numpy(ak.flatten(values, axis=1)))
+                else:
+                    st.add(np.asarray(values))
+        if sink is not None:
+            entry = np.arange(first, end, dtype=np.int64) if mask is None else first + np.flatnonzero(mask)
+            sink.add(file_index, first, entry, selected)
         if progress:
             progress(rfile.path, end - first)
     return out
@@ -157,24 +178,85 @@ def merge_specs(per_file: dict[str, dict[str, Any]], selection: FeatureSelection
     }
 
 
-def compute_specs(files: Sequence[RootFile], selection: FeatureSelection, params: Params,
-                  progress: Progress | None = None, workers: int = 2) -> dict[str, Any]:
-    """The specs pass: ranges of entries (of one file or several) in parallel threads; uproot's
-    decompression and numpy release the GIL.
+def read_pass(files: Sequence[RootFile], selection: FeatureSelection, params: Params,
+              progress: Progress | None = None, sink: Sink | None = None, stats: bool = True,
+              workers: int = 2) -> list[_RangeStats]:
+    """One read of every file: ranges of entries (of one file or several) in parallel threads
+    (uproot's decompression and numpy release the GIL); the statistics of each file.
 
-    Blocks are small (25k entries) and the number of workers is fixed, so memory is the same
-    for one file or many.
+    Blocks are small (at most 10k entries, fewer for wide events within ``memory_mb``), the
+    number of workers is fixed and files are opened in turn, so memory is the same for one
+    file or many.
     """
-    step, span = 25_000, 100_000
-    units = []
-    for i, rfile in enumerate(files):
-        stop = window(rfile.num_entries, params.nevts)
-        units += [(i, a, min(a + span, stop)) for a in range(0, stop, span)] or [(i, 0, 0)]
+    step = block_entries(files, selection, params)
     totals = [_RangeStats(selection) for _ in files]
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(units)))) as pool:
-        results = pool.map(lambda u: range_stats(files[u[0]], selection, u[1], u[2], step, progress), units)
-        for (i, _, _), result in zip(units, results):
-            totals[i].merge(result)
+    remaining = [0] * len(files)
+
+    def units() -> Iterator[tuple[int, int, int]]:
+        # a file is opened when its ranges are planned and released after its last one, so
+        # that only the files being read are open
+        for i, rfile in enumerate(files):
+            stop = window(rfile.num_entries, params.nevts)
+            ranges = entry_ranges(rfile.cluster_starts(selection.read), stop, 2 * step) if stop else []
+            remaining[i] = max(1, len(ranges))
+            yield from ((i, a, b) for a, b in ranges or [(0, 0)])
+
+    def run(unit: tuple[int, int, int]) -> _RangeStats:
+        i, a, b = unit
+        return range_stats(files[i], selection, a, b, step, progress, sink, stats, i)
+
+    pending: deque = deque()
+    planned = units()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        try:
+            for unit in itertools.islice(planned, workers + 1):
+                pending.append((unit, pool.submit(run, unit)))
+            while pending:
+                (i, _, _), future = pending.popleft()
+                totals[i].merge(future.result())
+                remaining[i] -= 1
+                if remaining[i] == 0:
+                    files[i].release()  # unmap what was read of it
+                for unit in itertools.islice(planned, 1):
+                    pending.append((unit, pool.submit(run, unit)))
+        finally:
+            for _, future in pending:
+                future.cancel()
+    return totals
+
+
+def entry_ranges(clusters: Sequence[int], stop: int, span: int) -> list[tuple[int, int]]:
+    """Split [0, stop) into ranges of about ``span`` entries (the work of one thread), cut
+    where every branch starts a basket, so that no basket is decompressed twice; where those
+    places are further than 8 spans apart, cut every ``4 * span`` entries anyway."""
+    cuts = [0]
+    for c in sorted(set(clusters)):
+        if c >= stop:
+            break
+        if c - cuts[-1] >= span:
+            cuts.append(c)
+    cuts.append(stop)
+    ranges = []
+    for a, b in zip(cuts, cuts[1:]):
+        if b - a > 8 * span:
+            ranges += [(x, min(x + 4 * span, b)) for x in range(a, b, 4 * span)]
+        elif b > a:
+            ranges.append((a, b))
+    return ranges
+
+
+def block_entries(files: Sequence[RootFile], selection: FeatureSelection, params: Params) -> int:
+    """Entries per block of the read pass: 25k, or fewer where the branches read are so wide that
+    two workers' blocks would take more than an eighth of ``memory_mb``."""
+    per_entry = max((f.bytes_per_entry(selection.read) for f in files[:1]), default=0.0)
+    budget = params.memory_mb * (1 << 20) / 16
+    return int(min(10_000, max(1_000, budget / per_entry))) if per_entry > 0 else 10_000
+
+
+def compute_specs(files: Sequence[RootFile], selection: FeatureSelection, params: Params,
+                  progress: Progress | None = None, sink: Sink | None = None) -> dict[str, Any]:
+    """The specs pass (see :func:`read_pass`); with ``sink``, it also stores the selected rows."""
+    totals = read_pass(files, selection, params, progress, sink)
     per_file = {f.path: file_specs(f, selection, t) for f, t in zip(files, totals)}
     return merge_specs(per_file, selection, params)
 

@@ -91,6 +91,43 @@ class FeatureLayout:
         return lo, (1.0 / (hi - lo) if hi > lo else 0.0)
 
 
+@dataclass(frozen=True)
+class Jagged:
+    """A jagged array of numbers as plain numpy: event i's values are
+    ``content[offsets[i]:offsets[i + 1]]`` (``offsets`` need not start at 0). What the row store
+    hands out: cheaper to slice and concatenate than an awkward array."""
+
+    offsets: np.ndarray  # int64 (n + 1,)
+    content: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, item: slice) -> Jagged:
+        start, stop, step = item.indices(len(self))
+        if step != 1:
+            raise IndexError("Jagged supports only contiguous slices")
+        return Jagged(self.offsets[start:stop + 1] if stop > start else self.offsets[start:start + 1], self.content)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.content.dtype
+
+
+def packed(array: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(offsets, values)`` of a jagged array of numbers, offsets from 0 and values contiguous
+    (copied only where the array does not hold them contiguously already)."""
+    starts, counts, content = _list_parts(array)
+    offsets = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    if len(counts) == 0:
+        return offsets, content[:0]
+    first = int(starts[0])
+    if (starts == first + offsets[:-1]).all():
+        return offsets, content[first:first + int(offsets[-1])]
+    return offsets, content[np.repeat(starts - offsets[:-1], counts) + np.arange(int(offsets[-1]))]
+
+
 class Tensorizer:
     """Fills rows of a float32 buffer from a block of selected events."""
 
@@ -180,6 +217,8 @@ def _normalise(values: np.ndarray, lo: float, scale: float, nan_value: float = 0
 
 def _list_parts(array: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """starts, counts and content of a jagged array of numbers (ListOffsetArray or ListArray)."""
+    if isinstance(array, Jagged):
+        return array.offsets[:-1], np.diff(array.offsets), array.content
     layout = ak.to_layout(array)
     if isinstance(layout, ak.contents.ListOffsetArray):
         offsets = np.asarray(layout.offsets)

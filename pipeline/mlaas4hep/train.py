@@ -5,8 +5,8 @@ Two modes (params ``mode``):
 - ``chunk`` (the original MLaaS4HEP): each chunk is trained for ``epochs`` epochs, then the next
   one; one pass over the data. A checkpoint after each chunk.
 - ``standard``: ``epochs`` passes over the whole dataset, one epoch per chunk per pass. With
-  ``cache: true`` the tensorized chunks of the first pass are kept on local disk and memory-
-  mapped, so later epochs never read ROOT again. A checkpoint after each epoch.
+  ``cache: true`` the dataset's row store (the selected events of the first pass) stays on
+  local disk, so later epochs never read ROOT again. A checkpoint after each epoch.
 
 Rows are held out by a hash of (file, entry): ``test_fraction`` of all events for the final test
 metrics (the same events whatever the chunking, epoch or resume), and ``validation_split`` of
@@ -104,7 +104,7 @@ class Trainer:
     """One training run: inputs, model.py, and an output folder.
 
     The output folder holds ``events.jsonl``, ``specs.json``, ``checkpoint/``, ``test/`` (held-out
-    rows), ``cache/`` (standard mode with cache) and the artifact folder (``fout``).
+    rows) and the artifact folder (``fout``).
     """
 
     def __init__(self, dataset: Dataset, model: str | os.PathLike, output: str | os.PathLike = "mlaas4hep-output",
@@ -126,7 +126,7 @@ class Trainer:
         self.checkpoint_dir = self.output / "checkpoint"
         self.test_dir = self.output / "test"
         self.sample_dir = self.output / "train_sample"
-        self.cache_dir = self.output / "cache"
+        self.cache_dir = self.output / "cache"  # chunks cached by earlier versions: removed on a fresh run
         self.best_dir = self.output / "best"
         start_seq = EventLog.last_seq(self.output / "events.jsonl") if resume else 0
         if not resume:
@@ -388,37 +388,10 @@ class Trainer:
         return summary
 
     def _epoch_chunks(self, epoch: int) -> Iterator[Chunk]:
-        """Epoch 1 (or every epoch without the cache) streams from ROOT; with the cache, epoch 1
-        also writes each chunk to disk and later epochs memory-map them."""
-        meta = self.cache_dir / "meta.json"
-        key = self.state.specs_key
-        if self.params.cache and meta.exists() and json.loads(meta.read_text()).get("specs_key") == key:
-            n = json.loads(meta.read_text())["chunks"]
-            order = np.random.default_rng([self.params.seed, epoch]).permutation(n)
-            for index in order:
-                yield self._load_cached(int(index))
-            return
-        if self.params.cache:
-            shutil.rmtree(self.cache_dir, ignore_errors=True)
-            self.cache_dir.mkdir(parents=True)
-        count = 0
-        for chunk in self.ds.iter_chunks(seed=self.params.seed + epoch):
-            if self.params.cache:
-                self._store_cached(chunk)
-            count += 1
-            yield chunk
-        if self.params.cache:
-            write_json_atomic(meta, {"specs_key": key, "chunks": count})
-
-    def _store_cached(self, chunk: Chunk) -> None:
-        for name in ("X", "y", "file_index", "entry"):
-            np.save(self.cache_dir / f"{name}-{chunk.index:05d}.npy", getattr(chunk, name))
-
-    def _load_cached(self, index: int) -> Chunk:
-        arrays = {name: np.load(self.cache_dir / f"{name}-{index:05d}.npy", mmap_mode="r")
-                  for name in ("X", "y", "file_index", "entry")}
-        return Chunk(arrays["X"], np.asarray(arrays["y"]), np.asarray(arrays["file_index"]),
-                     np.asarray(arrays["entry"]), index)
+        """Every epoch mixes afresh (seed + epoch). The first pass over ROOT keeps the selected
+        rows in the dataset's row store; with ``cache: true`` the store stays, so later epochs
+        (and later runs on the same inputs) never read ROOT again."""
+        yield from self.ds.iter_chunks(seed=self.params.seed + epoch)
 
     # -- test metrics -------------------------------------------------------------------------
 
