@@ -96,6 +96,8 @@ def forged(kind: str, issuer: OIDCIssuer, other: OIDCIssuer) -> str:
         return issuer.token("mallory", nbf_in="3600")
     if kind == "wrong issuer":
         return issuer.token("mallory", iss="https://other.example.org")
+    if kind == "wrong issuer, odd characters":
+        return issuer.token("mallory", iss="https://\u03bb\u00e9vil.example/\r\nX-Injected: yes")
     if kind == "wrong audience":
         return issuer.token("mallory", audience="another-service")
     if kind == "bad signature":
@@ -124,6 +126,7 @@ CORPUS = {  # kind: (status, words in the reason)
     "expired": (401, "expired"),
     "not yet valid": (401, "not valid yet"),
     "wrong issuer": (401, "issued by 'https://other.example.org'"),
+    "wrong issuer, odd characters": (401, "issued by 'https://\u03bb\u00e9vil.example/\\r\\nX-Injected: yes'"),
     "wrong audience": (401, "not meant for this service"),
     "bad signature": (401, "signature does not verify"),
     "alg none": (401, "algorithm 'none' is not accepted"),
@@ -149,6 +152,7 @@ def test_forged_tokens_are_refused_with_a_reason(service, oidc_issuer, other_iss
         r = requests.request(method, service.url + path, headers=auth(token), timeout=10)
         assert r.status_code == status, (kind, path, r.text)
         assert words in r.json()["message"], r.text
+        assert "X-Injected" not in r.headers
         if status == 401:
             assert r.json()["reason"] == "invalid_token"
             assert r.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token", error_description="')

@@ -34,7 +34,9 @@ class AuthError(Exception):
         self.description = description
 
     def www_authenticate(self) -> str:
-        text = self.description.replace("\\", "\\\\").replace('"', "'")
+        # printable ASCII only: a token's claims end up in the description, and a header value
+        # must not carry line breaks or characters outside latin-1
+        text = "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in self.description)
         return f'Bearer error="{self.error}", error_description="{text}"'
 
 
