@@ -232,13 +232,16 @@ def test_buffers_are_reused_when_dropped(tth_dataset):
 def test_stopping_early_releases_the_background_threads(tth_dataset):
     import threading
 
+    def ours():
+        return [t.name for t in threading.enumerate() if t.name.startswith("mlaas4hep-")]
+
     ds = tth_dataset(chunk_size=500)
-    before = threading.active_count()
     for _ in range(3):
         it = ds.chunks()
         next(it)
+        assert ours()  # the prefetch thread and the readers are at work
         it.close()
-    assert threading.active_count() <= before
+        assert ours() == []  # closing joins them: none is left behind, whatever else runs
 
 
 def test_identifiers_travel_with_rows(tth):

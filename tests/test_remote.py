@@ -77,15 +77,12 @@ def test_http_missing_file(range_server):
 
 
 def test_unreachable_server_fails_after_bounded_retries():
-    import time
-
     from servers import free_port
 
     url = f"root://127.0.0.1:{free_port()}//signal.root"
-    start = time.monotonic()
+    # bounded by the number of attempts (a hang would meet pytest's timeout), not by a wall time
     with pytest.raises(DataError, match=r"could not open after 3 attempts.*is the server reachable"):
         mlaas4hep.Dataset([url], params={**PARAMS, "timeout": 1}).files
-    assert time.monotonic() - start < 60
 
 
 def test_server_that_goes_away_mid_read(tth):
