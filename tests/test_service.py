@@ -594,7 +594,11 @@ def test_an_unreachable_issuer_answers_503_not_500(oidc_issuer, tmp_path):
     ("/upload", {"files": {"file": ("a.tar.gz", b"x")}}, "no folder name given"),
     ("/submit", {"data": b"[1, 2]"}, "input.json must be a JSON object"),
     ("/submit", {"data": b"{\"name\": "}, "not valid JSON"),
-], ids=["bad-multipart", "no-file-field", "not-multipart", "not-gzip", "upload-no-name", "submit-list", "submit-bad-json"])
+    ("/api/v1/jobs", {"data": b"[" * 200_000}, "nested too deeply"),
+    ("/api/v1/jobs", {"json": {"files": ["a"], "model": "", "params": {"a": json.loads("[" * 40 + "]" * 40)}}},
+     "params: Value error, nested more than 32 levels deep"),
+], ids=["bad-multipart", "no-file-field", "not-multipart", "not-gzip", "upload-no-name", "submit-list",
+        "submit-bad-json", "deep-json", "deep-params"])
 def test_malformed_uploads_and_submissions_answer_400(service, tokens, path, kwargs, words):
     headers = {**auth(tokens["alice"]), **kwargs.pop("headers", {})}
     r = requests.post(service.url + path, headers=headers, timeout=30, **kwargs)

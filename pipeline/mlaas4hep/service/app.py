@@ -160,6 +160,8 @@ async def json_body(request: Request, limit: int = MAX_JSON_BODY) -> Any:
         return json.loads(data or b"null")
     except ValueError as err:
         raise MLaaS4HEPError(f"the request body is not valid JSON: {err}") from None
+    except RecursionError:
+        raise MLaaS4HEPError("the request body is nested too deeply") from None
 
 
 async def get_service(request: Request) -> Service:
