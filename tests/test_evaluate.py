@@ -158,6 +158,18 @@ def test_overtraining_flag_rules():
     out = E.overtraining(ks_ok, diverging)
     assert out["flag"] and "val_loss rising" in out["reasons"][0]
     assert E.overtraining(ks_ok, diverging[:2])["loss_trend"] is None  # too few epochs to say
+    # a noisy validation loss that drifts up a little is not a trend
+    noisy = [{"loss": 1.0 - 0.1 * i, "val_loss": 0.6 + 0.01 * i + (0.1 if i % 2 else -0.1)} for i in range(6)]
+    trend = E.overtraining(ks_ok, noisy)["loss_trend"]
+    assert trend["val_loss_slope"] > 0 and trend["diverging"] is False
+    slope = np.polyfit(np.arange(5), [h["val_loss"] for h in noisy[-5:]], 1)[0]
+    assert trend["val_loss_slope"] == pytest.approx(slope)
+    # chunk mode: each chunk counts once, with its last epoch
+    chunks = [{"chunk": c, "epoch": e, "loss": 1.0 - 0.1 * c - 0.01 * e, "val_loss": 0.5 + 0.1 * c - 0.05 * e}
+              for c in range(4) for e in (1, 2, 3)]
+    trend = E.loss_trend(chunks)
+    assert trend["per"] == "chunk" and trend["epochs"] == 4 and trend["val_loss_slope"] == pytest.approx(0.1)
+    assert "/chunk" in E.overtraining(ks_ok, chunks)["reasons"][0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,3 +279,8 @@ def test_cli_evaluate_on_new_files_and_its_errors(overtrained, tmp_path, capsys)
     ev = json.loads(out.read_text())
     assert code == 0 and ev["events"]["test"] > 1500 and ev["ks"][1]["n_train"] > 0
     assert ev["ks"][0]["name"] == "signal" and ev["ks"][0]["n_train"] == 0 and ev["ks"][0]["p_value"] is None
+
+
+def test_t_quantiles_of_the_loss_trend_equal_scipy():
+    for dof, value in E._T95.items():  # noqa: SLF001 - the table the trend test uses
+        assert value == pytest.approx(stats.t.ppf(0.95, dof), abs=1e-3)

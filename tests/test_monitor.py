@@ -8,6 +8,7 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mlaas4hep.client import Client
@@ -99,11 +100,61 @@ def test_submit_then_monitor_follows_the_job_to_the_end(finished):
     assert monitor.metrics["auc"] > 0.7
     assert "auc" in monitor.metrics_table.value and f"{monitor.metrics['auc']:.4f}" in monitor.metrics_table.value
     assert "succeeded" in monitor.status_line.value
-    assert monitor.cancel_button.disabled
+    assert monitor.cancel_button.disabled and monitor.cancel_button.button_style == ""  # not red once done
     assert finished["panel"].last_job.name in monitor.header.value or monitor.name in monitor.header.value
     assert monitor.job_id in monitor.header.value and "python3" in monitor.header.value
     assert any(f"mlaas4hep job {monitor.job_id}" in line for line in monitor.log_lines)
     assert len(monitor.log_lines) <= monitor.log_size and "log" in monitor.log_view.value
+
+
+def test_the_train_tab_shows_the_evaluation(finished):
+    """The job's evaluation event becomes the evaluation panel: AUC, flag, ROC, KS p-values,
+    confusion; the log box switches the ROC to 1 / background efficiency."""
+    import json
+
+    from mlaas4hep_lab.widgets.evaluation import format_p
+
+    monitor = finished["monitor"]
+    ev = monitor.evaluation
+    assert ev is not None and monitor.evaluation_view.layout.display is None
+    folder = Path(monitor.artifact)
+    assert json.loads((folder / "evaluation.json").read_text())["auc"]["value"] == pytest.approx(ev["auc"]["value"])
+    html = monitor.evaluation_view.head.value + monitor.evaluation_view.html.value
+    assert f"AUC {ev['auc']['value']:.4f} ± {ev['auc']['std']:.4f}" in html
+    assert f"data-overtraining='{'yes' if ev['overtraining']['flag'] else 'no'}'" in html
+    for ks in ev["ks"]:
+        assert f"KS {format_p(ks['p_value'])}" in html
+    assert html.count("class='mlaas4hep-confusion-cell'") == 4
+    for i, row in enumerate(ev["confusion"]["matrix"]):
+        for j, v in enumerate(row):
+            assert f"data-true='{i}' data-pred='{j}'" in html and f">{round(v):,}<small" in html
+    assert "data-scale='linear'" in html
+    monitor.evaluation_view.log_scale.value = True
+    assert "data-scale='log'" in monitor.evaluation_view.html.value
+    assert "1 / background efficiency" in monitor.evaluation_view.html.value
+    monitor.evaluation_view.log_scale.value = False
+
+
+def test_evaluation_panel_flags_overtraining_and_names_the_reasons():
+    from mlaas4hep.evaluate import evaluate
+    from mlaas4hep_lab.widgets.evaluation import EvaluationView
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 400)
+    test = np.clip(rng.normal(0.3 + 0.4 * y, 0.2), 0, 1)
+    train = np.clip(rng.normal(0.1 + 0.8 * y, 0.05), 0, 1)  # far more confident on training events
+    history = [{"loss": 0.5 - 0.05 * i, "val_loss": 0.5 + 0.02 * i} for i in range(6)]
+    ev = evaluate(y, test, y, train, history=history, n_bootstrap=10)
+    view = EvaluationView()
+    view.show(ev)
+    html = view.head.value + view.html.value
+    assert ev["overtraining"]["flag"] and "data-overtraining='yes'" in html and "Overtrained" in html
+    for reason in ev["overtraining"]["reasons"]:
+        assert reason.replace("<", "&lt;") in html
+    assert "data-low='yes'" in html
+    view.show(None)
+    assert view.layout.display == "none" and view.html.value == ""
+    view.close()
 
 
 def test_a_new_monitor_replays_the_whole_job(finished):
@@ -159,9 +210,19 @@ def test_cancel_a_running_job(lab, finished):
             time.sleep(0.1)
         assert monitor.history, (monitor.status, monitor.log_lines)
         assert monitor.status == "running" and not monitor.cancel_button.disabled
+        assert monitor.cancel_button.button_style == "danger"
         assert "running" in monitor.status_line.value
+        # Cancel asks first; "Keep running" leaves the job alone
         monitor.cancel_button.click()
+        assert monitor.confirm_box.layout.display is None and "Stop job" in monitor.confirm_text.value
+        monitor.keep_button.click()
+        assert monitor.confirm_box.layout.display == "none"
+        time.sleep(0.5)
+        assert client.job(monitor.job_id).status == "running"
+        monitor.cancel_button.click()
+        monitor.confirm_button.click()
         assert monitor.wait(60)
+        assert monitor.confirm_box.layout.display == "none"
         assert monitor.status == "cancelled" and client.job(monitor.job_id).status == "cancelled"
         assert "cancelled" in monitor.status_line.value and "failed" not in monitor.status_line.value
         assert monitor.cancel_button.disabled and monitor.progress.bar_style == "warning"

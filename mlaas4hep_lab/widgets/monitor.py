@@ -5,18 +5,18 @@ from __future__ import annotations
 import html
 import math
 import threading
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import ipywidgets as widgets
 
-from mlaas4hep.client import Client, ServerError, shared_client
+from mlaas4hep.client import Client, shared_client
 from mlaas4hep.console import human_time
 from mlaas4hep.errors import MLaaS4HEPError
 from mlaas4hep.jobs.models import FINISHED
 
 from .chart import LiveChart
+from .evaluation import EvaluationView
+from .follow import JobFollower, _Follow
 
 ACTIVE = ("queued", "running")
 META_KEYS = {"event", "seq", "time", "epoch", "chunk", "step"}
@@ -33,23 +33,7 @@ def default_client() -> Client:
     return shared_client()
 
 
-@dataclass
-class _Follow:
-    """One attachment to one job: where the poller stands."""
-
-    job_id: str
-    generation: int
-    stop: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    since: int = 0
-    log_offset: int = 0
-    next_log: float = 0.0
-    failures: int = 0
-    finished: bool = False
-    thread: threading.Thread | None = None
-
-
-class TrainingMonitor(widgets.VBox):
+class TrainingMonitor(JobFollower, widgets.VBox):
     """Follows one training job: its curves, progress, status, log tail and test metrics.
 
     ``TrainingMonitor(job_id=None, client=None, state=None, poll=True)``
@@ -90,9 +74,19 @@ class TrainingMonitor(widgets.VBox):
                  poll: bool = True, **kwargs: Any):
         self.header = widgets.HTML()
         self.status_line = widgets.HTML()
-        self.cancel_button = widgets.Button(description="Cancel", icon="stop", button_style="danger", disabled=True,
+        self.cancel_button = widgets.Button(description="Cancel", icon="stop", button_style="", disabled=True,
                                             tooltip="stop the job (SIGTERM, then SIGKILL)",
                                             layout=widgets.Layout(width="auto", flex="0 0 auto"))
+        # Cancel asks first, as Delete does: "Stop it" / "Keep running"
+        self.confirm_text = widgets.HTML()
+        self.confirm_button = widgets.Button(description="Stop it", icon="stop", button_style="danger",
+                                             layout=widgets.Layout(width="auto"))
+        self.keep_button = widgets.Button(description="Keep running", layout=widgets.Layout(width="auto"))
+        self.confirm_box = widgets.HBox([self.confirm_text, self.confirm_button, self.keep_button],
+                                        layout=widgets.Layout(display="none", align_items="center"))
+        self.confirm_button.on_click(lambda _b: self.cancel())
+        self.keep_button.on_click(lambda _b: self._ask_cancel(False))
+        self.evaluation_view = EvaluationView()
         self.progress = widgets.FloatProgress(value=0.0, min=0.0, max=100.0, layout=widgets.Layout(width="50%"))
         self.progress_text = widgets.HTML()
         self.chart = LiveChart(x_label="step (epochs over the run)", y_label="", title="")
@@ -106,10 +100,12 @@ class TrainingMonitor(widgets.VBox):
             self.header,
             widgets.HBox([self.status_line, self.cancel_button],
                          layout=widgets.Layout(justify_content="space-between", align_items="center")),
+            self.confirm_box,
             widgets.HBox([self.progress, self.progress_text], layout=widgets.Layout(align_items="center")),
             self.chart,
             self.log_y,
             self.metrics_table,
+            self.evaluation_view,
             self.log_view,
         ], **kwargs)
         self.poll = poll
@@ -167,8 +163,9 @@ class TrainingMonitor(widgets.VBox):
                 self.state.unobserve(self._on_state_job, names="job_id")
             except ValueError:
                 pass
-        for child in (self.header, self.status_line, self.cancel_button, self.progress, self.progress_text,
-                      self.chart, self.log_y, self.metrics_table, self.log_view):
+        for child in (self.header, self.status_line, self.cancel_button, self.confirm_text, self.confirm_button,
+                      self.keep_button, self.confirm_box, self.progress, self.progress_text, self.chart, self.log_y,
+                      self.metrics_table, self.evaluation_view, self.log_view):
             child.close()
         super().close()
 
@@ -201,6 +198,8 @@ class TrainingMonitor(widgets.VBox):
         self.chunk: int | None = None
         self.epoch: int | None = None
         self.artifact = ""
+        self.evaluation: dict[str, Any] | None = None
+        self.early_stop: dict[str, Any] | None = None
         self.notes: list[str] = []
         self.log_lines: list[str] = []
         self._log_partial = ""
@@ -210,148 +209,8 @@ class TrainingMonitor(widgets.VBox):
         self.chart.clear()
         self.metrics_table.value = ""
         self.log_view.value = ""
-
-    # -- following ----------------------------------------------------------------------------
-
-    def _current(self, follow: _Follow) -> bool:
-        return not follow.stop.is_set() and follow.generation == self._generation
-
-    def _run(self, follow: _Follow, deadline: float | None = None) -> None:
-        """The poller: fold pages of events until the job has finished and no more come."""
-        try:
-            while self._current(follow) and not follow.finished:
-                if deadline is not None and time.monotonic() >= deadline:
-                    return
-                self._step(follow, wait=self.poll_wait)
-        except Exception as err:  # noqa: BLE001 - never raise out of the thread; show it
-            self._client_failed(follow, err, fatal=True)
-        finally:
-            if follow.finished or not self._current(follow):
-                follow.done.set()
-
-    def refresh(self) -> bool:
-        """One round without waiting (for ``poll=False``): fold the new events and the log.
-        Returns True when the job has finished and every event is folded in."""
-        follow = self._follow
-        if follow is None:
-            return False
-        if not follow.finished:
-            self._step(follow, wait=0.0)
-        return follow.finished
-
-    def _step(self, follow: _Follow, wait: float) -> None:
-        client = self.client
-        if follow.since == 0 and not self.status and not self._load_info(follow):
-            return
-        try:
-            page = client.events(follow.job_id, follow.since, wait=wait)
-        except Exception as err:  # noqa: BLE001 - shown in the status line
-            self._client_failed(follow, err)
-            return
-        with self._lock:
-            if not self._current(follow):
-                return
-            follow.failures = 0
-            self.client_error = ""
-            self._batch = True
-            try:
-                for event in page.events:
-                    self.handle(event)
-            finally:
-                self._batch = False
-            follow.since = max(follow.since, page.last_seq)
-            self._job_status(page.status)
-            finished = page.status in FINISHED and not page.events
-            self._flush()
-        now = time.monotonic()
-        if finished or now >= follow.next_log:
-            follow.next_log = now + self.log_interval
-            self._refresh_logs(follow)
-        if finished:
-            self._load_info(follow, final=True)
-            with self._lock:
-                if self._current(follow):
-                    follow.finished = True
-                    self._render()
-                    follow.done.set()
-
-    def _load_info(self, follow: _Follow, final: bool = False) -> bool:
-        """The job's name, kernel and status from ``client.job``; False when that failed."""
-        try:
-            info = self.client.job(follow.job_id)
-        except Exception as err:  # noqa: BLE001 - shown in the status line
-            self._client_failed(follow, err)
-            return False
-        with self._lock:
-            if not self._current(follow):
-                return False
-            follow.failures = 0
-            self.client_error = ""
-            self.name = self.name or info.name
-            self.kernel = info.kernel or ""
-            if final or not self.status or info.status in FINISHED:
-                self._job_status(info.status)
-            if info.status in FINISHED and info.error and not self.error:
-                self.error = info.error
-            if info.status == "succeeded" and not self.metrics and final:
-                self.metrics = {k[5:]: v for k, v in info.metrics.items() if k.startswith("test_")}
-            self._render()
-        return True
-
-    def _client_failed(self, follow: _Follow, err: Exception, fatal: bool = False) -> None:
-        """Show a client error; give up on an unknown job or after ``retries`` failed tries."""
-        message = str(err) if isinstance(err, MLaaS4HEPError) else f"{type(err).__name__}: {err}"
-        transient = isinstance(err, ServerError) and (err.status == 0 or err.status >= 500)
-        with self._lock:
-            if not self._current(follow):
-                return
-            follow.failures += 1
-            give_up = fatal or not transient or follow.failures > self.retries
-            if give_up:
-                self.client_error = message
-                follow.finished = True  # nothing more will come; wait() returns
-                follow.done.set()
-            else:
-                self.client_error = f"{message}; retrying ({follow.failures}/{self.retries})"
-            self._render()
-        if not give_up:
-            follow.stop.wait(min(2.0 ** (follow.failures - 1), 10.0))
-
-    def _refresh_logs(self, follow: _Follow) -> None:
-        try:
-            for _ in range(16):  # at most 16 pages per refresh (4 MB from an in-process manager)
-                page = self.client.logs(follow.job_id, follow.log_offset)
-                with self._lock:
-                    if not self._current(follow):
-                        return
-                    follow.log_offset = page.offset
-                    if page.text:
-                        self._add_log(page.text)
-                if not page.text or page.offset >= page.size:
-                    break
-        except Exception:  # noqa: BLE001 - the log is a nicety; the status line shows real errors
-            return
-        with self._lock:
-            if self._current(follow):
-                self._render_log()
-
-    def _add_log(self, text: str) -> None:
-        lines = (self._log_partial + text).split("\n")
-        self._log_partial = lines.pop()
-        self.log_lines = [*self.log_lines, *lines][-self.log_size:]
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Block until the job has finished and all its events are folded in (or the monitor
-        gave up on a client error, or ``timeout`` seconds passed). Returns True when the job
-        has finished. With ``poll=False`` the events are fetched in this thread."""
-        follow = self._follow
-        if follow is None:
-            return False
-        if follow.thread is None and not follow.finished:
-            self._run(follow, deadline=None if timeout is None else time.monotonic() + timeout)
-        else:
-            follow.done.wait(timeout)
-        return follow.finished and self.status in FINISHED
+        self.evaluation_view.show(None)
+        self.confirm_box.layout.display = "none"
 
     # -- folding events -----------------------------------------------------------------------
 
@@ -389,6 +248,10 @@ class TrainingMonitor(widgets.VBox):
                 self.chunk, self.epoch = event.get("chunk", self.chunk), event.get("epoch", self.epoch)
             elif kind == "artifact":
                 self.artifact = event.get("path") or ""
+            elif kind == "evaluation":
+                self.evaluation = dict(event)
+            elif kind == "early_stop":
+                self.early_stop = dict(event)
             elif kind == "finished":
                 self.metrics = dict(event.get("metrics") or {})
                 self.seconds = event.get("seconds")
@@ -450,7 +313,12 @@ class TrainingMonitor(widgets.VBox):
         self._render_status()
         self._render_progress()
         self._render_metrics()
-        self.cancel_button.disabled = not (self.job_id and self.status in ACTIVE)
+        self.evaluation_view.show(self.evaluation)
+        active = bool(self.job_id and self.status in ACTIVE)
+        self.cancel_button.disabled = not active
+        self.cancel_button.button_style = "danger" if active else ""  # a red button only while it can act
+        if not active:
+            self.confirm_box.layout.display = "none"
 
     def _render_header(self) -> None:
         if not self.job_id:
@@ -480,6 +348,10 @@ class TrainingMonitor(widgets.VBox):
         elif self.status == "succeeded":
             took = f" in {_duration(self.seconds)}" if self.seconds is not None else ""
             text = f"<span style='color:{OK_COLOR}'>succeeded{took}</span>"
+            if self.early_stop:
+                es = self.early_stop
+                text += (f" · <span style='color:{DIM_COLOR}'>stopped early after epoch {es.get('epoch')}; best "
+                         f"{_esc(str(es.get('monitor')))} in epoch {es.get('best_epoch')}</span>")
         elif self.status == "failed":
             text = f"<span style='color:{ERROR_COLOR}'>failed: {_esc(self.error or 'unknown error')}</span>"
         elif self.status == "cancelled":
@@ -542,6 +414,7 @@ class TrainingMonitor(widgets.VBox):
     def cancel(self) -> None:
         """Cancel the job (errors go to the status line)."""
         job_id = self.job_id
+        self.confirm_box.layout.display = "none"
         if not job_id:
             return
         self.cancel_button.disabled = True
@@ -562,7 +435,16 @@ class TrainingMonitor(widgets.VBox):
                 self._render()
 
     def _on_cancel(self, _button: Any) -> None:
-        self.cancel()
+        self._ask_cancel(True)
+
+    def _ask_cancel(self, ask: bool) -> None:
+        """Show (or hide) the confirmation under the Cancel button."""
+        if ask and self.job_id and self.status in ACTIVE:
+            self.confirm_text.value = (f"Stop job <b>{_esc(self.name or self.job_id)}</b>? What it trained so far is "
+                                       "lost (the last checkpoint stays). ")
+            self.confirm_box.layout.display = None
+        else:
+            self.confirm_box.layout.display = "none"
 
 
 def _duration(seconds: float | None) -> str:

@@ -14,7 +14,7 @@ the training events:
 - ``confusion``: the confusion matrix of the test events (rows: true class, columns: predicted)
   at a threshold on the class-1 score (binary) or by the highest score (k classes);
 - ``overtraining``: a plain flag, raised when any KS p-value is below 0.05 or when val_loss rises
-  while loss falls over the last epochs.
+  (significantly, by a t-test of its slope) while loss falls over the last epochs.
 
 Every function takes optional per-event weights; with weights, efficiencies, histograms and the
 confusion matrix are sums of weights, and the KS test uses weighted distributions with the
@@ -202,20 +202,46 @@ def confusion_matrix(y: np.ndarray, predicted: np.ndarray, n_classes: int,
     return flat.reshape(n_classes, n_classes).tolist()
 
 
+#: one-sided 95% quantiles of Student's t by degrees of freedom (a window of 3 to 12 epochs)
+_T95 = {1: 6.314, 2: 2.920, 3: 2.353, 4: 2.132, 5: 2.015, 6: 1.943, 7: 1.895, 8: 1.860, 9: 1.833, 10: 1.812}
+
+
+def _slope(y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope of y over 0, 1, 2, ... and its standard error (inf with 2 points)."""
+    x = np.arange(y.size, dtype=np.float64)
+    slope, intercept = np.polyfit(x, y, 1)
+    if y.size <= 2:
+        return float(slope), math.inf
+    residual = y - (slope * x + intercept)
+    se = math.sqrt(float(np.sum(residual ** 2)) / (y.size - 2) / float(np.sum((x - x.mean()) ** 2)))
+    return float(slope), se
+
+
 def loss_trend(history: Sequence[dict[str, Any]], window: int = 5) -> dict[str, Any] | None:
-    """Least-squares slopes of loss and val_loss over the last ``window`` epochs (at least 3
-    epochs with both); None when there are fewer."""
+    """Slopes of loss and val_loss over the last ``window`` epochs; None with fewer than 3.
+
+    In chunk mode (epochs with a ``chunk``) each chunk counts once, with its last epoch: epochs
+    of one chunk see the same few rows. ``diverging``: loss falls while val_loss rises
+    significantly: its slope is above zero by more than the one-sided 5% Student-t quantile
+    times its standard error (so a noisy validation set does not raise it).
+    """
+    by_chunk = any(h.get("chunk") is not None for h in history)
+    if by_chunk:
+        last: dict[Any, dict[str, Any]] = {}
+        for h in history:
+            last[h.get("chunk")] = h
+        history = list(last.values())
     rows = [(float(h["loss"]), float(h["val_loss"])) for h in history
             if h.get("loss") is not None and h.get("val_loss") is not None
             and math.isfinite(float(h["loss"])) and math.isfinite(float(h["val_loss"]))]
     if len(rows) < 3:
         return None
-    last = np.asarray(rows[-window:])
-    x = np.arange(len(last), dtype=np.float64)
-    loss_slope = float(np.polyfit(x, last[:, 0], 1)[0])
-    val_slope = float(np.polyfit(x, last[:, 1], 1)[0])
-    return {"epochs": len(last), "loss_slope": loss_slope, "val_loss_slope": val_slope,
-            "diverging": bool(loss_slope < 0 < val_slope)}
+    values = np.asarray(rows[-window:])
+    loss_slope, _ = _slope(values[:, 0])
+    val_slope, val_se = _slope(values[:, 1])
+    return {"epochs": len(values), "per": "chunk" if by_chunk else "epoch", "loss_slope": loss_slope,
+            "val_loss_slope": val_slope, "val_loss_slope_error": val_se,
+            "diverging": bool(loss_slope < 0 and val_slope > _T95.get(len(values) - 2, 1.645) * val_se)}
 
 
 def overtraining(ks: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]] | None,
@@ -229,8 +255,9 @@ def overtraining(ks: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]
             reasons.append(f"KS test train vs test for class {row['name']}: p = {p:.3g} < {alpha}")
     trend = loss_trend(history or [])
     if trend is not None and trend["diverging"]:
-        reasons.append(f"val_loss rising ({trend['val_loss_slope']:+.3g}/epoch) while loss falls "
-                       f"({trend['loss_slope']:+.3g}/epoch) over the last {trend['epochs']} epochs")
+        per = trend["per"]
+        reasons.append(f"val_loss rising ({trend['val_loss_slope']:+.3g} ± {trend['val_loss_slope_error']:.2g}/{per}) "
+                       f"while loss falls ({trend['loss_slope']:+.3g}/{per}) over the last {trend['epochs']} {per}s")
     return {"flag": bool(reasons), "reasons": reasons, "ks_alpha": alpha, "loss_trend": trend}
 
 

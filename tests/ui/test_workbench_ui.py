@@ -71,3 +71,19 @@ def test_workbench_shows_the_histogram_and_a_growing_curve(lab, page):
     # the job really ran through the server extension
     jobs = list((lab.jobs / "jobs").iterdir())
     assert len(jobs) == 1 and (jobs[0] / "artifact" / "mlaas4hep.json").exists()
+
+    # the Train tab shows the job's evaluation, and its Cancel button is no longer red
+    ev = json.loads((jobs[0] / "artifact" / "evaluation.json").read_text())
+    panel = page.locator(".mlaas4hep-evaluation-view").first
+    panel.locator(".mlaas4hep-evaluation").wait_for(timeout=60_000)
+    assert f"AUC {ev['auc']['value']:.4f} ± {ev['auc']['std']:.4f}" in panel.inner_text()
+    flag = panel.locator(".mlaas4hep-evaluation").get_attribute("data-overtraining")
+    assert flag == ("yes" if ev["overtraining"]["flag"] else "no")
+    assert panel.locator("svg[data-chart='roc'] path.mlaas4hep-roc-curve").count() == 1
+    assert panel.locator("svg[data-chart='scores'] path.mlaas4hep-eval-test").count() == 2
+    cancel = page.locator(".widget-button", has_text="Cancel").first
+    assert cancel.is_disabled() and "mod-danger" not in (cancel.get_attribute("class") or "")
+    page.get_by_text("log background rejection").first.click()
+    panel.locator("svg[data-chart='roc'][data-scale='log']").wait_for(timeout=30_000)
+    panel.scroll_into_view_if_needed()
+    shot(page, "workbench-evaluation")
