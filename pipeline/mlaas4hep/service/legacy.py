@@ -151,6 +151,8 @@ def to_workflow_request(space, original: OriginalSubmit) -> WorkflowRequest:
             data = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, ValueError) as err:
             raise ConfigError(f"cannot read {value} as JSON: {err}", where=f"input.json: {key}") from None
+        except RecursionError:
+            raise ConfigError(f"{value} is nested too deeply", where=f"input.json: {key}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{value} must hold a JSON object", where=f"input.json: {key}")
         return data
