@@ -64,6 +64,7 @@ def inputs(tmp_path_factory) -> Path:
     (folder / "model.py").write_text(torch_model())
     (folder / "params.json").write_text(json.dumps(PARAMS))
     (folder / "specs_old.json").write_text("{}")
+    (folder / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     with tarfile.open(base / "folder_to_upload.tar.gz", "w:gz") as tar:
         tar.add(folder, arcname="folder_to_upload")
     return base
@@ -423,6 +424,8 @@ def test_the_papers_curl_calls_work(service, tokens, inputs, tmp_path):
 @pytest.mark.parametrize("change, status, words", [
     ({"files": "../../../etc/passwd"}, 400, "outside your folder"),
     ({"model": "nope.py"}, 400, "'nope.py' not found in your folder"),
+    ({"params": "deep.json"}, 400, "input.json: params: deep.json is nested too deeply"),
+    ({"params": "model.py"}, 400, "cannot read model.py as JSON"),
     ({"device": "tpu"}, 400, "device must be 'cpu' or 'gpu'"),
     ({"memory": "lots"}, 400, "memory must look like"),
     ({"colour": "blue"}, 400, "colour: Extra inputs are not permitted"),
