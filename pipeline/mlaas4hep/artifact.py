@@ -59,8 +59,9 @@ def write_artifact(folder: Path, adapter: ModelAdapter, ds, metrics: dict[str, A
         "model": model_info,
         "features": layout.names,
         "n_features": layout.n_features,
+        # the normalisation used in training (a given --specs file's, or the computed one)
         "layout": {"flat": layout.flat, "jagged": layout.jagged, "jdim": layout.jdim, "masks": layout.masks,
-                   "nan": layout.nan_value},
+                   "nan": layout.nan_value, "minv": layout.minv, "maxv": layout.maxv},
         "specs": {k: specs[k] for k in ("fkeys", "jkeys", "jdim", "minv", "maxv", "nans", "events", "events_read",
                                         "dtypes", "skipped")},
         "preproc": ds.preproc.to_dict(),
@@ -93,7 +94,8 @@ class Artifact:
         self.layout = FeatureLayout(
             list(contract["layout"]["flat"]), list(contract["layout"]["jagged"]),
             {k: int(v) for k, v in contract["layout"]["jdim"].items()},
-            dict(contract["specs"]["minv"]), dict(contract["specs"]["maxv"]), bool(contract["layout"]["masks"]),
+            dict(contract["layout"].get("minv", contract["specs"]["minv"])),
+            dict(contract["layout"].get("maxv", contract["specs"]["maxv"])), bool(contract["layout"]["masks"]),
             float(contract["layout"].get("nan", 0.0)),
         )
         self.preproc = load_preproc(contract["preproc"] or None)

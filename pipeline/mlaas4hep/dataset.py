@@ -33,6 +33,7 @@ from .read import FLAT, BranchReadError, RootFile, resolve_path
 from .specs import (Progress, cache_dir, compute_specs, load_cached, read_pass, specs_key, store_cached,
                     window)
 from .store import STORE_VERSION, RowStore, StoreWriter, columns_of, sweep_temporary, temporary_folder
+from .specs_file import load_specs_file, normalisation
 from .tensorize import FeatureLayout, Tensorizer
 
 PathOrList = str | os.PathLike | Sequence[str]
@@ -76,7 +77,7 @@ class Dataset:
         self.labels: Labels | None = (
             None if labels is None else load_labels(labels, len(self.paths), files_origin)
         )
-        self._given_specs = _load_specs(specs) if specs is not None else None
+        self._given_specs = load_specs_file(specs) if specs is not None else None
         self._files: list[RootFile] | None = None
         self._selection: FeatureSelection | None = None
         self._specs: dict[str, Any] | None = None
@@ -185,15 +186,11 @@ class Dataset:
     @property
     def layout(self) -> FeatureLayout:
         """Feature columns and normalisation (from the given specs file, if any)."""
-        norm = self._given_specs or self.specs()
         computed = self.specs()
+        norm = computed
         if self._given_specs is not None:
-            for key in ("fkeys", "jkeys"):
-                if list(norm.get(key, [])) != list(computed[key]):
-                    raise ConfigError(
-                        f"the given specs list {key} {norm.get(key)} but the files and preproc give "
-                        f"{computed[key]}", where="specs",
-                        hint="drop --specs to compute specs for these inputs")
+            name, given = self._given_specs
+            norm = normalisation(given, name, computed, [*self.selection.identifiers, *self.params.identifier])
         layout = FeatureLayout.from_specs(norm, masks=self.params.use_masks, jdim_cap=self.params.jdim,
                                           nan_value=self.params.nan)
         total = computed["events"]["total"]
@@ -414,22 +411,3 @@ class Dataset:
     def __repr__(self) -> str:
         labels = "" if self.labels is None else f", labels={list(self.labels.values)}"
         return f"Dataset({len(self.paths)} files{labels}, tree={self.params.branch!r})"
-
-
-def _load_specs(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(source, Mapping):
-        data = dict(source)
-        name = "specs"
-    else:
-        name = os.fspath(source)
-        try:
-            with open(name) as stream:
-                data = json.load(stream)
-        except FileNotFoundError:
-            raise ConfigError("specs file not found", where=name) from None
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}", where=name) from None
-    for key in ("fkeys", "jkeys", "jdim", "minv", "maxv"):
-        if key not in data:
-            raise ConfigError(f"missing key {key!r} (a specs file has fkeys, jkeys, jdim, minv, maxv)", where=name)
-    return data
