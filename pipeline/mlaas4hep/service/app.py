@@ -34,7 +34,7 @@ from .config import ServeConfig
 from .models import Health, UploadInfo, UploadList, UserInfo
 from .openapi import DOCUMENT
 from .tokens import AuthError, IssuerUnavailable, TokenValidator, User
-from .users import Conflict, LimitExceeded, NotFound, ProcessNames, UserSpace, disk_usage
+from .users import CACHE, Conflict, LimitExceeded, NotFound, ProcessNames, UserSpace, disk_usage
 
 log = logging.getLogger("mlaas4hep.service")
 MAX_JSON_BODY = 16 << 20  # a job request: model source, params, preproc, specs
@@ -100,7 +100,7 @@ class Service:
         cache = params.get("cache_dir")
         if cache and not isinstance(cache, str):
             raise ConfigError(f"expected a folder name, got {cache!r}", where="params: cache_dir")
-        params["cache_dir"] = str(space.confine(cache or ".cache", "params: cache_dir", must_exist=False))
+        params["cache_dir"] = str(space.confine(cache or CACHE, "params: cache_dir", must_exist=False))
         update: dict[str, Any] = {"files": files, "params": params}
         if request.model_path is not None:
             path = space.confine(request.model_path, "model_path")

@@ -31,7 +31,7 @@ from ..jobs import FINISHED, WorkflowRequest
 from ..jobs.models import Resources
 from .app import CurrentUser, Svc, json_body, receive_archive
 from .models import FolderResult, OriginalSubmit, ProcessCreated, ProcessStatus
-from .users import Conflict, check_name
+from .users import CACHE, Conflict, check_name
 
 _MEMORY = re.compile(r"\s*\d+(\.\d+)?\s*([kmgt]i?b?|b)?\s*", re.IGNORECASE)
 
@@ -101,13 +101,20 @@ def legacy_router() -> APIRouter:
 
     @router.get("/delete_specs", response_model=FolderResult)
     def delete_specs(service: Svc, user: CurrentUser, name: str | None = None) -> FolderResult:
+        """The original removed the specs files in the folder, so that the next job computes
+        them again; here that is the folder's ``*specs*`` files and this user's specs cache."""
         check_name(name, "name")
-        folder = service.space(user).folder(name)
+        space = service.space(user)
+        folder = space.folder(name)
         removed = []
         for path in sorted(folder.rglob("*specs*")):
             if path.is_file() and not path.is_symlink():
                 path.unlink()
                 removed.append(str(path.relative_to(folder)))
+        cache = space.root / CACHE
+        if cache.is_dir():
+            removed += sorted(str(p.relative_to(space.root)) for p in cache.rglob("*") if p.is_file())
+            shutil.rmtree(cache)
         return FolderResult(name=name, files=removed)
 
     @router.get("/delete_folder", response_model=FolderResult)

@@ -23,6 +23,7 @@ from .archive import Unpacked, UnsafeArchive, unpack_tar_gz
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 UPLOAD_ID = re.compile(r"[0-9a-f]{12}")
+CACHE = ".cache"  # the specs cache of a user's jobs, inside the user's folder
 
 
 class NotFound(MLaaS4HEPError):
