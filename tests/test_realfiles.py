@@ -17,7 +17,8 @@ import pytest
 import uproot
 
 import mlaas4hep
-from mlaas4hep.errors import ConfigError, DataError, MLaaS4HEPError
+from mlaas4hep.errors import ConfigError, DataError
+from support import need
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +62,7 @@ def test_large_integers_are_normalised_exactly(tmp_path):
     assert len(np.unique(X[:, ds.feature_names.index("fSec")])) == len(np.unique(arrays["fSec"]))
 
 
+@pytest.mark.filterwarnings("ignore::mlaas4hep.dataset.WideFeaturesWarning")
 def test_leaves_sharing_a_name_stay_apart():
     """uproot-issue126a: 16 channel objects with the same 28 members: 448 leaves, each its own
     branch keyed by full path, with its own min/max; nothing folded into the first channel."""
@@ -80,6 +82,7 @@ def test_leaves_sharing_a_name_stay_apart():
     # the channels differ: not 16 copies of the first one
     assert len({(specs["minv"][k], specs["maxv"][k]) for k in increments}) > 1
     assert len(set(ds.feature_names)) == len(ds.feature_names)
+    assert all(specs["paths"][k] == k for k in counts)  # the specs say where each feature comes from
     # a short name shared by several leaves is refused with the full paths to choose from
     with pytest.raises(DataError) as err:
         mlaas4hep.Dataset([path], params={"branch": "ChannelSet", "selected_branches": ["fPulseCount"]}).specs()
@@ -201,3 +204,35 @@ def test_wide_rows_warn_and_name_the_jagged_branch_that_made_them():
     assert "'Eloss.S' (jdim 20,873)" in text and '"jdim"' in text and ds.warnings == [text]
     capped = mlaas4hep.Dataset([path], params={"branch": "Event", "specs_cache": False, "jdim": 50})
     assert len(capped.feature_names) < 10_000 and capped.warnings == []
+
+
+def test_the_artifact_contract_keeps_leaves_sharing_a_name_apart(tmp_path):
+    """Train on the 16 per-channel fIncrement leaves of issue126a (two copies, labels 1 and 0);
+    the contract names them by full path and predicting from the files reads each one."""
+    need(_has("torch"), "PyTorch is not installed")
+    import shutil
+
+    from support import torch_model
+
+    files = []
+    for name in ("a.root", "b.root"):
+        files.append(str(shutil.copy(data("uproot-issue126a.root"), tmp_path / name)))
+    tree = uproot.open(files[0])["ChannelSet"]
+    keys = [p for p, b in tree.iteritems(recursive=True, full_paths=True) if p.endswith("/fIncrement")]
+    assert len(keys) == 16
+    (tmp_path / "model.py").write_text(torch_model(4))
+    ds = mlaas4hep.Dataset(files, labels=["1", "0"],
+                           params={"branch": "ChannelSet", "selected_branches": keys, "epochs": 1,
+                                   "specs_cache": False, "test_fraction": 0.0, "validation_split": 0.0})
+    artifact = mlaas4hep.train(ds, model=str(tmp_path / "model.py"), output=str(tmp_path / "out"))
+    contract = json.loads((artifact.path / "mlaas4hep.json").read_text())
+    assert sorted(contract["branches"]) == sorted(keys) and contract["paths"] == {k: k for k in contract["branches"]}
+    assert sorted(contract["features"]) == sorted(keys)
+    scores = artifact.predict(files[:1])
+    assert scores.shape == (tree.num_entries,) and np.isfinite(scores).all()
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

@@ -66,6 +66,7 @@ def write_artifact(folder: Path, adapter: ModelAdapter, ds, metrics: dict[str, A
                                         "dtypes", "skipped")},
         "preproc": ds.preproc.to_dict(),
         "branches": selection.read,
+        "paths": {n: ds.files[0].branches[n].path for n in selection.read},  # full path in the tree
         "kinds": {n: selection.kinds[n] for n in selection.read if n in selection.kinds},
         "tree": ds.params.branch,
         "identifier": list(selection.identifiers),

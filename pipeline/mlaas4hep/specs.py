@@ -258,7 +258,10 @@ def compute_specs(files: Sequence[RootFile], selection: FeatureSelection, params
     """The specs pass (see :func:`read_pass`); with ``sink``, it also stores the selected rows."""
     totals = read_pass(files, selection, params, progress, sink)
     per_file = {f.path: file_specs(f, selection, t) for f, t in zip(files, totals)}
-    return merge_specs(per_file, selection, params)
+    specs = merge_specs(per_file, selection, params)
+    # each branch's full path in the tree (its name, where no other leaf shares its name)
+    specs["paths"] = {n: files[0].branches[n].path for n in selection.read}
+    return specs
 
 
 # ---------------------------------------------------------------------------------------------
