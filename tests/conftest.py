@@ -3,6 +3,8 @@ real remote servers on loopback."""
 
 from __future__ import annotations
 
+import importlib.util
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -126,3 +128,18 @@ def oidc_issuer():
     issuer = OIDCIssuer()
     yield issuer
     issuer.close()
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """One real dask.distributed LocalCluster for the session: 2 worker processes (with their
+    nannies, which restart a killed worker), 1 thread each, small memory."""
+    need(importlib.util.find_spec("distributed") is not None, "dask.distributed (pip install mlaas4hep-lab[dask])")
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                           memory_limit="1.5GiB", silence_logs=logging.ERROR)
+    client = Client(cluster)
+    yield client
+    client.close()
+    cluster.close()

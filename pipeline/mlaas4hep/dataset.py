@@ -51,6 +51,8 @@ class Dataset:
     a list. ``params`` and ``preproc``: a path of the JSON file, a dict, or None for defaults.
     ``specs``: an existing specs file (path or dict) whose normalisation (min/max, jdim) is
     used instead of the computed one, as ``workflow --specs`` does.
+    ``dask``: run the read pass and chunk building on a Dask cluster (``"local"``, a scheduler
+    address or a ``distributed.Client``; see :mod:`mlaas4hep.cluster`).
     """
 
     def __init__(
@@ -60,6 +62,7 @@ class Dataset:
         params: str | os.PathLike | Mapping[str, Any] | Params | None = None,
         preproc: str | os.PathLike | Mapping[str, Any] | Preproc | None = None,
         specs: str | os.PathLike | Mapping[str, Any] | None = None,
+        dask: Any = None,
     ):
         self.params: Params = load_params(params)
         self.preproc: Preproc = load_preproc(preproc)
@@ -87,6 +90,9 @@ class Dataset:
         self._store: RowStore | None = None
         self._store_temporary = False
         self._finalizer: weakref.finalize | None = None
+        self._dask = dask
+        self._client: Any = None
+        self._own_client = False
 
     # -- files and branches -------------------------------------------------------------------
 
@@ -131,6 +137,22 @@ class Dataset:
             for name, info in self.files[0].branches.items()
         }
 
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` the work runs on (None: this process only)."""
+        if self._client is None and self._dask is not None:
+            from . import cluster
+
+            self._client, self._own_client = cluster.connect(self._dask)
+        return self._client
+
+    def _read_pass(self, progress: Progress | None, sink: Any, stats: bool) -> list:
+        if self.client is None:
+            return read_pass(self.files, self.selection, self.params, progress, sink=sink, stats=stats)
+        from . import cluster
+
+        return cluster.read_pass(self.client, self.files, self.selection, self.params, progress, sink=sink, stats=stats)
+
     # -- specs --------------------------------------------------------------------------------
 
     def specs(self, progress: Progress | None = None, refresh: bool = False, rows: bool = True) -> dict[str, Any]:
@@ -164,7 +186,13 @@ class Dataset:
         while True:
             writer = self._store_writer(key) if key is not None else None
             try:
-                specs = compute_specs(self.files, self.selection, self.params, progress, sink=writer)
+                if self.client is None:
+                    specs = compute_specs(self.files, self.selection, self.params, progress, sink=writer)
+                else:
+                    from . import cluster
+
+                    specs = cluster.compute_specs(self.client, self.files, self.selection, self.params, progress,
+                                                  sink=writer)
             except BranchReadError as err:
                 if writer is not None:
                     writer.abandon()
@@ -275,7 +303,22 @@ class Dataset:
                         stream.close()
                 executor.shutdown(wait=True, cancel_futures=True)
 
-        chunks = from_store() if store is not None else generate()
+        def on_cluster() -> Iterator[Chunk]:
+            from . import cluster
+
+            try:
+                yield from cluster.store_chunks(self.client, store, plan, layout, tensorizer, labels, shuffle, seed,
+                                                ids, first_chunk, self.params.memory_mb)
+            finally:
+                if self._store_temporary and self._store is store:
+                    self._drop_store()
+
+        if store is None:
+            if self.client is not None:
+                log.warning("mlaas4hep: no row store for this pass: chunks are read from ROOT in this process")
+            chunks = generate()
+        else:
+            chunks = on_cluster() if self.client is not None else from_store()
         return prefetch(chunks) if background else chunks
 
     def chunks(self, *, shuffle: bool | None = None, seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
@@ -378,7 +421,7 @@ class Dataset:
             if writer is None:
                 return None
             try:
-                totals = read_pass(self.files, self.selection, self.params, sink=writer, stats=False)
+                totals = self._read_pass(None, writer, stats=False)
             except BaseException:
                 writer.abandon()
                 raise
@@ -401,6 +444,11 @@ class Dataset:
         self._files = None
         if self._store is not None and self._store_temporary:
             self._drop_store()
+        if self._client is not None and self._own_client:
+            from . import cluster
+
+            cluster.disconnect(self._client)
+        self._client, self._own_client = None, False
 
     def __enter__(self) -> Dataset:
         return self

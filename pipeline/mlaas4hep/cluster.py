@@ -1,0 +1,330 @@
+"""The engine on Dask (``dask.distributed``): the read pass and chunk building on cluster workers.
+
+One machine stays the default; ``Dataset(..., dask=...)`` sends the heavy parts to a Dask
+cluster (a ``LocalCluster``, dask-gateway, dask-jobqueue, a Kubernetes cluster: whatever gives a
+scheduler address or a ``Client``):
+
+- the read pass (the specs pass, or the pass that fills the row store): the same entry ranges
+  the threads of :func:`~mlaas4hep.specs.read_pass` take (cut where every branch starts a
+  basket), each a task on a worker that opens the file itself; the client merges the
+  statistics in range order and writes the selected rows it gets back into the row store, so
+  the specs equal the single-process ones exactly;
+- the chunks: each chunk is a task that mixes it from the row store (which must be on a folder
+  the workers see: ``cache_dir``) at the stream positions the plan gives, a bounded number ahead
+  of the consumer, handed over in order: value for value the single-process stream.
+
+Only small plain values travel to the workers (file names, entry ranges, the pickled
+selection); no home-made scheduling: lost workers' tasks are re-run by Dask.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import os
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import Params
+from .errors import ConfigError, DataError
+from .features import FeatureSelection
+from .mix import Chunk, ChunkMixer, StoreStream, StreamPosition
+from .plan import Plan
+from .read import RootFile
+from .specs import (Progress, Sink, _RangeStats, block_entries, entry_ranges, file_specs, merge_specs, range_stats,
+                    window)
+from .store import JAGGED, RowStore
+from .tensorize import FeatureLayout, Jagged, Tensorizer, packed
+
+log = logging.getLogger("mlaas4hep")
+
+DaskTarget = Any  # "local", a scheduler address, or a distributed.Client
+
+
+def connect(target: DaskTarget, timeout: float = 10.0) -> tuple[Any, bool]:
+    """A ``distributed.Client`` for ``target`` and whether we made it (and so close it).
+
+    ``"local"``: a ``LocalCluster`` of worker processes on this machine (one per core, one
+    thread each); a string: the address of a running scheduler (``tcp://host:8786``); a
+    ``Client``: used as it is.
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("dask: the dask.distributed package is not installed", where="dask",
+                          hint="pip install 'mlaas4hep-lab[dask]'") from None
+    if isinstance(target, Client):
+        return target, False
+    if not isinstance(target, str) or not target.strip():
+        raise ConfigError(f"dask: expected 'local', a scheduler address or a distributed.Client, got {target!r}",
+                          where="dask")
+    target = target.strip()
+    if target == "local":
+        cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+        client._mlaas4hep_cluster = cluster  # closed with the client
+        return client, True
+    try:
+        return Client(target, timeout=timeout), True
+    except (OSError, TimeoutError, ValueError) as err:
+        raise ConfigError(f"dask: cannot reach the scheduler at {target}: {err}", where="dask",
+                          hint="start one (dask scheduler), or give 'local' for workers on this machine") from None
+
+
+def disconnect(client: Any) -> None:
+    """Close a client made by :func:`connect` (and its LocalCluster)."""
+    cluster = getattr(client, "_mlaas4hep_cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def n_workers(client: Any) -> int:
+    """Workers the scheduler knows now (at least 1)."""
+    return max(1, client.run_on_scheduler(_count_workers))
+
+
+def _count_workers(dask_scheduler: Any = None) -> int:
+    return len(dask_scheduler.workers)
+
+
+# -- on the workers ----------------------------------------------------------------------------
+
+_SELECTIONS: OrderedDict[str, FeatureSelection] = OrderedDict()
+_FILES: OrderedDict[tuple, RootFile] = OrderedDict()
+_STORES: OrderedDict[tuple, RowStore] = OrderedDict()
+_WORKER_LOCK = threading.Lock()
+
+
+def _remember(cache: OrderedDict, key: Any, make: Any, keep: int = 8, drop: Any = None) -> Any:
+    with _WORKER_LOCK:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = make()
+    with _WORKER_LOCK:
+        cache[key] = value
+        while len(cache) > keep:
+            _, old = cache.popitem(last=False)
+            if drop is not None:
+                drop(old)
+    return value
+
+
+def _selection(blob: bytes) -> FeatureSelection:
+    import cloudpickle
+
+    return _remember(_SELECTIONS, hashlib.sha256(blob).hexdigest(), lambda: cloudpickle.loads(blob), keep=4)
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return f"pid {os.getpid()}"
+
+
+def _open(file: dict[str, Any]) -> RootFile:
+    """The file as the client opened it; a worker that sees another file (another size or
+    ROOT UUID at that path) refuses it rather than mix two datasets."""
+    key = (file["path"], file["tree"], repr(file["identity"]))
+
+    def make() -> RootFile:
+        rfile = RootFile(file["path"], file["tree"], origin=file["origin"], retries=file["retries"],
+                         retry_wait=file["retry_wait"], open_options=file["open_options"],
+                         read_threads=file["read_threads"])
+        if rfile.identity() != file["identity"]:
+            rfile.close()
+            raise DataError(f"worker {_worker_name()} sees another file at this path ({rfile.identity()}, "
+                            f"the client saw {file['identity']})", where=file["path"],
+                            hint="the workers must read the same files as the client: a shared folder or root:// URLs")
+        return rfile
+
+    return _remember(_FILES, key, make, keep=8, drop=lambda f: f.close())
+
+
+class _Rows:
+    """A sink that keeps a range's selected rows to send back to the client (jagged as Jagged)."""
+
+    def __init__(self, columns: dict[str, str]):
+        self.columns = columns
+        self.blocks: list[tuple[int, np.ndarray, dict[str, Any]]] = []
+
+    def add(self, file_index: int, start: int, entry: np.ndarray, arrays: dict[str, Any]) -> None:
+        kept = {}
+        for name, kind in self.columns.items():
+            if kind == JAGGED:
+                offsets, values = packed(arrays[name])
+                kept[name] = Jagged(offsets, np.ascontiguousarray(values))
+            else:
+                kept[name] = np.ascontiguousarray(np.asarray(arrays[name]))
+        self.blocks.append((start, np.ascontiguousarray(entry, dtype=np.int64), kept))
+
+
+def run_range(blob: bytes, file: dict[str, Any], start: int, stop: int, step: int,
+              columns: dict[str, str] | None, stats: bool) -> tuple[_RangeStats, list]:
+    """On a worker: the statistics of entries [start, stop) of one file, and (with ``columns``)
+    its selected rows."""
+    selection = _selection(blob)
+    rfile = _open(file)
+    rows = _Rows(columns) if columns is not None else None
+    try:
+        out = range_stats(rfile, selection, start, stop, step, sink=rows, stats=stats)
+    finally:
+        rfile.release()  # unmap what was read of it
+    return out, (rows.blocks if rows is not None else [])
+
+
+def build_chunk(folder: str, key: str, plan: Plan, layout: FeatureLayout, labels: Sequence[int] | None,
+                shuffle: bool, seed: int, identifiers: Sequence[str], index: int, takes: list[int],
+                taken: list[int], piece: list[int]) -> tuple[Chunk, dict[str, int]]:
+    """On a worker: chunk ``index`` mixed from the row store in ``folder``, each file's stream
+    starting after the ``taken`` selected events the chunks before it used; with the jagged
+    elements beyond jdim the chunk dropped."""
+    store = _remember(_STORES, (folder, key), lambda: _open_store(folder, key), keep=4, drop=lambda s: s.close())
+    streams: list[StoreStream | None] = []
+    for i, quota in enumerate(plan.quotas):
+        if quota == 0:
+            streams.append(None)
+            continue
+        position = StreamPosition(_next_entry(store, i, taken[i]), taken[i])
+        streams.append(StoreStream(store, i, max(piece[i], takes[i]), start=position))
+    tensorizer = Tensorizer(layout)
+    mixer = ChunkMixer(streams, plan, tensorizer, labels, shuffle, seed, identifiers, index)
+    chunk = mixer._build(index, takes)
+    chunk.X = chunk.X.copy()  # off the mixer's reused buffer
+    return chunk, dict(tensorizer.clipped)
+
+
+def _open_store(folder: str, key: str) -> RowStore:
+    store = RowStore.open(Path(folder), key)
+    if store is None:
+        raise DataError(f"worker {_worker_name()} cannot read the row store", where=folder,
+                        hint="the workers must see the client's cache folder: set params cache_dir (or "
+                             "MLAAS4HEP_CACHE_DIR) to a folder they share")
+    return store
+
+
+def _next_entry(store: RowStore, i: int, taken: int) -> int:
+    """The entry after the last of the first ``taken`` selected events of file i (0 for none)."""
+    if taken == 0:
+        return 0
+    entry, _ = store.read(i, taken - 1, taken)[-1]
+    return int(entry[-1]) + 1
+
+
+# -- on the client -----------------------------------------------------------------------------
+
+
+def file_description(rfile: RootFile, params: Params) -> dict[str, Any]:
+    """What a worker needs to open a file as the client did."""
+    return {"path": rfile.path, "tree": rfile.tree_name, "origin": rfile.origin, "retries": params.retries,
+            "retry_wait": rfile.retry_wait, "open_options": dict(rfile.open_options),
+            "read_threads": params.read_threads, "identity": rfile.identity()}
+
+
+def read_pass(client: Any, files: Sequence[RootFile], selection: FeatureSelection, params: Params,
+              progress: Progress | None = None, sink: Sink | None = None, stats: bool = True,
+              ahead: int | None = None) -> list[_RangeStats]:
+    """:func:`mlaas4hep.specs.read_pass` on the workers of ``client``: the same ranges, merged in
+    the same order; at most ``ahead`` ranges (default two per worker) in flight, so the client
+    holds at most that many ranges' rows."""
+    import cloudpickle
+
+    step = block_entries(files, selection, params)
+    blob = cloudpickle.dumps(selection)
+    columns = dict(sink.columns) if sink is not None else None
+    totals = [_RangeStats(selection) for _ in files]
+    ahead = ahead or 2 * n_workers(client)
+
+    def units() -> Iterator[tuple[int, int, int]]:
+        for i, rfile in enumerate(files):
+            stop = window(rfile.num_entries, params.nevts)
+            ranges = entry_ranges(rfile.cluster_starts(selection.read), stop, 2 * step) if stop else []
+            rfile.release()
+            yield from ((i, a, b) for a, b in ranges)
+
+    descriptions: dict[int, dict[str, Any]] = {}
+
+    def submit(unit: tuple[int, int, int]) -> Any:
+        i, a, b = unit
+        if i not in descriptions:
+            descriptions[i] = file_description(files[i], params)
+        return client.submit(run_range, blob, descriptions[i], a, b, step, columns, stats, pure=False)
+
+    pending: deque = deque()
+    planned = units()
+    try:
+        for unit in itertools.islice(planned, ahead):
+            pending.append((unit, submit(unit)))
+        while pending:
+            (i, a, b), future = pending.popleft()
+            part, blocks = future.result()
+            future.release()
+            totals[i].merge(part)
+            if sink is not None:
+                for start, entry, arrays in blocks:
+                    sink.add(i, start, entry, arrays)
+            if progress:
+                progress(files[i].path, b - a)
+            for unit in itertools.islice(planned, 1):
+                pending.append((unit, submit(unit)))
+    finally:
+        for _, future in pending:
+            future.cancel()
+    return totals
+
+
+def compute_specs(client: Any, files: Sequence[RootFile], selection: FeatureSelection, params: Params,
+                  progress: Progress | None = None, sink: Sink | None = None) -> dict[str, Any]:
+    """:func:`mlaas4hep.specs.compute_specs` with the read pass on the workers."""
+    totals = read_pass(client, files, selection, params, progress, sink)
+    per_file = {f.path: file_specs(f, selection, t) for f, t in zip(files, totals)}
+    return merge_specs(per_file, selection, params)
+
+
+def store_chunks(client: Any, store: RowStore, plan: Plan, layout: FeatureLayout, tensorizer: Tensorizer,
+                 labels: Sequence[int] | None, shuffle: bool, seed: int, identifiers: Sequence[str],
+                 first_chunk: int, memory_mb: int, ahead: int | None = None) -> Iterator[Chunk]:
+    """The chunks of a pass, each mixed by a worker from the row store, at most ``ahead``
+    (default one per worker, plus one) in flight, yielded in order. ``tensorizer`` counts the
+    jagged elements the chunks dropped."""
+    ahead = ahead or n_workers(client) + 1
+    n = len(plan.quotas)
+    budget = memory_mb * (1 << 20) / 8
+    piece = [int(min(64 << 10, budget / max(n, 1)) / max(store.bytes_per_event(i), 1.0)) for i in range(n)]
+    labels = None if labels is None else [int(v) for v in labels]
+    folder, key = str(store.folder), store.meta["key"]
+
+    def tasks() -> Iterator[Any]:
+        taken = [0] * n
+        for index, takes in enumerate(plan.takes()):
+            if index >= first_chunk:
+                yield client.submit(build_chunk, folder, key, plan, layout, labels, shuffle, seed, list(identifiers),
+                                    index, takes, list(taken), piece, pure=False)
+            taken = [t + k for t, k in zip(taken, takes)]
+
+    pending: deque = deque()
+    planned = tasks()
+    try:
+        pending.extend(itertools.islice(planned, ahead))
+        while pending:
+            future = pending.popleft()
+            chunk, clipped = future.result()
+            future.release()
+            for name, count in clipped.items():
+                tensorizer.clipped[name] = tensorizer.clipped.get(name, 0) + count
+            pending.extend(itertools.islice(planned, 1))
+            yield chunk
+    finally:
+        for future in pending:
+            future.cancel()

@@ -1,0 +1,131 @@
+"""The engine on a real dask.distributed LocalCluster (2 worker processes): specs, the chunk
+stream and a worker killed mid-pass give exactly what one process gives."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mlaas4hep
+from mlaas4hep.datagen import FIGURE4_PREPROC, write_tth
+from mlaas4hep.errors import ConfigError
+from servers import free_port
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def many_ranges(tmp_path_factory) -> dict:
+    """Two files of 80k and 60k events in baskets of 10k: eight ranges of the read pass."""
+    folder = tmp_path_factory.mktemp("dask")
+    sig = write_tth(folder / "signal.root", 80_000, signal=True, seed=11, batch=10_000)
+    bkg = write_tth(folder / "background.root", 60_000, signal=False, seed=11, batch=10_000)
+    return {"files": [str(sig), str(bkg)], "labels": [1, 0]}
+
+
+def _dataset(data: dict, dask=None, **params) -> mlaas4hep.Dataset:
+    params = {"specs_cache": False, "chunk_size": 2_000, **params}
+    return mlaas4hep.Dataset(data["files"], labels=data["labels"], params=params, preproc=FIGURE4_PREPROC, dask=dask)
+
+
+def _without_key(specs: dict) -> dict:
+    return {k: v for k, v in specs.items() if k != "cache_key"}
+
+
+def test_specs_on_the_cluster_equal_one_process(many_ranges, dask_client):
+    with _dataset(many_ranges) as one, _dataset(many_ranges, dask=dask_client) as spread:
+        expected, got = one.specs(), spread.specs()
+        assert got["events"]["total"] > 10_000  # the cuts keep about a tenth: a real pass, not an empty one
+        assert _without_key(got) == _without_key(expected)
+        assert got["cache_key"] == expected["cache_key"]
+        # both workers took part: ranges ran in both processes
+        done = dask_client.run(lambda: sorted(k[0] for k in __import__("mlaas4hep.cluster").cluster._FILES))
+        assert len(done) == 2 and all(done.values())
+
+
+def test_specs_of_jagged_nan_and_int_branches(kitchen_sink, dask_client):
+    params = {"specs_cache": False}
+    with mlaas4hep.Dataset([str(kitchen_sink)], params=params) as one, \
+            mlaas4hep.Dataset([str(kitchen_sink)], params=params, dask=dask_client) as spread:
+        expected, got = one.specs(), spread.specs()
+        assert got["nans"]["x"] > 0 and got["jkeys"]
+        assert _without_key(got) == _without_key(expected)
+
+
+def _chunks(ds: mlaas4hep.Dataset, **kw) -> list:
+    return list(ds.iter_chunks(**kw))
+
+
+def _assert_same_stream(expected: list, got: list) -> None:
+    assert len(got) == len(expected) > 3
+    for a, b in zip(expected, got):
+        assert a.index == b.index
+        np.testing.assert_array_equal(b.X, a.X)
+        np.testing.assert_array_equal(b.y, a.y)
+        np.testing.assert_array_equal(b.file_index, a.file_index)
+        np.testing.assert_array_equal(b.entry, a.entry)
+        assert b.positions == a.positions
+
+
+def test_stream_on_the_cluster_equals_one_process(many_ranges, dask_client):
+    with _dataset(many_ranges) as one, _dataset(many_ranges, dask=dask_client) as spread:
+        expected = _chunks(one, seed=5)
+        got = _chunks(spread, seed=5)
+        _assert_same_stream(expected, got)
+        assert spread.clipped == one.clipped
+        # another seed gives another order: the shuffle really happens on the workers
+        other = _chunks(_dataset(many_ranges, dask=dask_client), seed=6)
+        assert not np.array_equal(other[0].entry, got[0].entry)
+        assert sorted(other[0].entry.tolist()) == sorted(got[0].entry.tolist())
+
+
+def test_stream_from_the_cached_store_and_resumed(many_ranges, dask_client, tmp_path):
+    cache = {"cache": True, "cache_dir": str(tmp_path / "shared-cache")}
+    with _dataset(many_ranges, **cache) as one:
+        expected = _chunks(one, seed=2)
+    with _dataset(many_ranges, dask=dask_client, **cache) as spread:
+        got = _chunks(spread, seed=2)
+        _assert_same_stream(expected, got)
+        resumed = list(spread.iter_chunks(seed=2, resume=(3, expected[2].positions)))
+    assert [c.index for c in resumed] == [c.index for c in expected[3:]]
+    for a, b in zip(expected[3:], resumed):
+        np.testing.assert_array_equal(b.X, a.X)
+        np.testing.assert_array_equal(b.entry, a.entry)
+
+
+def test_a_worker_killed_mid_pass(many_ranges, dask_client):
+    pids = dask_client.run(os.getpid)
+    victim = sorted(pids.values())[0]
+    killed: list[int] = []
+
+    def progress(path: str, n: int) -> None:
+        if not killed:  # after the first range is back: the other ranges are queued or running
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    with _dataset(many_ranges) as one, _dataset(many_ranges, dask=dask_client) as spread:
+        expected = one.specs()
+        got = spread.specs(progress=progress)
+        assert killed == [victim]
+        assert _without_key(got) == _without_key(expected)
+        _assert_same_stream(_chunks(one, seed=1), _chunks(spread, seed=1))
+    dask_client.wait_for_workers(2, timeout=120)
+    assert victim not in dask_client.run(os.getpid).values()  # the nanny started a new worker
+
+
+def test_unreachable_scheduler_is_named(many_ranges):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match="cannot reach the scheduler at tcp://127.0.0.1"):
+        _dataset(many_ranges, dask=address).specs()
+    assert time.monotonic() - started < 60
+
+
+def test_a_wrong_dask_value_is_named(many_ranges):
+    with pytest.raises(ConfigError, match="expected 'local', a scheduler address"):
+        _dataset(many_ranges, dask=42).specs()
