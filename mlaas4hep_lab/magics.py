@@ -7,6 +7,7 @@ Load it with ``%load_ext mlaas4hep_lab``, then::
     %mlaas4hep status {job}                  # status, progress, metrics, error
     %mlaas4hep logs {job} --tail 20
     %mlaas4hep cancel {job}
+    %mlaas4hep compare {a} {b} {c}           # curves and ROC overlaid, params and metrics side by side
     %mlaas4hep specs --files files.txt --labels labels.txt --preproc preproc.json
     %mlaas4hep --help                        # and %mlaas4hep <verb> --help
 
@@ -113,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = verbs.add_parser(verb, help=text)
         p.add_argument("id", help="the job id")
         remote(p)
+    p = verbs.add_parser("compare", help="compare runs: curves and ROC overlaid, params and metrics side by side")
+    p.add_argument("ids", nargs="+", metavar="ID", help="two or more job ids")
+    p.add_argument("--log", action="store_true", help="the ROC with 1 / background efficiency on a log scale")
+    remote(p)
     p = verbs.add_parser("logs", help="print a job's log")
     p.add_argument("id", help="the job id")
     p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
@@ -242,6 +247,23 @@ class MLaaS4HEPMagics(Magics):
             print(table(["metric", "value"], rows, right=(1,)))
         if j.error:
             print(f"error: {j.error}")
+
+    def _compare(self, args: argparse.Namespace, cell: str | None) -> None:
+        from .compare import compare_html, compare_text, job_summary
+
+        if len(args.ids) < 2:
+            raise ConfigError("compare needs two or more job ids", hint="%mlaas4hep jobs lists them")
+        if len(set(args.ids)) != len(args.ids):
+            raise ConfigError("a job id is given twice: " + ", ".join(sorted({i for i in args.ids
+                                                                                if args.ids.count(i) > 1})))
+        client = _client(args)
+        runs = [job_summary(client, job_id) for job_id in args.ids]
+        if _has_frontend(self.shell):
+            from IPython.display import HTML, display
+
+            display(HTML(compare_html(runs, log=args.log)))
+        else:
+            print(compare_text(runs))
 
     def _logs(self, args: argparse.Namespace, cell: str | None) -> None:
         client = _client(args)

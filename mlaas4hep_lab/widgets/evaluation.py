@@ -63,8 +63,9 @@ def _tick(v: float) -> str:
     return f"{v:.4g}"
 
 
-def _frame(xt, yt, sx, sy) -> list[str]:
-    x0, x1, y0, y1 = LEFT, W - RIGHT, H - BOTTOM, TOP
+def _frame(xt, yt, sx, sy, box: tuple[float, float, float, float] = (LEFT, W - RIGHT, H - BOTTOM, TOP)) -> list[str]:
+    """Grid, tick labels and axes; ``box`` = (x0, x1, y0, y1) of the plot area."""
+    x0, x1, y0, y1 = box
     out = []
     for t in yt:
         y = round(sy(t)) + 0.5

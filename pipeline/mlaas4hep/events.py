@@ -4,7 +4,8 @@ Every event is a JSON object with ``event`` (its type), ``seq`` (1, 2, ... withi
 ``time`` (Unix seconds), plus the fields of its type:
 
 ==================  ==============================================================================
-``job_start``       ``name``, ``framework``, ``mode``, ``files``, ``labels``, ``params``, ``resumed``
+``job_start``       ``name``, ``framework``, ``mode``, ``files``, ``labels``, ``params``, ``preproc``,
+                    ``resumed``
 ``specs_done``      ``features``, ``events`` (selected), ``events_read``, ``chunks``, ``seconds``,
                     ``cached``
 ``chunk_start``     ``chunk``, ``epoch``, ``events`` (rows in the chunk)

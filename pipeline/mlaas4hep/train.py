@@ -153,6 +153,7 @@ class Trainer:
         try:
             self.events.emit("job_start", name=self.name, mode=self.params.mode, files=self.ds.paths,
                              labels=list(self.ds.labels.values), params=self.params.to_dict(),
+                             preproc=self.ds.preproc.to_dict() if self.ds.preproc else None,
                              model=str(self.model_path), resumed=self.resume)
             specs = self._specs()
             idim = len(self.ds.feature_names)
