@@ -608,3 +608,25 @@ def test_malformed_uploads_and_submissions_answer_400(service, tokens, path, kwa
     headers = {**auth(tokens["alice"]), **kwargs.pop("headers", {})}
     r = requests.post(service.url + path, headers=headers, timeout=30, **kwargs)
     assert r.status_code == 400 and words in r.json()["message"], r.text
+
+
+def test_the_python_client_speaks_to_the_service(service, oidc_issuer, inputs, tmp_path):
+    """mlaas4hep.client.Client, as the magic and widgets use it, against the remote service."""
+    from mlaas4hep.client import Client, ServerError
+
+    client = Client(service.url + "/api/v1", token=oidc_issuer.token("ivan"))
+    up = client.upload(inputs / "folder_to_upload")  # a folder, packed by the client
+    base = f"{up['path']}/folder_to_upload"
+    assert "folder_to_upload/model.py" in up["files"]
+    job = client.submit(files=[f"{base}/sig.root", f"{base}/bkg.root"], labels=[1, 0], model_path=f"{base}/model.py",
+                        params=PARAMS)
+    seen = []
+    done = client.follow(job.id, on_event=seen.append, timeout=240)
+    assert done.status == "succeeded", client.logs(job.id).text[-2000:]
+    assert seen[-1]["event"] == "finished" and [e["seq"] for e in seen] == sorted({e["seq"] for e in seen})
+    folder = client.artifact(job.id, tmp_path)
+    assert (folder / "mlaas4hep.json").exists()
+    other = Client(service.url + "/api/v1", token=oidc_issuer.token("judy"))
+    with pytest.raises(ServerError) as err:
+        other.job(job.id)
+    assert err.value.status == 404

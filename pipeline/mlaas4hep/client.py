@@ -78,12 +78,13 @@ class Client:
     # -- HTTP ---------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
-              timeout: float | None = None, raw: bool = False) -> Any:
+              timeout: float | None = None, raw: bool = False, files: dict | None = None) -> Any:
         import requests
 
         url = self.api + path
         try:
-            response = self._http.request(method, url, json=json, params=params, timeout=timeout or self.timeout)
+            response = self._http.request(method, url, json=json, params=params, files=files,
+                                          timeout=timeout or self.timeout)
         except requests.ConnectionError as err:
             raise ServerError(f"cannot reach the MLaaS4HEP server: {_reason(err)}", 0, where=self.api,
                               hint="is the server running, and the URL right?") from None
@@ -169,6 +170,26 @@ class Client:
                 member.name = member.name.split("/", 1)[1] if "/" in member.name else ""
             tar.extractall(target, members=[m for m in members if m.name], filter="data")
         return target
+
+    def upload(self, source: str | os.PathLike) -> dict[str, Any]:
+        """Send a folder (packed here) or a tar.gz of inputs to a remote MLaaS4HEP service
+        (``POST uploads``); jobs then name its files as ``<path>/<file>`` of the answer, e.g.
+        ``client.submit(files=[f"{up['path']}/inputs/sig.root", ...])``."""
+        if self._manager:
+            raise ConfigError("uploads are for a remote MLaaS4HEP service; local jobs read local files",
+                              hint="give Client(url, token=...) of a service")
+        source = Path(source)
+        if source.is_dir():
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+                tar.add(source, arcname=source.name)
+            data, name = buffer.getvalue(), source.name + ".tar.gz"
+        elif source.is_file():
+            data, name = source.read_bytes(), source.name
+        else:
+            raise ConfigError("no such folder or archive", where=str(source))
+        return self._call("POST", "/uploads", files={"file": (name, data, "application/gzip")},
+                          timeout=max(self.timeout, 600.0))
 
     def kernels(self) -> KernelList:
         if self._manager:
