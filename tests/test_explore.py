@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import uproot
 
 from mlaas4hep.explore import Sample
@@ -30,3 +31,92 @@ def test_float_branches_keep_their_maximum(tth):
     counts = h.before[next(iter(h.before))]
     assert counts.sum() == len(ht)  # nothing lost in the overflow
     np.testing.assert_array_equal(counts, np.histogram(ht, bins=h.edges)[0])
+
+
+def _read(path, names, n):
+    return uproot.open(path)["Events"].arrays(names, entry_stop=n, library="np")
+
+
+def test_weighted_histogram_and_cutflow_match_numpy(tth):
+    """Σw per bin and √Σw² errors, with a per-file scale, against numpy on the file's arrays."""
+    files = [str(tth["signal"]), str(tth["background"])]
+    params = {"weight": {"expr": "weight * 2", "scale": [0.5, 3.0]}}
+    sample = Sample(files, labels=["signal", "background"], params=params, n_events=3000)
+    preproc = {"flat_cut": {"HT": {"cut": "HT > 300"}}}
+    h = sample.histogram("HT", preproc, bins=20)
+    assert h.weighted
+    for path, group, scale in ((files[0], "signal", 0.5), (files[1], "background", 3.0)):
+        a = _read(path, ["HT", "weight"], 3000)
+        w = a["weight"].astype(float) * 2 * scale
+        keep = a["HT"] > 300
+        counts, _ = np.histogram(a["HT"][keep], bins=h.edges, weights=w[keep])
+        w2, _ = np.histogram(a["HT"][keep], bins=h.edges, weights=w[keep] ** 2)
+        np.testing.assert_allclose(h.after[group], counts, rtol=1e-6)
+        np.testing.assert_allclose(h.errors()[group], np.sqrt(w2), rtol=1e-6)
+    rows = sample.cutflow(preproc)
+    a = _read(files[0], ["HT", "weight"], 3000)
+    w = a["weight"].astype(float) * 2 * 0.5
+    keep = a["HT"] > 300
+    assert rows[1]["per_group_weighted"]["signal"] == pytest.approx(w[keep].sum())
+    assert rows[1]["per_group_error"]["signal"] == pytest.approx(np.sqrt((w[keep] ** 2).sum()))
+    s, b = rows[1]["per_group_weighted"]["signal"], rows[1]["per_group_weighted"]["background"]
+    assert rows[1]["s_over_sqrt_b"] == pytest.approx(s / np.sqrt(b))
+    assert rows[1]["s_over_sqrt_s_b"] == pytest.approx(s / np.sqrt(s + b))
+
+
+def test_jagged_elements_carry_their_event_weight(tth):
+    sample = Sample([str(tth["signal"])], params={"weight": "weight"}, n_events=2000)
+    h = sample.histogram("jetPt", bins=10)
+    a = uproot.open(tth["signal"])["Events"].arrays(["jetPt", "weight"], entry_stop=2000)
+    import awkward as ak
+    w = ak.flatten(ak.broadcast_arrays(a["weight"], a["jetPt"])[0])
+    expected, _ = np.histogram(ak.to_numpy(ak.flatten(a["jetPt"])), bins=h.edges, weights=ak.to_numpy(w).astype(np.float64))
+    total = h.before[next(iter(h.before))]
+    assert total.sum() == pytest.approx(expected.sum(), rel=1e-6)  # the maximum sits in the last bin
+    np.testing.assert_allclose(total[:-1], expected[:-1], rtol=1e-5)
+
+
+def test_a_weight_that_is_not_per_event_is_refused(tth):
+    from mlaas4hep import ConfigError
+    from mlaas4hep.errors import MLaaS4HEPError
+
+    sample = Sample([str(tth["signal"])], params={"weight": "jetPt"}, n_events=100)
+    with pytest.raises(MLaaS4HEPError, match="per element; it needs one per event"):
+        sample.histogram("HT")
+    with pytest.raises(ConfigError, match="2 scale"):
+        Sample([str(tth["signal"])], params={"weight": {"expr": "weight", "scale": [1, 2]}}, n_events=100)
+
+
+def test_cutflow_is_in_the_order_written(tth):
+    """Flat cuts written before the new branch come first in the table; the selection is the same."""
+    written = {"flat_cut": {"HT": {"cut": "HT > 250"}},
+               "new_branch": {"lead": {"def": "max(jetPt)", "cut_2": "lead < 400", "cut_1": "lead > 40"}},
+               "jagged_cut": {"jetEta": {"cut": ["abs(jetEta) < 2.4", "all"]}}}
+    sample = Sample([str(tth["signal"])], n_events=3000)
+    rows = sample.cutflow(written)
+    assert [r["cut"] for r in rows] == ["all events", "HT > 250", "lead < 400", "lead > 40",
+                                        "all(abs(jetEta) < 2.4)"]
+    reordered = {k: written[k] for k in ("new_branch", "jagged_cut", "flat_cut")}
+    assert [r["cut"] for r in sample.cutflow(reordered)][1:] == ["lead < 400", "lead > 40",
+                                                                 "all(abs(jetEta) < 2.4)", "HT > 250"]
+    assert rows[-1]["total"] == sample.cutflow(reordered)[-1]["total"]
+
+
+def test_n_minus_1_keeps_every_other_cut_and_gives_the_thresholds(tth):
+    sample = Sample([str(tth["signal"])], n_events=3000)
+    preproc = {"flat_cut": {"HT": {"cut": "200 < HT < 900"}, "MET": {"cut": "MET > 20"}}}
+    h = sample.histogram("HT", preproc, bins=30, n_minus_1=True)
+    a = _read(tth["signal"], ["HT", "MET"], 3000)
+    assert h.cut_values == [200.0, 900.0] and h.excluded_cuts == ["200 < HT < 900"]
+    assert h.after[next(iter(h.after))].sum() == int((a["MET"] > 20).sum())
+    full = sample.histogram("HT", preproc, bins=30)
+    assert full.after[next(iter(full.after))].sum() == int(((a["HT"] > 200) & (a["HT"] < 900) & (a["MET"] > 20)).sum())
+
+
+def test_which_label_is_the_signal(tth):
+    files = [str(tth["signal"]), str(tth["background"])]
+    assert Sample(files, labels=["1", "0"], n_events=10).signal == "label 1"
+    assert Sample(files, labels=["signal", "background"], n_events=10).signal == "signal"
+    assert Sample(files, labels=["ttH", "ttbar"], n_events=10).signal is None
+    mapping = dict(Sample(files, labels=["1", "0"], n_events=10).class_mapping())
+    assert mapping["label 1"].startswith("signal") and mapping["label 0"].startswith("background")

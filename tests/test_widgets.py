@@ -182,3 +182,69 @@ def test_explorer_shows_errors_instead_of_raising(state):
     explorer = BranchExplorer(state, debounce=0.01)
     explorer.update()
     assert "ROOT file not found" in explorer.status.value
+
+
+def test_an_invalid_new_branch_is_never_shown_under_its_name(builder, state):
+    """The issue's bug: a new branch whose definition became invalid was still listed, and
+    picking it showed the previous data. Now it is not listed, and Explore says why."""
+    explorer = BranchExplorer(state, debounce=0.01)
+    builder.add_new.click()
+    row = builder.new_box.children[-1]
+    row.name_box.value = "leadPt"
+    row.definition.value = "max(jetPt)"
+    wait_until(lambda: "leadPt" in explorer.branch.options)
+    explorer.branch.value = "leadPt"
+    wait_until(lambda: explorer.histogram is not None and explorer.histogram.branch == "leadPt")
+    lead = explorer.histogram.before["signal"].sum()
+    row.definition.value = "max(jetPtt)"  # invalid now
+    wait_until(lambda: "leadPt" not in explorer.branch.options)
+    banner = html.unescape(explorer.banner.value)
+    assert "The preproc in the builder is invalid" in banner and "jetPtt" in banner
+    assert "leadPt: not shown, its definition is now 'max(jetPtt)'" in banner
+    assert explorer.branch.value != "leadPt"
+    assert explorer.histogram is None or explorer.histogram.branch == explorer.branch.value
+    wait_until(lambda: explorer.histogram is not None)
+    assert explorer.histogram.branch == explorer.branch.value != "leadPt"
+    # a second new branch that was never valid is not listed either
+    builder.add_new.click()
+    builder.new_box.children[-1].definition.value = "log("
+    wait_until(lambda: "new_branch_1: not shown, not valid yet" in html.unescape(explorer.banner.value))
+    assert "new_branch_1" not in explorer.branch.options
+    builder.delete_entry("new_branch", "new_branch_1")
+    row = builder.new_box.children[0]
+    row.definition.value = "max(jetPt)"  # valid again: listed, banner gone
+    wait_until(lambda: "leadPt" in explorer.branch.options and explorer.banner.value == "")
+    explorer.branch.value = "leadPt"
+    wait_until(lambda: explorer.histogram is not None and explorer.histogram.branch == "leadPt")
+    assert explorer.histogram.before["signal"].sum() == lead
+
+
+def test_a_failing_histogram_leaves_no_old_figure(state):
+    explorer = BranchExplorer(state, debounce=0.01)
+    explorer.update()
+    assert explorer.image.value[:4] == b"\x89PNG"
+    state.preproc = {"flat_cut": {"HT": {"cut": "HT > 1"}}, "new_branch": {"bad": {"def": "log(nosuch)"}}}
+    explorer.update()
+    assert explorer.image.value == b"" and explorer.histogram is None
+    assert "nosuch" in html.unescape(explorer.status.value)
+
+
+def test_explorer_weights_significance_and_classes(tth):
+    state = WorkbenchState(files=[str(tth["signal"]), str(tth["background"])], labels=["1", "0"],
+                           sample_size=3000, params={"weight": {"expr": "weight", "scale": [0.1, 2.0]}},
+                           preproc={"flat_cut": {"HT": {"cut": "HT > 200"}}})
+    explorer = BranchExplorer(state, debounce=0.01)
+    explorer.update()
+    classes = html.unescape(explorer.classes.value)
+    assert "label 1</b>: signal, label 1 (the score is P(signal))" in classes and "weighted by" in classes
+    table = html.unescape(explorer.cutflow.value)
+    assert "S/√B" in table and "label 1</span> Σw" in table and "±" in table
+    row = explorer.cutflow_rows[1]
+    assert row["s_over_sqrt_b"] == pytest.approx(row["per_group_weighted"]["label 1"]
+                                                 / math.sqrt(row["per_group_weighted"]["label 0"]))
+    explorer.n_minus_1.value = True
+    explorer.lower.value = "signal / background"
+    explorer.branch.value = "HT"
+    explorer.update()
+    assert explorer.histogram.n_minus_1 and explorer.histogram.cut_values == [200.0]
+    assert explorer.image.value[:4] == b"\x89PNG"

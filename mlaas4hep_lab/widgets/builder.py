@@ -415,12 +415,16 @@ class PreprocBuilder(w.VBox):
                 Preprocessor(preproc, self._kinds, self._unsupported)
         except MLaaS4HEPError as err:
             self.error.value = _message(str(err))
+            self.state.preproc_draft = copy.deepcopy(doc)  # before the error: observers read both
+            self.state.preproc_error = str(err)
             self.state.message = str(err)
             return
         self.error.value = ""
         self.state.message = ""
+        self.state.preproc_draft = copy.deepcopy(doc)
         if doc != self.state.preproc:
             self.state.preproc = copy.deepcopy(doc)
+        self.state.preproc_error = ""
 
     def _refresh_json(self) -> None:
         self.json_view.value = json.dumps(self.doc, indent=2)

@@ -2,30 +2,32 @@
 and the cut flow, on a sample of each file, with the engine's own preproc.
 
 It follows the shared state: when the builder publishes a new preproc, the histogram and the
-cut flow update (debounced). Figures are drawn with matplotlib's Agg canvas (no pyplot global
-state) into an image widget.
+cut flow update (debounced). While the builder's preproc is invalid, the explorer says so and
+what it shows instead (the last valid preproc), and it never lists a new branch whose current
+definition it cannot show. Figures are HEP plots (:mod:`.hepplot`): error bars, an experiment
+style, a ratio or significance panel, units, N−1 cut lines, JupyterLab's theme.
 """
 
 from __future__ import annotations
 
 import html
-import io
 import threading
 import time
 from typing import Any
 
 import ipywidgets as w
-import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from mlaas4hep.config import JAGGED
 from mlaas4hep.errors import MLaaS4HEPError
 from mlaas4hep.explore import Histogram
 
+from .colours import class_colours
+from .hepplot import LOWER, STYLES, PlotOptions, draw, unit_from_title
 from .state import WorkbenchState
+from .theme import ThemeProbe
 
-COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+WARN_STYLE = ("border-left: 4px solid var(--jp-warn-color1, #f57c00); padding: 4px 8px; "
+              "background: var(--jp-warn-color3, #fff3e0); color: var(--jp-ui-font-color1, #222)")
 
 
 class BranchExplorer(w.VBox):
@@ -39,6 +41,17 @@ class BranchExplorer(w.VBox):
         self.show = w.ToggleButtons(options=["values", "multiplicity"], value="values",
                                     tooltips=["the values (every element of a jagged branch)",
                                               "elements per event (jagged branches)"])
+        self.n_minus_1 = w.Checkbox(value=False, description="N−1 (every cut except those on this branch)",
+                                    indent=False, layout=w.Layout(width="auto"))
+        self.style = w.Dropdown(options=STYLES, value="CMS", description="style", layout=w.Layout(width="170px"))
+        self.lower = w.Dropdown(options=LOWER, value="none", description="lower panel",
+                                style={"description_width": "initial"}, layout=w.Layout(width="260px"))
+        self.per_width = w.Checkbox(value=False, description="per bin width", indent=False, layout=w.Layout(width="auto"))
+        self.unit = w.Text(value="", placeholder="unit (from the title)", description="unit",
+                           layout=w.Layout(width="190px"), continuous_update=False)
+        self.theme = ThemeProbe()
+        self.banner = w.HTML()
+        self.classes = w.HTML()
         self.normalise = w.Checkbox(value=False, description="normalised", indent=False)
         self.log_y = w.Checkbox(value=False, description="log y", indent=False)
         self.bins = w.IntSlider(value=50, min=5, max=200, step=5, description="bins", continuous_update=False)
@@ -52,20 +65,24 @@ class BranchExplorer(w.VBox):
         self.cutflow_rows: list[dict] = []
         self.last_update_ms: float | None = None
         self.updates = 0
-        self._figure = Figure(figsize=(7.2, 3.8), dpi=90)
-        FigureCanvasAgg(self._figure)
+        self.hidden: dict[str, str] = {}  # new branches not listed, and why
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self._drawing = threading.Lock()  # one update at a time: the figure is not thread-safe
-        for control in (self.branch, self.show, self.normalise, self.log_y, self.bins):
+        for control in (self.branch, self.show, self.normalise, self.log_y, self.bins, self.n_minus_1, self.style,
+                        self.lower, self.per_width, self.unit):
             control.observe(lambda _: self.schedule(), "value")
+        self.theme.observe(lambda _: self.schedule(), "dark")
+        self.branch.observe(self._branch_picked, "value")
         self.sample_size.observe(self._resize, "value")
-        state.observe(lambda _: self.schedule(), "preproc")
+        state.observe(lambda _: self.schedule(), ["preproc", "preproc_error", "preproc_draft"])
         state.observe(lambda _: self.schedule(options=True), ["files", "labels", "params", "sample_size"])
         self.children = [
-            w.HBox([self.branch, self.show]),
-            w.HBox([self.normalise, self.log_y, self.bins, self.sample_size]),
-            self.image, self.status, w.HTML("<b>Cut flow</b>"), self.cutflow,
+            self.banner,
+            w.HBox([self.branch, self.show, self.n_minus_1]),
+            w.HBox([self.normalise, self.per_width, self.log_y, self.bins, self.sample_size]),
+            w.HBox([self.style, self.lower, self.unit]),
+            self.classes, self.image, self.status, w.HTML("<b>Cut flow</b>"), self.cutflow, self.theme,
         ]
         if state.files:
             self.schedule(options=True)
@@ -87,6 +104,15 @@ class BranchExplorer(w.VBox):
         with self._drawing:
             self._update(options)
 
+    def _branch_picked(self, change: dict) -> None:
+        """A new branch: its unit from its title in the file, unless the user typed one."""
+        try:
+            sample = self.state.sample()
+        except MLaaS4HEPError:
+            return
+        info = sample.branches.get(change["new"]) if sample is not None and change["new"] else None
+        self.unit.value = unit_from_title(info.title) if info is not None else ""
+
     def _update(self, options: bool) -> None:
         start = time.perf_counter()
         try:
@@ -96,9 +122,13 @@ class BranchExplorer(w.VBox):
                 return
             preproc = dict(self.state.preproc) or None
             evaluation = sample.evaluate(preproc)
-            names = list(evaluation.kinds)
+            self.hidden = stale_new_branches(preproc or {}, dict(self.state.preproc_draft), self.state.preproc_error)
+            self.banner.value = invalid_banner(self.state.preproc_error, preproc or {}, self.hidden)
+            names = [n for n in evaluation.kinds if n not in self.hidden]
             if options or list(self.branch.options) != names:
                 current = self.branch.value
+                if current not in names:
+                    self._clear()  # what is drawn is of a branch no longer listed
                 self.branch.options = names
                 if current in names:
                     self.branch.value = current
@@ -106,21 +136,41 @@ class BranchExplorer(w.VBox):
                     self.branch.value = self._interesting(names, preproc or {})
             name = self.branch.value
             if not name:
+                self._clear()
                 return
             jagged = evaluation.kinds[name] == JAGGED
             self.show.disabled = not jagged
             multiplicity = jagged and self.show.value == "multiplicity"
-            self.histogram = sample.histogram(name, preproc, bins=self.bins.value, multiplicity=multiplicity)
-            self.image.value = self._draw(self.histogram)
+            histogram = sample.histogram(name, preproc, bins=self.bins.value, multiplicity=multiplicity,
+                                         n_minus_1=self.n_minus_1.value)
+            signal = sample.signal
+            mapping = sample.class_mapping()
+            roles = {g: ("signal" if g == signal else "background") for g, _ in mapping} if signal else {}
+            colours = class_colours(sample.groups, signal)
+            definition = (preproc or {}).get("new_branch", {}).get(name, {}).get("def")
+            self.image.value = draw(histogram, PlotOptions(
+                colours=colours, signal=signal, style=self.style.value, normalise=self.normalise.value,
+                per_width=self.per_width.value, log_y=self.log_y.value, lower=self.lower.value,
+                unit=self.unit.value.strip(), dark=self.theme.dark, roles=roles,
+                label=f"{name} = {definition}" if definition else ""))
+            self.histogram = histogram
+            self.classes.value = classes_html(mapping, colours, sample.weight_text)
             self.cutflow_rows = sample.cutflow(preproc)
-            self.cutflow.value = cutflow_html(self.cutflow_rows, sample.groups)
+            self.cutflow.value = cutflow_html(self.cutflow_rows, sample.groups, weighted=sample.weighted,
+                                              colours=colours)
             self.last_update_ms = (time.perf_counter() - start) * 1000
             self.updates += 1
             events = sample.events()
             self.status.value = (f"<small>sample: the first {min(events):,}–{max(events):,} events of each of "
                                  f"{len(events)} file(s); updated in {self.last_update_ms:.0f} ms</small>")
         except MLaaS4HEPError as err:
+            self._clear()
             self.status.value = f'<span style="color: var(--jp-error-color1, #d32f2f)">{html.escape(str(err))}</span>'
+
+    def _clear(self) -> None:
+        """Nothing drawn rather than a figure of something else under the chosen name."""
+        self.histogram = None
+        self.image.value = b""
 
     def _interesting(self, names: list[str], preproc: dict) -> str:
         """The branch to show first: a new branch, else one the cuts are on, else the first
@@ -133,43 +183,87 @@ class BranchExplorer(w.VBox):
         identifiers = set(self.state.params.get("identifier") or []) | {"run", "event", "luminosityBlock", "lumi"}
         return next((n for n in names if n not in identifiers), names[0])
 
-    def _draw(self, h: Histogram) -> bytes:
-        fig = self._figure
-        fig.clear()
-        ax = fig.add_subplot(1, 1, 1)
-        widths = np.diff(h.edges)
-        for i, group in enumerate(h.before):
-            colour = COLOURS[i % len(COLOURS)]
-            for counts, style, suffix in ((h.before[group], dict(linestyle="--", alpha=0.55, linewidth=1.2), "all"),
-                                          (h.after[group], dict(linewidth=2.0), "after cuts")):
-                values = counts / (counts.sum() * widths) if self.normalise.value and counts.sum() else counts
-                ax.stairs(values, h.edges, color=colour, label=f"{group} ({suffix})", **style)
-        if self.log_y.value:
-            ax.set_yscale("log")
-        ax.set_xlabel(f"number of {h.branch} per event" if h.what == "multiplicity" else h.branch)
-        ax.set_ylabel("density" if self.normalise.value else "events" if h.what == "multiplicity" else "entries")
-        ax.legend(fontsize=8, frameon=False)
-        ax.grid(alpha=0.25)
-        fig.tight_layout()
-        out = io.BytesIO()
-        fig.savefig(out, format="png")
-        return out.getvalue()
+
+def stale_new_branches(shown: dict, draft: dict, error: str) -> dict[str, str]:
+    """New branches of the shown (last valid) preproc that the builder's invalid draft defines
+    differently or no longer has, and why: they are not listed, never shown under their name."""
+    if not error:
+        return {}
+    shown_new, draft_new = shown.get("new_branch", {}) or {}, draft.get("new_branch", {}) or {}
+    out = {}
+    for name, entry in shown_new.items():
+        if name not in draft_new:
+            out[name] = "renamed or deleted in the builder"
+        elif (draft_new[name] or {}).get("def") != (entry or {}).get("def"):
+            out[name] = f"its definition is now {(draft_new[name] or {}).get('def')!r}"
+    for name in draft_new:
+        if name not in shown_new:
+            out.setdefault(name, "not valid yet")
+    return out
 
 
-def cutflow_html(rows: list[dict], groups: list[str]) -> str:
-    """The cut flow as a table: events left after each cut, per label, and efficiencies."""
+def invalid_banner(error: str, shown: dict, hidden: dict[str, str]) -> str:
+    """The warning over Explore while the builder's preproc is invalid: why, and what is shown."""
+    if not error:
+        return ""
+    cuts = sum(1 for section in ("new_branch", "flat_cut", "jagged_cut")
+               for entry in (shown.get(section) or {}).values() if isinstance(entry, dict)
+               for key in entry if key.startswith("cut"))
+    new = [n for n in (shown.get("new_branch") or {}) if n not in hidden]
+    what = (f"the last valid preproc: {cuts} cut(s)" + (f", new branches {', '.join(new)}" if new else "")
+            if shown else "the data without any preproc")
+    lines = "".join(f"<li>{html.escape(n)}: not shown, {html.escape(why)}</li>" for n, why in hidden.items())
+    return (f"<div class='mlaas4hep-invalid' style='{WARN_STYLE}'><b>The preproc in the builder is invalid</b>: "
+            f"{html.escape(error)}<br>Shown instead: {html.escape(what)}."
+            f"{f'<ul style=margin:2px>{lines}</ul>' if lines else ''}</div>")
+
+
+def classes_html(mapping: list[tuple[str, str]], colours: dict[str, str], weight: str | None) -> str:
+    """Which group is which class (and what the score means), in its colour; the weights used."""
+    items = " ".join(f"<span style='white-space:nowrap'><span style='display:inline-block;width:10px;height:10px;"
+                     f"background:{colours.get(g, '#777')};margin-right:4px'></span><b>{html.escape(g)}</b>: "
+                     f"{html.escape(role)}</span>&nbsp;&nbsp;" for g, role in mapping)
+    weights = (f"<br>weighted by <code>{html.escape(weight)}</code> (yields Σw, errors √Σw²)" if weight
+               else "<br>unweighted (errors √N)")
+    return f"<div class='mlaas4hep-classes'><small>{items}{weights}</small></div>"
+
+
+def cutflow_html(rows: list[dict], groups: list[str], weighted: bool = False,
+                 colours: dict[str, str] | None = None) -> str:
+    """The cut flow as a table, in the order the cuts are written in preproc.json: events left
+    after each cut per label and efficiencies; with weights the weighted yields ± √Σw²; when
+    a label is the signal, S/√B and S/√(S+B)."""
     labels = list(dict.fromkeys(groups))
-    head = "<tr><th>cut</th>" + "".join(f"<th>{html.escape(g)}</th><th>eff.</th>" for g in labels) + \
-           "<th>total</th><th>relative</th><th>cumulative</th></tr>"
+    colours = colours or {}
+    significance = bool(rows) and "s_over_sqrt_b" in rows[0]
+
+    def name(g: str) -> str:
+        colour = colours.get(g)
+        return f"<span style='color:{colour}'>{html.escape(g)}</span>" if colour else html.escape(g)
+
+    head = "<tr><th>cut</th>" + "".join(
+        f"<th>{name(g)}</th>" + (f"<th>{name(g)} Σw</th>" if weighted else "") + "<th>eff.</th>" for g in labels) + \
+        "<th>total</th><th>relative</th><th>cumulative</th>" + \
+        ("<th>S/√B</th><th>S/√(S+B)</th>" if significance else "") + "</tr>"
 
     def pct(value: Any) -> str:
         return "" if value is None else f"{100 * value:.1f}%"
 
+    def num(value: Any) -> str:
+        return "" if value is None else f"{value:.3g}"
+
     body = []
     for row in rows:
-        cells = "".join(f"<td style='text-align:right'>{row['per_group'][g]:,}</td>"
-                        f"<td style='text-align:right'>{pct(row['group_efficiency'][g])}</td>" for g in labels)
+        cells = "".join(
+            f"<td style='text-align:right'>{row['per_group'][g]:,}</td>"
+            + (f"<td style='text-align:right'>{row['per_group_weighted'][g]:.4g} ± {row['per_group_error'][g]:.2g}</td>"
+               if weighted else "")
+            + f"<td style='text-align:right'>{pct(row['group_efficiency'][g])}</td>" for g in labels)
+        extra = (f"<td style='text-align:right'>{num(row.get('s_over_sqrt_b'))}</td>"
+                 f"<td style='text-align:right'>{num(row.get('s_over_sqrt_s_b'))}</td>") if significance else ""
         body.append(f"<tr><td>{html.escape(row['cut'])}</td>{cells}<td style='text-align:right'>{row['total']:,}</td>"
                     f"<td style='text-align:right'>{pct(row['relative'])}</td>"
-                    f"<td style='text-align:right'>{pct(row['efficiency'])}</td></tr>")
-    return f"<table class='mlaas4hep-cutflow'>{head}{''.join(body)}</table>"
+                    f"<td style='text-align:right'>{pct(row['efficiency'])}</td>{extra}</tr>")
+    note = ("<caption style='caption-side:bottom;text-align:left'><small>cuts in the order written in "
+            "preproc.json; the selection does not depend on the order</small></caption>")
+    return f"<table class='mlaas4hep-cutflow'>{note}{head}{''.join(body)}</table>"

@@ -16,7 +16,9 @@ class WorkbenchState(HasTraits):
 
     - ``files``, ``labels``: the inputs (labels: one per file, or empty for unlabelled).
     - ``params``: params.json content; ``preproc``: the preproc.json content (the original
-      format), set by the builder only when it is valid.
+      format), set by the builder only when it is valid; ``preproc_draft`` is what the builder
+      holds now (valid or not) and ``preproc_error`` why it is invalid ("" when valid), so that
+      other panels can say what they show instead.
     - ``sample_size``: events per file in the previews.
     - ``job_id``: the job the monitor shows (set by the submit panel, or by the user).
     - ``target``: where jobs go: ``""`` for this server (or in-process), else a remote's name.
@@ -27,6 +29,8 @@ class WorkbenchState(HasTraits):
     labels = List(Unicode())
     params = Dict()
     preproc = Dict()
+    preproc_draft = Dict()
+    preproc_error = Unicode("")
     sample_size = Int(20_000)
     model_source = Unicode("")
     job_id = Unicode("")

@@ -2,7 +2,8 @@
 after the cuts per label, and the cut flow.
 
 A :class:`Sample` reads the first ``n_events`` of each file once (only the branches asked for)
-and keeps them; evaluating a preproc on it goes through the same
+and keeps them; with params.json ``weight`` every count is a sum of event weights (Σw) and
+carries its error √Σw²; evaluating a preproc on it goes through the same
 :class:`~mlaas4hep.preproc.Preprocessor` as training, so what a preview shows is what training
 gets. Evaluations are cached by the preproc's content, so redrawing after a change of binning or
 branch costs nothing.
@@ -10,17 +11,19 @@ branch costs nothing.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import awkward as ak
 import numpy as np
 
-from .config import JAGGED, Labels, Preproc, load_labels, load_list, load_params, load_preproc
-from .errors import ConfigError, did_you_mean
+from .config import FLAT, JAGGED, Cut, Labels, Preproc, load_labels, load_list, load_params, load_preproc
+from .errors import ConfigError, ExpressionError, did_you_mean
+from .expr import compile_expression
 from .preproc import Preprocessor
 from .read import BranchInfo, RootFile, resolve_path
 
@@ -28,23 +31,40 @@ from .read import BranchInfo, RootFile, resolve_path
 @dataclass
 class Evaluation:
     """A preproc applied to the sample: per file the arrays (new branches included), each cut's
-    pass mask (in the order of the file), and the AND of all cuts."""
+    pass mask (in the order the user wrote them), and the AND of all cuts."""
 
     env: list[dict[str, Any]]
     cut_masks: list[list[tuple[str, np.ndarray]]]
     selected: list[np.ndarray]
     kinds: dict[str, str]
+    cuts: list[Cut] = field(default_factory=list)  # in the order of cut_masks
 
 
 @dataclass
 class Histogram:
-    """Counts per group (label or file), before and after the cuts, on shared bins."""
+    """Counts per group (label or file), before and after the cuts, on shared bins.
+
+    Counts are sums of event weights (the number of entries without ``weight`` in params);
+    ``before_w2`` / ``after_w2`` hold Σw² per bin, so the error of a bin is its square root.
+    With ``n_minus_1`` the "after" histograms have every cut except those on this branch, and
+    ``cut_values`` are the thresholds of the cuts on it (for lines on the plot).
+    """
 
     branch: str
     what: str  # "values" or "multiplicity"
     edges: np.ndarray
     before: dict[str, np.ndarray]
     after: dict[str, np.ndarray]
+    before_w2: dict[str, np.ndarray] = field(default_factory=dict)
+    after_w2: dict[str, np.ndarray] = field(default_factory=dict)
+    weighted: bool = False
+    n_minus_1: bool = False
+    cut_values: list[float] = field(default_factory=list)
+    excluded_cuts: list[str] = field(default_factory=list)
+
+    def errors(self, which: str = "after") -> dict[str, np.ndarray]:
+        """√Σw² (√N without weights) per bin and group."""
+        return {g: np.sqrt(v) for g, v in (self.after_w2 if which == "after" else self.before_w2).items()}
 
 
 class Sample:
@@ -65,6 +85,15 @@ class Sample:
                       for p, e in zip(self.paths, entries)]
         self._arrays: list[dict[str, Any]] = [{} for _ in self.files]
         self._evaluations: OrderedDict[str, Evaluation] = OrderedDict()
+        self._weights: list[np.ndarray] | None = None
+        weight = self.params.weight
+        self.weight_text: str | None = weight["expr"] if weight else None
+        self._weight_expr = compile_expression(weight["expr"], f"{self.params.source}: weight") if weight else None
+        scale = weight.get("scale") if weight else None
+        if isinstance(scale, list) and len(scale) != len(self.paths):
+            raise ConfigError(f"{len(scale)} scale(s) for {len(self.paths)} file(s); give one per file, in the "
+                              "order of the files", where=f"{self.params.source}: weight.scale")
+        self._scale = scale if isinstance(scale, list) else [1.0 if scale is None else scale] * len(self.paths)
 
     # -- what is there ------------------------------------------------------------------------
 
@@ -90,6 +119,58 @@ class Sample:
         if self.labels.classes:
             return [self.labels.classes[v] for v in self.labels.values]
         return [f"label {v}" for v in self.labels.values]
+
+    @property
+    def weighted(self) -> bool:
+        """Whether counts are sums of event weights (params.json ``weight``)."""
+        return self._weight_expr is not None
+
+    @property
+    def signal(self) -> str | None:
+        """The group that is the signal, when the labels say so: a class named ``signal`` (or
+        ``sig``), else with labels 0 and 1, ``label 1`` (the score is the probability of label 1)."""
+        groups = list(dict.fromkeys(self.groups))
+        for g in groups:
+            if g.lower() in ("signal", "sig"):
+                return g
+        if self.labels is not None and not self.labels.classes and set(self.labels.values) == {0, 1}:
+            return "label 1"
+        return None
+
+    def class_mapping(self) -> list[tuple[str, str]]:
+        """Each group and what it is: ``[("label 1", "signal: the score is P(label 1)"), ...]``."""
+        if self.labels is None:
+            return [(g, "file (unlabelled)") for g in self.groups]
+        signal = self.signal
+        out = []
+        names = self.labels.classes
+        for value in sorted(set(self.labels.values)):
+            group = names[value] if names else f"label {value}"
+            role = "signal" if group == signal else ("background" if signal else "class")
+            out.append((group, f"{role}, label {value}" + (" (the score is P(signal))" if group == signal else "")))
+        return out
+
+    def weights(self) -> list[np.ndarray] | None:
+        """Each file's event weights in the sample (params.json ``weight`` × the file's scale);
+        None without weights."""
+        if self._weight_expr is None:
+            return None
+        if self._weights is None:
+            expr = self._weight_expr
+            kinds = self.kinds
+            expr.check_names(kinds)
+            if expr.kind(kinds) == JAGGED:
+                raise ExpressionError(f"the weight {expr.text!r} gives a value per element; it needs one per event",
+                                      where=expr.where, hint="use a reducer such as sum(...) or a leading object x[0]")
+            names = sorted(expr.names | {c for c in expr.constants if c in kinds})
+            out = []
+            for arrays, scale, n in zip(self.arrays(names), self._scale, self.events()):
+                value = expr(arrays)
+                value = np.broadcast_to(np.asarray(ak.to_numpy(value) if isinstance(value, ak.Array) else value,
+                                                   dtype=np.float64), (n,)) * scale
+                out.append(np.array(value, dtype=np.float64))
+            self._weights = out
+        return self._weights
 
     def events(self) -> list[int]:
         """Events in the sample of each file."""
@@ -126,7 +207,8 @@ class Sample:
     def evaluate(self, preproc: Preproc | Mapping[str, Any] | None) -> Evaluation:
         """Apply a preproc to the sample (cached by its content)."""
         preproc = load_preproc(preproc if preproc else None)
-        key = preproc.canonical()
+        # the content as written, in its order: the order of the cuts matters to the cut flow
+        key = json.dumps(preproc.raw, separators=(",", ":"))
         if key in self._evaluations:
             self._evaluations.move_to_end(key)
             return self._evaluations[key]
@@ -139,27 +221,32 @@ class Sample:
             unsupported = {n: i.reason for n, i in self.branches.items() if not i.supported}
             pre = Preprocessor(preproc, kinds, unsupported)
             inputs = sorted(pre.inputs)
+            order = written_order(preproc)
             env, masks, selected = [], [], []
             for arrays in self.arrays(inputs):
                 with_new = pre.add_new_branches(arrays)
-                cuts = [(cut.label, mask) for cut, mask in pre.cut_masks(with_new)]
+                pairs = pre.cut_masks(with_new)
+                cuts = [(pairs[k][0].label, pairs[k][1]) for k in order]
                 total = np.ones(len(next(iter(with_new.values()))), bool)
                 for _, mask in cuts:
                     total &= mask
                 env.append(with_new)
                 masks.append(cuts)
                 selected.append(total)
-            evaluation = Evaluation(env, masks, selected, dict(pre.kinds))
+            evaluation = Evaluation(env, masks, selected, dict(pre.kinds), [pre.cuts[k] for k in order])
         self._evaluations[key] = evaluation
         while len(self._evaluations) > 8:
             self._evaluations.popitem(last=False)
         return evaluation
 
     def histogram(self, branch: str, preproc: Preproc | Mapping[str, Any] | None = None, *, bins: int = 50,
-                  multiplicity: bool = False, range: tuple[float, float] | None = None) -> Histogram:
+                  multiplicity: bool = False, range: tuple[float, float] | None = None,
+                  n_minus_1: bool = False) -> Histogram:
         """Counts of ``branch`` (all elements of a jagged branch, or with ``multiplicity`` its
         number of elements per event) per group, before and after the preproc's cuts. The bins
-        span the values before the cuts, so both histograms share them."""
+        span the values before the cuts, so both histograms share them. With weights, counts are
+        Σw (each element of a jagged branch carries its event's weight) and Σw² is kept per bin.
+        With ``n_minus_1``, "after" applies every cut except those on ``branch``."""
         import hist
 
         evaluation = self.evaluate(preproc)
@@ -172,19 +259,40 @@ class Sample:
         for i, env in enumerate(evaluation.env):
             values = env[branch] if branch in env else self.arrays([branch])[i][branch]
             columns.append(values)
+        weights = self.weights()
+        if weights is None:
+            weights = [None] * len(columns)
+        selected = evaluation.selected
+        excluded: list[str] = []
+        cut_values: list[float] = []
+        if n_minus_1:
+            on_branch = [k for k, cut in enumerate(evaluation.cuts) if cut_is_on(cut, branch)]
+            excluded = [evaluation.cuts[k].label for k in on_branch]
+            for k in on_branch:
+                cut_values += thresholds(evaluation.cuts[k], branch)
+            selected = []
+            for masks, n in zip(evaluation.cut_masks, self.events()):
+                keep = np.ones(n, bool)
+                for k, (_, mask) in enumerate(masks):
+                    if k not in on_branch:
+                        keep &= mask
+                selected.append(keep)
 
-        def per_event_values(values: Any, mask: np.ndarray | None) -> np.ndarray:
+        def per_event_values(values: Any, w: np.ndarray | None, mask: np.ndarray | None):
             if mask is not None:
                 values = values[mask]
+                w = None if w is None else w[mask]
             if multiplicity:
-                return ak.to_numpy(ak.num(values, axis=1)).astype(np.float64)
-            return _values(values).astype(np.float64)
+                return ak.to_numpy(ak.num(values, axis=1)).astype(np.float64), w
+            if w is not None and isinstance(values, ak.Array) and values.ndim > 1:
+                w = ak.to_numpy(ak.flatten(ak.broadcast_arrays(w, values)[0], axis=1))
+            return _values(values).astype(np.float64), w
 
-        before = [per_event_values(v, None) for v in columns]
-        after = [per_event_values(v, m) for v, m in zip(columns, evaluation.selected)]
+        before = [per_event_values(v, w, None) for v, w in zip(columns, weights)]
+        after = [per_event_values(v, w, m) for v, w, m in zip(columns, weights, selected)]
         auto = range is None
         if auto:
-            finite = np.concatenate([b[np.isfinite(b)] for b in before]) if before else np.empty(0)
+            finite = np.concatenate([b[np.isfinite(b)] for b, _ in before]) if before else np.empty(0)
             lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
             if finite.size and hi - lo < 200 and np.all(np.mod(finite, 1) == 0):
                 lo, hi, bins = lo - 0.5, hi + 0.5, int(hi - lo + 1)  # integers: one bin each, centred
@@ -193,33 +301,48 @@ class Sample:
             range = (lo, hi)
             # bins exclude their upper edge: the maximum goes into the last bin, not the overflow
             top = np.nextafter(range[1], range[0])
-            before = [np.where(b == range[1], top, b) for b in before]
-            after = [np.where(a == range[1], top, a) for a in after]
+            before = [(np.where(b == range[1], top, b), w) for b, w in before]
+            after = [(np.where(a == range[1], top, a), w) for a, w in after]
         axis = hist.axis.Regular(bins, range[0], range[1], name=branch)
-        out_before: dict[str, np.ndarray] = {}
-        out_after: dict[str, np.ndarray] = {}
+        weighted = self.weighted
+        out: dict[str, dict[str, np.ndarray]] = {"before": {}, "after": {}, "before_w2": {}, "after_w2": {}}
         for group, b, a in zip(self.groups, before, after):
-            for target, values in ((out_before, b), (out_after, a)):
-                h = hist.Hist(axis)
-                h.fill(values[np.isfinite(values)])
-                target[group] = target.get(group, 0) + h.values()
-        return Histogram(branch, "multiplicity" if multiplicity else "values", axis.edges, out_before, out_after)
+            for which, (values, w) in (("before", b), ("after", a)):
+                finite = np.isfinite(values)
+                if weighted:
+                    h = hist.Hist(axis, storage=hist.storage.Weight())
+                    h.fill(values[finite], weight=w[finite])
+                    counts, w2 = h.values(), h.variances()
+                else:
+                    h = hist.Hist(axis)
+                    h.fill(values[finite])
+                    counts = h.values()
+                    w2 = counts
+                out[which][group] = out[which].get(group, 0) + counts
+                out[which + "_w2"][group] = out[which + "_w2"].get(group, 0) + w2
+        return Histogram(branch, "multiplicity" if multiplicity else "values", axis.edges, out["before"],
+                         out["after"], out["before_w2"], out["after_w2"], weighted, n_minus_1, sorted(cut_values),
+                         excluded)
 
     def cutflow(self, preproc: Preproc | Mapping[str, Any] | None) -> list[dict[str, Any]]:
-        """Events left after each cut (cumulative, in the order of the file), per file and per
-        group, with the efficiency relative to the previous step and to the start."""
+        """Events left after each cut (cumulative, in the order the user wrote the cuts), per file
+        and per group, with the efficiency relative to the previous step and to the start. With
+        weights, each row also has the weighted yields (Σw) and their errors (√Σw²); when the
+        labels say which group is the signal, S/√B and S/√(S+B) of each step."""
         evaluation = self.evaluate(preproc)
         start = self.events()
+        weights = self.weights()
         alive = [np.ones(n, bool) for n in start]
         groups = self.groups
-        rows = [_cutflow_row("all events", start, start, start, groups)]
+        signal = self.signal
+        rows = [_cutflow_row("all events", start, start, start, groups, _yields(alive, weights), signal)]
         previous = list(start)
         labels = [label for label, _ in evaluation.cut_masks[0]] if evaluation.cut_masks else []
         for k, label in enumerate(labels):
             for i in range(len(alive)):
                 alive[i] &= evaluation.cut_masks[i][k][1]
             counts = [int(a.sum()) for a in alive]
-            rows.append(_cutflow_row(label, counts, previous, start, groups))
+            rows.append(_cutflow_row(label, counts, previous, start, groups, _yields(alive, weights), signal))
             previous = counts
         return rows
 
@@ -228,14 +351,26 @@ class Sample:
             f.close()
 
 
-def _cutflow_row(cut: str, counts: list[int], previous: list[int], start: list[int], groups: list[str]) -> dict[str, Any]:
+def _yields(alive: list[np.ndarray], weights: list[np.ndarray] | None) -> list[tuple[float, float]]:
+    """(Σw, Σw²) of the events alive in each file; (N, N) without weights."""
+    if weights is None:
+        return [(float(a.sum()), float(a.sum())) for a in alive]
+    return [(float(w[a].sum()), float(np.square(w[a]).sum())) for a, w in zip(alive, weights)]
+
+
+def _cutflow_row(cut: str, counts: list[int], previous: list[int], start: list[int], groups: list[str],
+                 yields: list[tuple[float, float]], signal: str | None) -> dict[str, Any]:
     by_group: dict[str, int] = {}
     by_group_start: dict[str, int] = {}
-    for group, n, s in zip(groups, counts, start):
+    sum_w: dict[str, float] = {}
+    sum_w2: dict[str, float] = {}
+    for group, n, s, (w, w2) in zip(groups, counts, start, yields):
         by_group[group] = by_group.get(group, 0) + n
         by_group_start[group] = by_group_start.get(group, 0) + s
+        sum_w[group] = sum_w.get(group, 0.0) + w
+        sum_w2[group] = sum_w2.get(group, 0.0) + w2
     total, total_prev, total_start = sum(counts), sum(previous), sum(start)
-    return {
+    row = {
         "cut": cut,
         "per_file": counts,
         "per_group": by_group,
@@ -243,7 +378,76 @@ def _cutflow_row(cut: str, counts: list[int], previous: list[int], start: list[i
         "total": total,
         "relative": total / total_prev if total_prev else None,
         "efficiency": total / total_start if total_start else None,
+        "per_file_weighted": [w for w, _ in yields],
+        "per_group_weighted": sum_w,
+        "per_group_error": {g: float(np.sqrt(v)) for g, v in sum_w2.items()},
+        "weighted": float(sum(w for w, _ in yields)),
+        "weighted_error": float(np.sqrt(sum(w2 for _, w2 in yields))),
     }
+    if signal is not None and signal in sum_w:
+        s_yield = sum_w[signal]
+        b_yield = sum(v for g, v in sum_w.items() if g != signal)
+        row["s_over_sqrt_b"] = s_yield / np.sqrt(b_yield) if b_yield > 0 else None
+        row["s_over_sqrt_s_b"] = s_yield / np.sqrt(s_yield + b_yield) if s_yield + b_yield > 0 else None
+    return row
+
+
+def written_order(preproc: Preproc) -> list[int]:
+    """Indices into ``preproc.cuts`` in the order the user wrote the cuts in preproc.json
+    (sections, entries and cut keys as they come in the file). Applying cuts in any order gives
+    the same selection; only a cut flow's order depends on it."""
+    cuts = preproc.cuts
+    paths = {}
+    for k, cut in enumerate(cuts):
+        paths[cut.key.rsplit(": ", 1)[-1]] = k
+    order: list[int] = []
+    for section, entries in (preproc.raw or {}).items():
+        if not isinstance(entries, dict):
+            continue
+        for name, body in entries.items():
+            if not isinstance(body, dict):
+                continue
+            for key in body:
+                k = paths.get(f"{section}.{name}.{key}")
+                if k is not None and k not in order:
+                    order.append(k)
+    order += [k for k in range(len(cuts)) if k not in order]  # anything not found keeps its place
+    return order
+
+
+def cut_is_on(cut: Cut, branch: str) -> bool:
+    """Whether a cut is "on" ``branch``: it reads it, or it is written under its entry."""
+    path = cut.key.rsplit(": ", 1)[-1].split(".")
+    return branch in cut.expr.names or (len(path) >= 2 and path[1] == branch)
+
+
+def thresholds(cut: Cut, branch: str) -> list[float]:
+    """The numbers ``branch`` is compared with in a cut (``x > 30``, ``1 <= x <= 16``), to draw."""
+    import ast
+
+    out: list[float] = []
+    for node in ast.walk(cut.expr._tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        for left, right in zip(operands, operands[1:]):
+            for this, other in ((left, right), (right, left)):
+                if isinstance(this, ast.Name) and this.id == branch:
+                    value = _number(other)
+                    if value is not None:
+                        out.append(value)
+    return out
+
+
+def _number(node: Any) -> float | None:
+    import ast
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return float(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        inner = _number(node.operand)
+        return None if inner is None else (-inner if isinstance(node.op, ast.USub) else inner)
+    return None
 
 
 def _values(array: Any) -> np.ndarray:

@@ -182,6 +182,38 @@ def _early_stopping(value: Any, where: str) -> dict[str, Any] | None:
     return out
 
 
+def _weight(value: Any, where: str) -> dict[str, Any] | None:
+    """Event weights: ``"genWeight"`` or an expression (``"genWeight * 0.012"``), or
+    ``{"expr": ..., "scale": [one number per file]}``; null or "" for none (every event 1)."""
+    from .expr import compile_expression  # expr does not import params; kept local to stay light
+
+    if value is None or value == "":
+        return None
+    scale = None
+    if isinstance(value, dict):
+        for key in value:
+            if key not in ("expr", "scale"):
+                raise ConfigError(f"unknown key {key!r}", where=f"{where}.{key}",
+                                  hint=did_you_mean(key, ("expr", "scale")) or "keys are expr and scale")
+        if "expr" not in value:
+            raise ConfigError("missing 'expr' (the branch or expression giving each event's weight)", where=where)
+        text, scale = value["expr"], value.get("scale")
+    else:
+        text = value
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError(f"expected a branch name or an expression such as 'genWeight * 0.01', got {text!r}",
+                          where=where)
+    compile_expression(text, f"{where}" + (".expr" if isinstance(value, dict) else ""))
+    if scale is not None:
+        items = scale if isinstance(scale, list) else [scale]
+        if not items:
+            raise ConfigError("expected one scale per file (a list of numbers), got []", where=f"{where}.scale")
+        scale = [_float(0.0, 1e300)(x, f"{where}.scale[{i}]") for i, x in enumerate(items)]
+        if not isinstance(value["scale"], list):
+            scale = scale[0]
+    return {"expr": text.strip(), "scale": scale}
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     coerce: Coercer
@@ -239,6 +271,10 @@ PARAMS: dict[str, ParamSpec] = {
     "early_stopping": ParamSpec(_early_stopping, None, "standard mode: stop when 'monitor' (default val_loss) has not "
                                                        "improved by 'min_delta' for 'patience' epochs; with "
                                                        "'restore_best' (default) the best epoch's model is the artifact"),
+    "weight": ParamSpec(_weight, None, "each event's weight: a branch or an expression (e.g. 'genWeight * xsec * "
+                                       "lumi / nevents'), or {\"expr\": ..., \"scale\": [one number per file]}; "
+                                       "used in training (sample weights), the weighted event counts of the specs, "
+                                       "the explorer's yields and the weighted test AUC"),
     "verbose": ParamSpec(_int(0, 10), 0, "verbosity of the command line"),
     "hist": ParamSpec(_str, "", "accepted for compatibility with the original params.json; unused"),
 }
@@ -277,6 +313,7 @@ class Params:
     cache_dir: str = ""
     specs_cache: bool = True
     early_stopping: dict[str, Any] | None = None
+    weight: dict[str, Any] | None = None
     verbose: int = 0
     hist: str = ""
     source: str = field(default="params", compare=False)

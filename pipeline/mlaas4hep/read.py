@@ -14,7 +14,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import awkward as ak
@@ -73,6 +73,7 @@ class BranchInfo:
     typename: str  # ROOT's C++ type name
     reason: str = ""  # why it cannot be a feature
     path: str = ""  # full path in the tree
+    title: str = ""  # the branch's title in the file (may carry a unit: "jet pT [GeV]")
 
     @property
     def supported(self) -> bool:
@@ -95,6 +96,12 @@ def branch_info(branch: Any, key: str | None = None, path: str = "", tree_entrie
     """Classify one uproot TBranch: a flat number per event, a jagged list of numbers per event,
     or something the engine does not use as a feature (strings, objects, fixed-size arrays,
     leaf lists, branches never filled)."""
+    info = _classify(branch, key, path, tree_entries)
+    title = getattr(branch, "title", "")
+    return replace(info, title=title) if isinstance(title, str) and title else info
+
+
+def _classify(branch: Any, key: str | None, path: str, tree_entries: int | None) -> BranchInfo:
     key = key or branch.name
     interp = branch.interpretation
     try:

@@ -1,0 +1,174 @@
+"""Explore's histograms drawn as HEP plots: an experiment style (mplhep's CMS, ATLAS or LHCb),
+error bars (√N, or √Σw² with weights), a ratio or significance panel of signal against
+background, axis labels with units, cut lines of an N−1 plot, and JupyterLab's dark theme.
+
+Figures are drawn on matplotlib's Agg canvas (no pyplot global state) into PNG bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+
+import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from mlaas4hep.explore import Histogram
+
+STYLES = ("CMS", "ATLAS", "LHCb", "plain")
+LOWER = ("none", "signal / background", "S/√B per bin")
+
+#: JupyterLab's dark theme colours (--jp-layout-color1, --jp-ui-font-color1)
+DARK = {"figure.facecolor": "#111111", "axes.facecolor": "#111111", "savefig.facecolor": "#111111",
+        "text.color": "#e0e0e0", "axes.labelcolor": "#e0e0e0", "axes.edgecolor": "#bdbdbd",
+        "xtick.color": "#e0e0e0", "ytick.color": "#e0e0e0", "grid.color": "#616161",
+        "legend.labelcolor": "#e0e0e0"}
+
+_UNIT = re.compile(r"[\[(]\s*([^\[\]()]{1,20}?)\s*[\])]\s*$")
+
+
+def unit_from_title(title: str) -> str:
+    """The unit at the end of a ROOT branch title: ``"jet pT [GeV]"`` or ``"HT (GeV)"`` → GeV."""
+    m = _UNIT.search(title or "")
+    return m.group(1) if m else ""
+
+
+@dataclass
+class PlotOptions:
+    colours: dict[str, str]
+    signal: str | None = None
+    style: str = "CMS"
+    normalise: bool = False
+    per_width: bool = False
+    log_y: bool = False
+    lower: str = "none"
+    unit: str = ""
+    dark: bool = False
+    label: str = ""  # what the branch is (a new branch's definition), under the x axis name
+    roles: dict[str, str] | None = None  # group -> "signal" / "background", shown in the legend
+
+
+def _style(name: str) -> dict:
+    if name == "plain":
+        return {}
+    import mplhep
+
+    return dict(getattr(mplhep.style, name))
+
+
+def draw(h: Histogram, opts: PlotOptions, size: tuple[float, float] = (7.2, 4.6), dpi: int = 90) -> bytes:
+    """The histogram (after the cuts with error bars, before them dashed) as PNG bytes."""
+    rc = _style(opts.style)
+    rc.update({"font.size": 10, "axes.labelsize": 11, "legend.fontsize": 8, "xtick.labelsize": 9,
+               "ytick.labelsize": 9, "figure.figsize": size, "figure.dpi": dpi})
+    if opts.dark:
+        rc.update(DARK)
+    with matplotlib.rc_context(rc):
+        fig = Figure(figsize=size, dpi=dpi)
+        FigureCanvasAgg(fig)
+        lower = opts.lower != "none" and opts.signal in h.after and len(h.after) > 1
+        if lower:
+            ax, low = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05})
+        else:
+            ax, low = fig.add_subplot(1, 1, 1), None
+        widths = np.diff(h.edges)
+        centres = (h.edges[:-1] + h.edges[1:]) / 2
+        scaled: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        roles = opts.roles or {}
+        for group in h.after:
+            colour = opts.colours.get(group, "#777777")
+            name = f"{group} = {roles[group]}" if roles.get(group) else group
+            for which, counts, w2 in (("before", h.before[group], h.before_w2.get(group, h.before[group])),
+                                      ("after", h.after[group], h.after_w2.get(group, h.after[group]))):
+                factor = np.ones_like(widths)
+                if opts.normalise and counts.sum():
+                    factor = factor / counts.sum()
+                if opts.per_width:
+                    factor = factor / widths
+                values, errors = counts * factor, np.sqrt(w2) * factor
+                if which == "before":
+                    ax.stairs(values, h.edges, color=colour, linestyle="--", alpha=0.55, linewidth=1.1,
+                              label=f"{name} (all)")
+                else:
+                    ax.stairs(values, h.edges, color=colour, linewidth=1.8, label=f"{name} (after cuts)")
+                    ax.errorbar(centres, values, yerr=errors, fmt="none", ecolor=colour, elinewidth=1.0, capsize=0)
+                    scaled[group] = (values, errors)
+        for value in h.cut_values:
+            for target in (ax, low):
+                if target is not None:
+                    target.axvline(value, color="#ff9800", linewidth=1.4, linestyle="-.")
+            ax.annotate(f"cut {value:g}", (value, 0.8), xycoords=("data", "axes fraction"), xytext=(3, 0),
+                        textcoords="offset points", color="#ff9800", fontsize=8)
+        if opts.log_y:
+            ax.set_yscale("log")
+        unit = f" [{opts.unit}]" if opts.unit and h.what != "multiplicity" else ""
+        xlabel = f"number of {h.branch} per event" if h.what == "multiplicity" else f"{h.branch}{unit}"
+        if opts.label:
+            xlabel += f"   ({opts.label})"
+        (low or ax).set_xlabel(xlabel)
+        ax.set_ylabel(_ylabel(h, opts, widths))
+        title = "N−1: every cut except those on " + h.branch if h.n_minus_1 else ""
+        if title:
+            ax.set_title(title, fontsize=9, loc="right")
+        ax.legend(frameon=False, ncol=2)
+        ax.grid(alpha=0.25)
+        if low is not None:
+            _lower_panel(low, h, opts, scaled, centres)
+        if opts.style != "plain":
+            _experiment_label(ax, opts.style)
+        fig.subplots_adjust(left=0.12, right=0.97, top=0.93, bottom=0.13)
+        out = io.BytesIO()
+        fig.savefig(out, format="png")
+    return out.getvalue()
+
+
+def _ylabel(h: Histogram, opts: PlotOptions, widths: np.ndarray) -> str:
+    what = "events" if h.what == "multiplicity" or not h.weighted else "events (Σw)"
+    if h.what != "multiplicity" and h.weighted:
+        what = "weighted events"
+    if opts.normalise:
+        what = "fraction of " + what
+    regular = widths.size and np.allclose(widths, widths[0])
+    unit = opts.unit if h.what != "multiplicity" else ""
+    if opts.per_width:
+        return f"{what} / {unit}" if unit else f"{what} / bin width"
+    if regular and h.what != "multiplicity":
+        return f"{what} / {widths[0]:.3g}" + (f" {unit}" if unit else "")
+    return what
+
+
+def _lower_panel(low, h: Histogram, opts: PlotOptions, scaled: dict, centres: np.ndarray) -> None:
+    signal = opts.signal
+    s, s_err = scaled[signal]
+    others = [g for g in scaled if g != signal]
+    b = sum(scaled[g][0] for g in others)
+    b_err = np.sqrt(sum(scaled[g][1] ** 2 for g in others))
+    with np.errstate(all="ignore"):
+        if opts.lower == "signal / background":
+            value = s / b
+            error = value * np.sqrt((s_err / s) ** 2 + (b_err / b) ** 2)
+            low.axhline(1.0, color="#9e9e9e", linewidth=0.8)
+            low.set_ylabel("S / B", fontsize=9)
+        else:
+            sig_counts, bkg_counts = h.after[signal], sum(h.after[g] for g in others)
+            value = sig_counts / np.sqrt(bkg_counts)
+            error = np.zeros_like(value)
+            low.set_ylabel("S/√B", fontsize=9)
+    good = np.isfinite(value)
+    low.errorbar(centres[good], value[good], yerr=np.where(np.isfinite(error), error, 0)[good], fmt="o",
+                 markersize=3, color=opts.colours.get(signal, "#e42536"))
+    low.grid(alpha=0.25)
+
+
+def _experiment_label(ax, style: str) -> None:
+    """"CMS Simulation" (or ATLAS, LHCb) above the frame, as the experiments write it. Drawn as
+    plain text: mplhep's own label renders the figure twice to place itself, too slow here."""
+    bold = {"CMS": ("CMS", "bold", "normal"), "ATLAS": ("ATLAS", "bold", "italic"),
+            "LHCb": ("LHCb", "normal", "normal")}[style]
+    name = ax.text(0.0, 1.015, bold[0], transform=ax.transAxes, fontsize=12, fontweight=bold[1],
+                   fontstyle=bold[2], va="bottom", ha="left")
+    ax.annotate("Simulation", xy=(1, 0), xycoords=name, xytext=(4, 0), textcoords="offset points",
+                fontsize=10, fontstyle="italic", va="bottom", ha="left")
