@@ -129,3 +129,42 @@ def test_unreachable_scheduler_is_named(many_ranges):
 def test_a_wrong_dask_value_is_named(many_ranges):
     with pytest.raises(ConfigError, match="expected 'local', a scheduler address"):
         _dataset(many_ranges, dask=42).specs()
+
+
+def _cli_inputs(data: dict, folder: Path) -> list[str]:
+    import json
+
+    (folder / "params.json").write_text(json.dumps({"specs_cache": False, "chunk_size": 2_000}))
+    (folder / "preproc.json").write_text(json.dumps(FIGURE4_PREPROC))
+    return ["--files", ",".join(data["files"]), "--labels", "1,0", "--params", str(folder / "params.json"),
+            "--preproc", str(folder / "preproc.json")]
+
+
+def test_cli_specs_and_stream_with_dask(many_ranges, dask_client, tmp_path, capsys):
+    import json
+
+    from mlaas4hep.cli import main
+
+    inputs = _cli_inputs(many_ranges, tmp_path)
+    address = dask_client.scheduler.address
+    assert main(["specs", *inputs, "--fout", str(tmp_path / "one.json")]) == 0
+    assert main(["specs", *inputs, "--dask", address, "--fout", str(tmp_path / "spread.json")]) == 0
+    one = json.loads((tmp_path / "one.json").read_text())
+    assert json.loads((tmp_path / "spread.json").read_text()) == one
+    capsys.readouterr()
+    assert main(["stream", *inputs, "--dask", address, "--save", str(tmp_path / "chunks")]) == 0
+    assert f"{one['events']['total']:,} events of {one['events']['total']:,} selected" in capsys.readouterr().out
+    with _dataset(many_ranges) as ds:
+        for chunk in ds.iter_chunks():
+            saved = np.load(tmp_path / "chunks" / f"chunk-{chunk.index:04d}.npz")
+            np.testing.assert_array_equal(saved["X"], chunk.X)
+            np.testing.assert_array_equal(saved["y"], chunk.y)
+
+
+def test_cli_names_an_unreachable_scheduler(many_ranges, tmp_path, capsys):
+    from mlaas4hep.cli import main
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    assert main(["specs", *_cli_inputs(many_ranges, tmp_path), "--dask", address]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach the scheduler at {address}" in err and "Traceback" not in err

@@ -28,6 +28,9 @@ def _add_inputs(parser: argparse.ArgumentParser, labels: bool = True) -> None:
         parser.add_argument("--labels", help="labels.txt (one label per file) or a comma-separated list")
     parser.add_argument("--params", help="params.json (default: built-in defaults)")
     parser.add_argument("--preproc", help="preproc.json (new branches, flat and jagged cuts)")
+    parser.add_argument("--dask", metavar="ADDRESS|local",
+                        help="read and build chunks on a Dask cluster: a scheduler address (tcp://host:8786) or "
+                             "'local' (worker processes on this machine); see README 'Scaling out'")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,7 +175,7 @@ def _dataset(args: argparse.Namespace, labels: bool = True):
     from .dataset import Dataset
 
     return Dataset(args.files, labels=getattr(args, "labels", None) if labels else None,
-                   params=args.params, preproc=args.preproc)
+                   params=args.params, preproc=args.preproc, dask=getattr(args, "dask", None))
 
 
 def _compute_specs(ds, refresh: bool = False) -> dict[str, Any]:
@@ -333,7 +336,8 @@ def cmd_workflow(args: argparse.Namespace) -> int:
     params = args.params
     if params is None and os.path.exists("params.json"):
         params = "params.json"  # the original workflow.py's default
-    ds = Dataset(args.files, labels=args.labels, params=params, preproc=args.preproc, specs=args.specs)
+    ds = Dataset(args.files, labels=args.labels, params=params, preproc=args.preproc, specs=args.specs,
+                 dask=args.dask)
     with ds:
         artifact = train(ds, args.model, output=args.output, fout=args.fout, on_event=_TrainingProgress(),
                          resume=args.resume, name=args.name)

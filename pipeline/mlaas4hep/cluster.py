@@ -37,8 +37,7 @@ from .features import FeatureSelection
 from .mix import Chunk, ChunkMixer, StoreStream, StreamPosition
 from .plan import Plan
 from .read import RootFile
-from .specs import (Progress, Sink, _RangeStats, block_entries, entry_ranges, file_specs, merge_specs, range_stats,
-                    window)
+from .specs import Progress, Sink, _RangeStats, block_entries, entry_ranges, range_stats, window
 from .store import JAGGED, RowStore
 from .tensorize import FeatureLayout, Jagged, Tensorizer, packed
 
@@ -282,14 +281,6 @@ def read_pass(client: Any, files: Sequence[RootFile], selection: FeatureSelectio
         for _, future in pending:
             future.cancel()
     return totals
-
-
-def compute_specs(client: Any, files: Sequence[RootFile], selection: FeatureSelection, params: Params,
-                  progress: Progress | None = None, sink: Sink | None = None) -> dict[str, Any]:
-    """:func:`mlaas4hep.specs.compute_specs` with the read pass on the workers."""
-    totals = read_pass(client, files, selection, params, progress, sink)
-    per_file = {f.path: file_specs(f, selection, t) for f, t in zip(files, totals)}
-    return merge_specs(per_file, selection, params)
 
 
 def store_chunks(client: Any, store: RowStore, plan: Plan, layout: FeatureLayout, tensorizer: Tensorizer,

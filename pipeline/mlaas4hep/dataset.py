@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -146,12 +147,17 @@ class Dataset:
             self._client, self._own_client = cluster.connect(self._dask)
         return self._client
 
-    def _read_pass(self, progress: Progress | None, sink: Any, stats: bool) -> list:
+    def _cluster_reader(self) -> Any:
+        """The read pass on the Dask workers (None: :func:`~mlaas4hep.specs.read_pass` here)."""
         if self.client is None:
-            return read_pass(self.files, self.selection, self.params, progress, sink=sink, stats=stats)
+            return None
         from . import cluster
 
-        return cluster.read_pass(self.client, self.files, self.selection, self.params, progress, sink=sink, stats=stats)
+        return functools.partial(cluster.read_pass, self.client)
+
+    def _read_pass(self, progress: Progress | None, sink: Any, stats: bool) -> list:
+        reader = self._cluster_reader() or read_pass
+        return reader(self.files, self.selection, self.params, progress, sink=sink, stats=stats)
 
     # -- specs --------------------------------------------------------------------------------
 
@@ -186,13 +192,8 @@ class Dataset:
         while True:
             writer = self._store_writer(key) if key is not None else None
             try:
-                if self.client is None:
-                    specs = compute_specs(self.files, self.selection, self.params, progress, sink=writer)
-                else:
-                    from . import cluster
-
-                    specs = cluster.compute_specs(self.client, self.files, self.selection, self.params, progress,
-                                                  sink=writer)
+                specs = compute_specs(self.files, self.selection, self.params, progress, sink=writer,
+                                      reader=self._cluster_reader())
             except BranchReadError as err:
                 if writer is not None:
                     writer.abandon()

@@ -254,9 +254,11 @@ def block_entries(files: Sequence[RootFile], selection: FeatureSelection, params
 
 
 def compute_specs(files: Sequence[RootFile], selection: FeatureSelection, params: Params,
-                  progress: Progress | None = None, sink: Sink | None = None) -> dict[str, Any]:
-    """The specs pass (see :func:`read_pass`); with ``sink``, it also stores the selected rows."""
-    totals = read_pass(files, selection, params, progress, sink)
+                  progress: Progress | None = None, sink: Sink | None = None,
+                  reader: Callable[..., list[_RangeStats]] | None = None) -> dict[str, Any]:
+    """The specs pass (see :func:`read_pass`); with ``sink``, it also stores the selected rows.
+    ``reader``: another read pass of the same signature (on a Dask cluster: :mod:`.cluster`)."""
+    totals = (reader or read_pass)(files, selection, params, progress, sink)
     per_file = {f.path: file_specs(f, selection, t) for f, t in zip(files, totals)}
     specs = merge_specs(per_file, selection, params)
     # each branch's full path in the tree (its name, where no other leaf shares its name)
