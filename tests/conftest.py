@@ -143,3 +143,10 @@ def dask_client():
     yield client
     client.close()
     cluster.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests (marked ``ui``) start JupyterLab and Chromium: ``-m "not slow"`` leaves them out."""
+    for item in items:
+        if item.get_closest_marker("ui") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

@@ -140,6 +140,11 @@ async def test_what_answered_500_is_now_a_4xx_with_a_message(jp_fetch, files):
         (None, good.replace(b'"chunk_size": 500', b'"test_fraction": Infinity'), "Infinity is not a JSON number"),
         (None, good.replace(b'["1", "0"]', b'[' + b"5" * 5000 + b', 0]'), "the request body is not valid here"),
         (body(files, labels=["5" * 5000, "0"]), None, "label 0 must be an integer or a name of 1 to 200"),
+        # numbers JSON allows but params.json does not: the engine's own checks, answered as 400s
+        (body(files, params={"chunk_size": 10**19}), None, "params: chunk_size: expected an integer from 1 to"),
+        (body(files, params={"chunk_size": 1e19}), None, "params: chunk_size: expected an integer from 1 to"),
+        (body(files, params={"seed": 2**32}), None, "params: seed: expected an integer from 0 to 4,294,967,295"),
+        (body(files, params={"retry_wait": 1e300}), None, "params: retry_wait: expected a number from 0 to"),
     ]
     for payload, raw, message in cases:
         text = await refused(jp_fetch, payload, raw)

@@ -160,6 +160,7 @@ def _submit_from_process(root: str, files: list[str], n: int) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_fifty_concurrent_submissions_lose_nothing_and_respect_the_limit(data, tmp_path):
     manager = JobManager(tmp_path, base_dir=data["folder"], concurrency=3)
     try:
@@ -194,6 +195,7 @@ def test_fifty_concurrent_submissions_lose_nothing_and_respect_the_limit(data, t
         manager.close()
 
 
+@pytest.mark.slow
 def test_jobs_run_with_the_python_of_the_named_kernel(data, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)

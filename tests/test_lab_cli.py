@@ -11,6 +11,8 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
 from servers import free_port, wait_for_port
 
 
@@ -30,6 +32,7 @@ def start_demo(tmp_path) -> tuple[int, subprocess.Popen]:
     return port, proc
 
 
+@pytest.mark.slow
 def test_demo_command_opens_jupyterlab_on_the_demo_notebook(tmp_path):
     port, proc = start_demo(tmp_path)
     try:
@@ -61,6 +64,7 @@ def test_demo_command_reports_an_unusable_folder(tmp_path):
     assert out.returncode == 2 and "cannot create the folder" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_without_a_browser_the_demo_prints_the_notebooks_own_url(tmp_path):
     port = free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "MLAAS4HEP_JOB_ROOT": str(tmp_path / "jobs")}

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from support import need
 
 NOISE = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
@@ -38,6 +40,7 @@ def test_the_noise_is_dropped_and_everything_else_kept(tmp_path):
     assert plain.stderr == NOISE + "a real problem\n"
 
 
+@pytest.mark.slow
 def test_importing_keras_in_a_job_or_the_cli_prints_nothing(tmp_path):
     need(importlib.util.find_spec("tensorflow") is not None, "TensorFlow is not installed")
     out = _run("from mlaas4hep import quiet\nquiet.install()\nimport keras\nimport tensorflow as tf\n"

@@ -112,4 +112,4 @@ def _last_line(log: Path, limit: int = 2000) -> str:
     except OSError:
         return ""
     lines = [line for line in text.splitlines() if line.strip()]
-    return (": " + lines[-1][:limit]) if lines else ""
+    return f" (the log's last line: {lines[-1][:limit]})" if lines else ""
