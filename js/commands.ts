@@ -8,6 +8,8 @@ export namespace CommandIDs {
   export const openJob = 'mlaas4hep:open-job';
   /** args: { id, source? } */
   export const cancelJob = 'mlaas4hep:cancel-job';
+  /** compare several jobs of one source; args: { ids: string[], source? } */
+  export const compareJobs = 'mlaas4hep:compare-jobs';
   /** the demo notebook, copied into the user's root folder, opened */
   export const openDemo = 'mlaas4hep:open-demo';
   /** a new notebook with a Workbench cell, in the file browser's folder */

@@ -307,7 +307,8 @@ function confusionTable(ev: IEvaluation): string {
   )})</caption><thead><tr><th>true \\ predicted</th>${head}</tr></thead><tbody>${body}</tbody></table>`;
 }
 
-function frame(
+/** Grid, tick labels and axes of a chart whose plot area is [x0, x1] x [y1, y0]. */
+export function frame(
   xt: number[],
   yt: number[],
   sx: (v: number) => number,

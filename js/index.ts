@@ -19,6 +19,7 @@ import { IJobSource, requestDemoNotebook, ServerJobSource } from './api';
 import { CommandIDs } from './commands';
 import { mlaas4hepIcon } from './icons';
 import { JobsModel, message } from './jobsmodel';
+import { createComparePanel } from './compare';
 import { createJobPanel, JobView } from './jobview';
 import { workbenchNotebook } from './notebook';
 import { JobsSidebar } from './sidebar';
@@ -89,6 +90,23 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
         const panel = createJobPanel({ jobId: id, source, onChanged: () => void model.refresh() });
         void tracker.add(panel);
+        shell.add(panel, 'main');
+        shell.activateById(panel.id);
+        return panel;
+      }
+    });
+
+    commands.addCommand(CommandIDs.compareJobs, {
+      label: args =>
+        Array.isArray(args.ids)
+          ? `Compare ${args.ids.length} MLaaS4HEP jobs`
+          : 'Compare MLaaS4HEP jobs',
+      execute: args => {
+        const ids = Array.isArray(args.ids) ? args.ids.map(String) : [];
+        if (ids.length < 2) {
+          return;
+        }
+        const panel = createComparePanel({ ids, source: sourceOf(args) });
         shell.add(panel, 'main');
         shell.activateById(panel.id);
         return panel;

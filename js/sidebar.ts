@@ -48,6 +48,14 @@ export class JobsSidebar extends SidePanel {
         caption: 'A new notebook with the MLaaS4HEP Workbench, in the current folder'
       })
     );
+    this._compare = new ToolbarButton({
+      label: 'Compare',
+      className: 'mlaas4hep-compare-button',
+      tooltip: 'Compare the selected jobs (tick two or more)',
+      enabled: false,
+      onClick: () => this.compare()
+    });
+    this.toolbar.addItem('compare', this._compare);
     this.toolbar.addItem('spacer', Toolbar.createSpacerItem());
     this.toolbar.addItem(
       'refresh',
@@ -103,8 +111,40 @@ export class JobsSidebar extends SidePanel {
       if (!seen.has(key)) {
         row.remove();
         this._rows.delete(key);
+        this._selected.delete(key);
       }
     }
+    this.updateCompare();
+  }
+
+  /** The ticked jobs, as "source/id" keys, in the order they were ticked. */
+  get selected(): string[] {
+    return Array.from(this._selected);
+  }
+
+  private updateCompare(): void {
+    const n = this._selected.size;
+    const sources = new Set(this.selected.map(key => key.split('/')[0]));
+    this._compare.enabled = n >= 2 && sources.size === 1;
+    this._compare.node.dataset.count = String(n);
+    this._compare.node.title =
+      sources.size > 1
+        ? 'Tick jobs of one source only'
+        : n >= 2
+          ? `Compare the ${n} selected jobs`
+          : 'Compare jobs: tick two or more';
+  }
+
+  private compare(): void {
+    const keys = this.selected;
+    if (keys.length < 2) {
+      return;
+    }
+    const source = keys[0].split('/')[0];
+    void this._commands.execute(CommandIDs.compareJobs, {
+      ids: keys.map(key => key.slice(source.length + 1)),
+      source
+    });
   }
 
   protected onAfterShow(msg: Message): void {
@@ -152,6 +192,24 @@ export class JobsSidebar extends SidePanel {
       '<div class="mlaas4hep-progress-bar"><div class="mlaas4hep-progress-fill"></div></div>' +
       '<span class="mlaas4hep-job-percent"></span>' +
       '</div>';
+    const key = `${source.id}/${job.id}`;
+    const select = document.createElement('input');
+    select.type = 'checkbox';
+    select.className = 'mlaas4hep-row-select';
+    select.title = 'Select for comparison';
+    select.setAttribute('aria-label', `Select ${job.name || job.id} for comparison`);
+    select.addEventListener('click', event => event.stopPropagation());
+    select.addEventListener('keydown', event => event.stopPropagation());
+    select.addEventListener('change', () => {
+      if (select.checked) {
+        this._selected.add(key);
+      } else {
+        this._selected.delete(key);
+      }
+      row.classList.toggle('mlaas4hep-mod-selected', select.checked);
+      this.updateCompare();
+    });
+    row.firstElementChild!.insertBefore(select, row.firstElementChild!.firstChild);
     const cancel = document.createElement('button');
     cancel.className = 'mlaas4hep-row-cancel jp-Button jp-mod-minimal';
     cancel.title = 'Cancel this job';
@@ -179,6 +237,8 @@ export class JobsSidebar extends SidePanel {
 
   private _model: JobsModel;
   private _commands: CommandRegistry;
+  private _compare: ToolbarButton;
+  private _selected = new Set<string>();
   private _rows = new Map<string, HTMLLIElement>();
   private _sections = new Map<string, Widget>();
 }
