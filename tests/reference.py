@@ -91,3 +91,59 @@ def reference(
         "entries": entries,
         "minv": minv, "maxv": maxv, "nans": nans, "jdim": jdim,
     }
+
+
+# -- objects and four-vectors, one event at a time (plain math, no vector library) ----------------
+
+
+def ref_nth(values, n: int, fill: float = math.nan) -> float:
+    """The n-th element of one event's list (negative n counts from the end), or ``fill``."""
+    items = list(values)
+    k = n if n >= 0 else len(items) + n
+    return float(items[k]) if 0 <= k < len(items) else fill
+
+
+def ref_argmax(values) -> int:
+    items = [float(v) for v in values]
+    return max(range(len(items)), key=lambda k: (items[k], -k)) if items else -1
+
+
+def ref_delta_phi(phi1: float, phi2: float) -> float:
+    d = float(phi1) - float(phi2)
+    while d >= math.pi:
+        d -= 2 * math.pi
+    while d < -math.pi:
+        d += 2 * math.pi
+    return d
+
+
+def ref_delta_r(eta1: float, phi1: float, eta2: float, phi2: float) -> float:
+    return math.hypot(float(eta1) - float(eta2), ref_delta_phi(phi1, phi2))
+
+
+def ref_xyze(pt: float, eta: float, phi: float, m: float) -> tuple[float, float, float, float]:
+    pt, eta, phi, m = float(pt), float(eta), float(phi), float(m)
+    px, py, pz = pt * math.cos(phi), pt * math.sin(phi), pt * math.sinh(eta)
+    return px, py, pz, math.sqrt(px * px + py * py + pz * pz + m * m)
+
+
+def ref_kinematics(px: float, py: float, pz: float, e: float) -> dict[str, float]:
+    """mass, pt, eta, phi of a four-vector (mass negative for a space-like one, as vector does)."""
+    pt = math.hypot(px, py)
+    m2 = e * e - px * px - py * py - pz * pz
+    mass = math.copysign(math.sqrt(abs(m2)), m2)
+    eta = math.asinh(pz / pt) if pt > 0 else (math.copysign(math.inf, pz) if pz else 0.0)
+    return {"mass": mass, "pt": pt, "eta": eta, "phi": math.atan2(py, px)}
+
+
+def ref_pair(objects: list[tuple[float, float, float, float]], i: int, j: int) -> dict[str, float]:
+    """Kinematics of objects i + j (given as px, py, pz, E), NaN when one is missing."""
+    if max(i, j) >= len(objects):
+        return {k: math.nan for k in ("mass", "pt", "eta", "phi")}
+    a, b = objects[i], objects[j]
+    return ref_kinematics(*(a[k] + b[k] for k in range(4)))
+
+
+def ref_total(objects: list[tuple[float, float, float, float]]) -> dict[str, float]:
+    """Kinematics of the sum of all objects (px, py, pz, E) of one event."""
+    return ref_kinematics(*(sum(o[k] for o in objects) for k in range(4)))

@@ -7,6 +7,10 @@ The language: numbers, ``True``/``False``, the constants ``pi`` and ``e`` (also 
 ``& | ~`` and ``and / or / not`` (all element-wise logical), and the functions in
 :data:`FUNCTIONS` (``np.log`` and ``numpy.log`` are accepted as spellings of ``log``).
 Reducers (``count sum min max mean``) turn a jagged value into a flat one, per event.
+Objects and four-vectors (:mod:`~mlaas4hep.physics`): ``jetPt[0]`` (the leading object; NaN
+where an event has none, a cut on NaN fails), ``nth(x, n, fill)``, ``first last argmax argmin``
+(``jetEta[argmax(jetPt)]``), ``sort sort_desc``, ``deltaPhi deltaR``, and the mass, pt, eta,
+phi of a pair of objects or of the sum of all of them (``mass(jetPt, jetEta, jetPhi, jetM, 0, 1)``).
 
 Exactness rules:
 
@@ -32,6 +36,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
+from . import physics
 from .errors import ExpressionError, did_you_mean
 
 SCALAR, FLAT, JAGGED = "scalar", "flat", "jagged"
@@ -84,6 +89,9 @@ class Function:
     nargs: int
     reducer: bool = False  # jagged -> flat, per event
     doc: str = ""
+    jagged_out: bool = False  # jagged -> jagged (sort)
+    int_args: tuple[int, ...] = ()  # positions that must be integer numbers (object indices)
+    flat_args: tuple[int, ...] = ()  # positions that must not be jagged (per-event index, fill)
 
 
 _UNARY = [
@@ -104,6 +112,26 @@ FUNCTIONS["sum"] = Function(_reducer(ak.sum, integer=True), 1, reducer=True, doc
 FUNCTIONS["min"] = Function(_reducer(ak.min), 1, reducer=True, doc="NaN for an empty event")
 FUNCTIONS["max"] = Function(_reducer(ak.max), 1, reducer=True, doc="NaN for an empty event")
 FUNCTIONS["mean"] = Function(_reducer(ak.mean), 1, reducer=True, doc="NaN for an empty event")
+
+FUNCTIONS["nth"] = Function(physics.nth, 3, reducer=True, flat_args=(1, 2),
+                            doc="nth(x, n, fill): the n-th element per event (x[n] with fill for a missing one)")
+FUNCTIONS["first"] = Function(physics.first, 1, reducer=True, doc="x[0]: NaN for an empty event")
+FUNCTIONS["last"] = Function(physics.last, 1, reducer=True, doc="x[-1]: NaN for an empty event")
+FUNCTIONS["argmax"] = Function(physics.argmax, 1, reducer=True, doc="index of the largest element; -1 if empty")
+FUNCTIONS["argmin"] = Function(physics.argmin, 1, reducer=True, doc="index of the smallest element; -1 if empty")
+FUNCTIONS["sort"] = Function(physics.sort, 1, jagged_out=True, doc="ascending, per event")
+FUNCTIONS["sort_desc"] = Function(physics.sort_desc, 1, jagged_out=True, doc="descending, per event")
+FUNCTIONS["deltaPhi"] = Function(physics.delta_phi, 2, doc="deltaPhi(phi1, phi2), wrapped into [-pi, pi)")
+FUNCTIONS["deltaR"] = Function(physics.delta_r, 4, doc="deltaR(eta1, phi1, eta2, phi2)")
+for _suffix, _names, _inputs in (("", physics.PTETAPHIM, "pt, eta, phi, m"), ("_xyze", physics.XYZE, "px, py, pz, E")):
+    for _component, _pair_name, _sum_name in (("mass", "mass", "sum_mass"), ("pt", "pair_pt", "sum_pt"),
+                                              ("eta", "pair_eta", "sum_eta"), ("phi", "pair_phi", "sum_phi")):
+        FUNCTIONS[_pair_name + _suffix] = Function(
+            physics.pair_function(_names, _component), 6, reducer=True, int_args=(4, 5),
+            doc=f"{_pair_name}{_suffix}({_inputs}, i, j): {_component} of objects i + j; NaN if one is missing")
+        FUNCTIONS[_sum_name + _suffix] = Function(
+            physics.total_function(_names, _component), 4, reducer=True,
+            doc=f"{_sum_name}{_suffix}({_inputs}): {_component} of the sum of all objects of the event")
 
 CONSTANTS = {"pi": float(np.pi), "e": float(np.e)}
 
@@ -426,12 +454,24 @@ class _Compiler:
             raise self.fail(node, f"{name}() takes no *arguments")
         if len(node.args) != func.nargs:
             raise self.fail(node, f"{name}() takes {func.nargs} argument{'s' if func.nargs > 1 else ''}, got {len(node.args)}")
+        for position in func.int_args:
+            if _integer_literal(node.args[position]) is None:
+                raise self.fail(node.args[position], f"argument {position + 1} of {name}() must be a whole number "
+                                                     f"(an object index such as 0 or 1), got "
+                                                     f"{ast.unparse(node.args[position])!r}")
         args = [self.compile(a) for a in node.args]
         impl = func.impl
         if func.nargs == 1:
             arg = args[0]
             return lambda env: impl(arg(env))
         return lambda env: impl(*(a(env) for a in args))
+
+    def visit_Subscript(self, node: ast.Subscript):
+        """``x[n]``: the n-th element of each event of a jagged value (NaN where missing)."""
+        if isinstance(node.slice, ast.Slice):
+            raise self.fail(node, "slices are not allowed; take one element, e.g. jetPt[0]")
+        value, index = self.compile(node.value), self.compile(node.slice)
+        return lambda env: physics.nth(value(env), index(env))
 
     def _function_name(self, func: ast.expr) -> str:
         if isinstance(func, ast.Name):
@@ -449,6 +489,15 @@ _ALLOWED_HINT = (
     "allowed: numbers, branch names, + - * / // ** %, comparisons, & | ~, and/or/not, "
     "and functions like log, sqrt, abs, where, max"
 )
+
+
+def _integer_literal(node: ast.AST) -> int | None:
+    if isinstance(node, ast.Constant) and _is_int(node.value):
+        return int(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        inner = _integer_literal(node.operand)
+        return None if inner is None else -inner
+    return None
 
 
 def _is_int(value: Any) -> bool:
@@ -499,9 +548,31 @@ def _kind_of(node: ast.AST, kinds: Mapping[str, str], expr: Expression) -> str:
         return _max_kind(*(_kind_of(v, kinds, expr) for v in node.values))
     if isinstance(node, ast.Compare):
         return _max_kind(*(_kind_of(v, kinds, expr) for v in [node.left, *node.comparators]))
+    if isinstance(node, ast.Subscript):
+        value_kind, index_kind = _kind_of(node.value, kinds, expr), _kind_of(node.slice, kinds, expr)
+        if value_kind != JAGGED:
+            raise ExpressionError(
+                f"{ast.unparse(node.value)!r} is {value_kind} (one value per event): only a jagged value can be "
+                f"indexed in {expr.text!r}", where=expr.where)
+        if index_kind == JAGGED:
+            raise ExpressionError(f"the index {ast.unparse(node.slice)!r} must be one number per event, not "
+                                  f"jagged, in {expr.text!r}", where=expr.where, hint="e.g. argmax(jetPt)")
+        return FLAT
     if isinstance(node, ast.Call):
         name = node.func.id if isinstance(node.func, ast.Name) else node.func.attr  # validated at compile
         arg_kinds = [_kind_of(a, kinds, expr) for a in node.args]
+        function = FUNCTIONS[name]
+        for position in function.flat_args:
+            if arg_kinds[position] == JAGGED:
+                raise ExpressionError(
+                    f"argument {position + 1} of {name}() must be one number per event, but "
+                    f"{ast.unparse(node.args[position])!r} is jagged in {expr.text!r}", where=expr.where)
+        if function.jagged_out:
+            if arg_kinds[0] != JAGGED:
+                raise ExpressionError(
+                    f"{name}() works on a jagged value, but {ast.unparse(node.args[0])!r} is {arg_kinds[0]} "
+                    f"in {expr.text!r}", where=expr.where)
+            return JAGGED
         if FUNCTIONS[name].reducer:
             if arg_kinds[0] != JAGGED:
                 raise ExpressionError(
