@@ -385,11 +385,11 @@ def test_the_papers_curl_calls_work(service, tokens, inputs, tmp_path):
     r = requests.get(f"{service.url}/status", params={"process_name": "luca_1"}, headers=auth(tokens["bob"]),
                      timeout=10)
     assert r.status_code == 404
-    # a running job's folder is not removed under it
+    # the folder of a queued or running job is neither removed nor replaced under it
     r = requests.get(f"{service.url}/delete_folder", params={"name": "luca"}, headers=auth(token), timeout=10)
-    assert r.status_code in (200, 409)
-    if r.status_code == 409:
-        assert "in use by job" in r.json()["message"]
+    assert r.status_code == 409 and "in use by job" in r.json()["message"]
+    r = upload(service, token, inputs / "folder_to_upload.tar.gz", "/upload", name="luca")
+    assert r.status_code == 409 and r.json()["reason"] == "conflict"
 
     status = wait_finished(f"{service.url}/status?process_name=luca_1", auth(token))
     assert status == {"process_name": "luca_1", "job_id": created["job_id"], "status": "succeeded", "error": None}
