@@ -236,3 +236,30 @@ def _has(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def test_an_rntuple_is_read_like_the_same_data_in_a_ttree(tmp_path):
+    """uproot 5 writes RNTuples by default (``file["name"] = arrays``) and reads them: the engine
+    gives the same rows from an RNTuple as from a TTree holding the same data."""
+    rng = np.random.default_rng(6)
+    n = 5000
+    counts = rng.integers(0, 5, n)
+    arrays = {"x": rng.normal(size=n), "i": rng.integers(0, 1000, n).astype(np.int32), "b": rng.random(n) < 0.3,
+              "j": ak.unflatten(rng.normal(size=counts.sum()).astype(np.float32), counts)}
+    with uproot.recreate(tmp_path / "nt.root") as out:
+        out["t"] = {**arrays, "s": ["text"] * n}
+    with uproot.recreate(tmp_path / "tt.root") as out:
+        out.mktree("t", {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in arrays.items()}
+                   ).extend(arrays)
+    assert uproot.open(tmp_path / "nt.root").classname_of("t") == "ROOT::RNTuple"
+    preproc = {"flat_cut": {"x": {"cut": "x > -1"}}, "jagged_cut": {"j": {"cut": ["j < 1.5", "all"]}}}
+    ds = mlaas4hep.Dataset([str(tmp_path / "nt.root")], params={"branch": "t", "specs_cache": False, "chunk_size": 700},
+                           preproc=preproc)
+    tt = mlaas4hep.Dataset([str(tmp_path / "tt.root")], params={"branch": "t", "specs_cache": False, "chunk_size": 700,
+                                                               "exclude_branches": ["nj"]}, preproc=preproc)
+    assert ds.specs()["skipped"]["s"].startswith("string field")
+    assert ds.specs()["events"] == {**tt.specs()["events"], "per_file": {ds.paths[0]: tt.specs()["events"]["total"]}}
+    assert ds.feature_names == tt.feature_names
+    rows = np.concatenate([x for x, _ in ds.chunks(shuffle=False)])
+    np.testing.assert_array_equal(rows, np.concatenate([x for x, _ in tt.chunks(shuffle=False)]))
+    assert 0 < len(rows) < n

@@ -142,6 +142,27 @@ def _classify(branch: Any, key: str | None, path: str, tree_entries: int | None)
                        "arrays of them can be features")
 
 
+def field_info(fld: Any, name: str) -> BranchInfo:
+    """Classify one top-level RNTuple field by the awkward form uproot gives it: a number, a
+    variable-length list of numbers, or something else (strings, records, nested lists)."""
+    try:
+        typename = fld.typename
+    except Exception:  # noqa: BLE001 - a type uproot cannot name
+        typename = ""
+    form = fld.to_akform()
+    form = form[0] if isinstance(form, tuple) else form
+    form = form.contents[0] if isinstance(form, ak.forms.RecordForm) and len(form.contents) == 1 else form
+    if isinstance(form, ak.forms.NumpyForm) and not form.inner_shape:
+        return BranchInfo(name, FLAT, np.dtype(form.primitive).name, typename, "", name)
+    if isinstance(form, (ak.forms.ListOffsetForm, ak.forms.ListForm)) and isinstance(form.content, ak.forms.NumpyForm) \
+            and not form.content.inner_shape and form.parameter("__array__") != "string":
+        return BranchInfo(name, JAGGED, np.dtype(form.content.primitive).name, typename, "", name)
+    if form.parameter("__array__") == "string":
+        return BranchInfo(name, None, "", typename, f"string field ({typename})", name)
+    return BranchInfo(name, None, "", typename, f"{typename or form.type}: only numbers, booleans and "
+                                                "variable-length arrays of them can be features", name)
+
+
 def _container_of_numbers(model: Any) -> np.dtype | None:
     """The element dtype of an STL vector / set / list / RVec of plain numbers, which uproot
     reads as a jagged array of numbers; None for anything else (nested containers, objects)."""
@@ -200,8 +221,10 @@ class RootFile:
         self._num_entries: int | None = None
         self._reopen = threading.Lock()
         self._branches: dict[str, BranchInfo] | None = None
-        self._objects: dict[str, Any] = {}
-        self._resolvable: dict[str, bool] = {}
+        self._objects: dict[str, Any] = {}  # uproot's branch (or field) of each key, for this opening
+        self._resolvable: dict[str, bool] = {}  # whether uproot finds the branch by its full path
+        self._bound_to = None  # the opening those belong to
+        self.is_ntuple = False  # an RNTuple (ROOT 6.34+) instead of a TTree
         self._open()
 
     # -- opening ------------------------------------------------------------------------------
@@ -213,7 +236,6 @@ class RootFile:
     def _open(self) -> None:
         self._file = self._retrying(self._open_file, "open")
         self._tree = self._find_tree(self._file)
-        self._branches = None  # branch objects belong to one opening of the file
         if self._num_entries is None:
             self._num_entries = int(self._tree.num_entries)
 
@@ -265,8 +287,11 @@ class RootFile:
         if self.tree_name not in trees:
             ntuples = {k.rsplit(";", 1)[0]: c for k, c in classnames.items() if c.endswith("::RNTuple")}
             if ntuples.get(self.tree_name) == "ROOT::RNTuple":
-                raise DataError(f"'{self.tree_name}' is an RNTuple; the engine reads TTrees only", where=self.where,
-                                hint="write the data as a TTree")
+                self.is_ntuple = True
+                try:
+                    return rfile[self.tree_name]
+                except (OSError, ValueError, zlib.error, uproot.deserialization.DeserializationError) as err:
+                    raise DataError(f"corrupt RNTuple {self.tree_name!r}: {_first_line(err)}", where=self.where) from None
             if self.tree_name in ntuples:
                 raise DataError(f"'{self.tree_name}' is an RNTuple in ROOT's experimental format "
                                 f"({ntuples[self.tree_name]}, ROOT before 6.34), which uproot cannot read",
@@ -322,16 +347,25 @@ class RootFile:
     @property
     def branches(self) -> dict[str, BranchInfo]:
         """Every leaf branch of the tree, in file order, keyed by its name, or by its full path
-        where several leaves share one name (16 detector objects with the same members)."""
+        where several leaves share one name (16 detector objects with the same members). For an
+        RNTuple, its top-level fields."""
         if self._branches is None:
             self._ensure_open()
+            self._branches = self._discover()
+        return self._branches
+
+    def _discover(self) -> dict[str, BranchInfo]:
+        out: dict[str, BranchInfo] = {}
+        objects: dict[str, Any] = {}
+        resolvable: dict[str, bool] = {}
+        if self.is_ntuple:
+            for name, fld in self._tree.iteritems(recursive=False):
+                out[name], objects[name], resolvable[name] = field_info(fld, name), fld, True
+        else:
             leaves = [(path, b) for path, b in self._tree.iteritems(recursive=True, full_paths=True)
                       if not b.branches]  # a branch with sub-branches is a container, not a leaf
             shared = Counter(b.name for _, b in leaves)
             entries = self.num_entries
-            out: dict[str, BranchInfo] = {}
-            objects: dict[str, Any] = {}
-            resolvable: dict[str, bool] = {}
             for path, b in leaves:
                 key = b.name if shared[b.name] == 1 else path
                 if key in out:  # two parents with one name (a Delphes file with two 'Particle')
@@ -339,8 +373,16 @@ class RootFile:
                 out[key] = branch_info(b, key, path, entries)
                 objects[key] = b
                 resolvable[key] = self._lookup(path) is b
-            self._branches, self._objects, self._resolvable = out, objects, resolvable
-        return self._branches
+        self._objects, self._resolvable, self._bound_to = objects, resolvable, self._tree
+        return out
+
+    def _bind(self) -> None:
+        """uproot's objects of this opening of the file (a released file is opened again)."""
+        self._ensure_open()
+        if self._bound_to is not self._tree:
+            known = self._branches
+            self._discover()
+            self._branches = known if known is not None else self._branches
 
     def _lookup(self, path: str) -> Any:
         try:
@@ -369,15 +411,17 @@ class RootFile:
         entries = self.num_entries
         if not entries:
             return 0.0
-        self._ensure_open()
-        self.branches  # noqa: B018 - the branch objects of this opening
+        self._bind()
+        if self.is_ntuple:  # no per-field sizes in uproot's RNTuple model: assume 8 bytes a field
+            return 8.0 * len([n for n in names if n in self._objects])
         return sum(int(self._objects[n].uncompressed_bytes) for n in names if n in self._objects) / entries
 
     def cluster_starts(self, names: Iterable[str]) -> list[int]:
         """Entries where every one of the branches ``names`` starts a new basket (from the
         metadata; no read): ranges between them never decompress a basket twice."""
-        self._ensure_open()
-        self.branches  # noqa: B018 - the branch objects of this opening
+        self._bind()
+        if self.is_ntuple:
+            return [0, self.num_entries]
         common: set[int] | None = None
         for name in names:
             if name in self._objects:
@@ -441,6 +485,13 @@ class RootFile:
         path does not lead to it (two parents with one name) is read from its branch object.
         """
         infos = self.branches
+        self._bind()
+        if self.is_ntuple:
+            wanted = set(names)
+            for arrays in self._tree.iterate(filter_name=wanted.__contains__, entry_start=start, entry_stop=stop,
+                                             step_size=step, library="ak"):
+                yield len(arrays), {k: arrays[k] for k in names}
+            return
         direct = [k for k in names if self._resolvable[k]]
         by_object = [k for k in names if not self._resolvable[k]]
         key_of = {infos[k].path: k for k in direct}
@@ -490,10 +541,13 @@ class RootFile:
         """Which of ``names`` uproot cannot read in entries [start, stop), each with why: every
         branch is read on its own (only after reading them together failed)."""
         failing = {}
+        self._bind()
         for name in names:
-            branch = self._objects[name]
             try:
-                branch.array(entry_start=start, entry_stop=stop, library="ak")
+                if self.is_ntuple:
+                    self._tree.arrays(filter_name=[name], entry_start=start, entry_stop=stop, library="ak")
+                else:
+                    self._objects[name].array(entry_start=start, entry_stop=stop, library="ak")
             except Exception as err:  # noqa: BLE001 - this is the question being asked
                 if _file_damage(err) or (is_remote(self.path) and _transient(err)):
                     return {}  # the file's bytes, not uproot's reading of one branch
