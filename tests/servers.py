@@ -193,10 +193,10 @@ class OIDCIssuer:
     """``node tests/oidc/issuer.mjs`` on a free loopback port: discovery, JWKS and a token
     endpoint with the client-credentials grant (see issuer.mjs for the claims it sets)."""
 
-    def __init__(self, timeout: float = 30.0):
+    def __init__(self, timeout: float = 30.0, alg: str = "RS256"):
         self.process = subprocess.Popen(["node", str(OIDC_DIR / "issuer.mjs")], cwd=OIDC_DIR, stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                        start_new_session=True)
+                                        start_new_session=True, env={**os.environ, "ISSUER_ALG": alg})
         deadline = time.monotonic() + timeout
         line = ""
         while time.monotonic() < deadline:

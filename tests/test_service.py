@@ -630,3 +630,17 @@ def test_the_python_client_speaks_to_the_service(service, oidc_issuer, inputs, t
     with pytest.raises(ServerError) as err:
         other.job(job.id)
     assert err.value.status == 404
+
+
+@pytest.mark.parametrize("alg", ["ES256", "PS256"])
+def test_other_asymmetric_algorithms_of_an_issuer_are_accepted(oidc_issuer, alg):  # oidc_issuer: node is there
+    from mlaas4hep.service.tokens import TokenValidator
+
+    issuer = OIDCIssuer(alg=alg)
+    try:
+        token = issuer.token("kim", scope="mlaas4hep openid")
+        assert jwt.get_unverified_header(token)["alg"] == alg
+        user = TokenValidator(issuer.url, AUD, required_scope="mlaas4hep").validate(token)
+        assert (user.issuer, user.subject, user.scopes) == (issuer.url, "kim", ("mlaas4hep", "openid"))
+    finally:
+        issuer.close()

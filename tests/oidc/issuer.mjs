@@ -10,7 +10,8 @@
 import { OAuth2Server, Events } from 'oauth2-mock-server';
 
 const server = new OAuth2Server();
-await server.issuer.keys.generate('RS256');
+// the signing algorithm: RS256 unless ISSUER_ALG says otherwise (ES256, PS256, ...)
+await server.issuer.keys.generate(process.env.ISSUER_ALG || 'RS256');
 
 server.service.on(Events.BeforeTokenSigning, (token, req) => {
   const body = req.body ?? {};
@@ -33,7 +34,8 @@ server.service.on(Events.BeforeTokenSigning, (token, req) => {
 // key rotation on request: a new signing key is published; tokens are signed with the keys in
 // turn (round robin), so the next token or the one after it carries the new kid
 server.service.addRoute('POST', '/test/rotate', async (req, res) => {
-  const key = await server.issuer.keys.generate('RS256');
+  const key = // the signing algorithm: RS256 unless ISSUER_ALG says otherwise (ES256, PS256, ...)
+await server.issuer.keys.generate(process.env.ISSUER_ALG || 'RS256');
   res.setHeader('Content-Type', 'application/json');
   res.end(JSON.stringify({ kid: key.kid }));
 });
