@@ -110,7 +110,7 @@ async def test_model_path_must_be_a_small_text_file_in_the_servers_folders(jp_fe
         await jp_fetch("mlaas4hep", "api", "v1", "jobs", job["id"], "cancel", method="POST", body="{}")
 
 
-async def test_a_body_over_the_limit_is_413(jp_fetch, files):
+async def test_a_body_over_the_limit_is_413(jp_fetch, jp_serverapp, files):
     big = body(files, name="x", model=MODEL + "#" * (2 * BODY_LIMIT))
     message = await refused(jp_fetch, big, code=413)
     assert f"this server takes at most {BODY_LIMIT}" in message
@@ -120,6 +120,21 @@ async def test_a_body_over_the_limit_is_413(jp_fetch, files):
     assert response.code == 201
     job = json.loads(response.body)
     await jp_fetch("mlaas4hep", "api", "v1", "jobs", job["id"], "cancel", method="POST", body="{}")
+
+    # a client announcing 200 MB gets its 413 after sending far less: the body is never read in full
+    def announce_a_huge_body() -> bytes:
+        with socket.create_connection(("127.0.0.1", jp_serverapp.port), timeout=20) as sock:
+            sock.sendall(f"POST {jp_serverapp.base_url}mlaas4hep/api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         f"Authorization: token {jp_serverapp.identity_provider.token}\r\n"
+                         f"Content-Type: application/json\r\nContent-Length: {200 * 1024 * 1024}\r\n\r\n"
+                         .encode() + b"[" * 1024)
+            answer = b""
+            while b"\r\n\r\n" not in answer and (block := sock.recv(65536)):
+                answer += block
+            return answer
+
+    answer = await asyncio.get_running_loop().run_in_executor(None, announce_a_huge_body)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
 
 
 async def test_what_answered_500_is_now_a_4xx_with_a_message(jp_fetch, files):

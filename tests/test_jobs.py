@@ -274,7 +274,17 @@ def test_model_path_devices_and_fifos_are_refused_at_once(data, tmp_path):
             with pytest.raises(ConfigError, match=message):
                 manager.submit(WorkflowRequest(files=data["files"], labels=["1", "0"], model_path=path))
             assert time.monotonic() - started < 5, path
+        outside = tmp_path / "elsewhere.py"
+        outside.write_text(TORCH_MODEL)
+        with pytest.raises(ConfigError, match="the server reads model files only from its own folders"):
+            manager.submit(WorkflowRequest(files=data["files"], labels=["1", "0"], model_path=str(outside)))
         assert manager.list() == []
+    # a manager without model_dirs serves its own user alone (in-process): any regular file will do
+    with JobManager(tmp_path / "own", base_dir=data["folder"], start=False) as manager:
+        job = manager.submit(WorkflowRequest(files=data["files"], labels=["1", "0"], model_path=str(outside)))
+        assert (manager.root / "jobs" / job.id / "inputs" / "model.py").read_text() == TORCH_MODEL
+        with pytest.raises(ConfigError, match="got a FIFO"):
+            manager.submit(WorkflowRequest(files=data["files"], labels=["1", "0"], model_path=str(fifo)))
 
 
 # a model.py that starts a process of its own (as a data loader or a shell-out would), then trains

@@ -107,7 +107,9 @@ def test_train_without_wait_then_jobs_status_logs_cancel(shell, capsys):
 
     magic(shell, f"logs {job_id} --tail 5")
     out = capsys.readouterr().out
-    assert f"mlaas4hep job {job_id}: python" in out and len(out.splitlines()) <= 5
+    assert len(out.splitlines()) <= 5 and " epoch " in out and " loss " in out  # the log has a line per epoch
+    magic(shell, f"logs {job_id}")
+    assert f"mlaas4hep job {job_id}: python" in capsys.readouterr().out.splitlines()[0]
 
     magic(shell, f"cancel {job_id}")
     out, err = capsys.readouterr()

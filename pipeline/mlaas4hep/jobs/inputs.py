@@ -48,10 +48,12 @@ def check_data_file(name: str, base_dir: Path, what: str = "files") -> Path:
     return path.resolve()
 
 
-def read_model_file(name: str, base_dir: Path, allowed: Sequence[Path], limit: int = MODEL_SIZE_LIMIT) -> str:
+def read_model_file(name: str, base_dir: Path, allowed: Sequence[Path] | None,
+                    limit: int = MODEL_SIZE_LIMIT) -> str:
     """The text of a model.py on the server.
 
-    The path (links followed) must lie under one of ``allowed``; the file must be a regular
+    The path (links followed) must lie under one of ``allowed`` (None: anywhere, for a manager
+    that serves nobody but its own user); the file must be a regular
     file of at most ``limit`` bytes, UTF-8 text without NUL bytes. It is opened without
     blocking and checked on the open descriptor, so swapping the file for a FIFO between the
     checks gains nothing.
@@ -62,7 +64,7 @@ def read_model_file(name: str, base_dir: Path, allowed: Sequence[Path], limit: i
         real = Path(os.path.realpath(path))
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot use this path: {_reason(err)}", where=where) from None
-    roots = [Path(os.path.realpath(p)) for p in allowed]
+    roots = [Path(os.path.realpath(p)) for p in allowed] if allowed is not None else [Path("/")]
     if not any(real == root or real.is_relative_to(root) for root in roots):
         raise ConfigError("the server reads model files only from its own folders", where=where,
                           hint="allowed: " + ", ".join(map(str, roots)) + "; or send the source as 'model'")

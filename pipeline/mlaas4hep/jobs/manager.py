@@ -51,7 +51,8 @@ class JobManager:
 
     ``owner``: the user jobs are submitted as by default. ``base_dir``: where relative file
     paths in requests are taken from. ``model_dirs``: the folders a ``model_path`` may name a
-    file in (default: ``base_dir`` only); ``model_size_limit``: the largest model file read, in
+    file in (a server passes its own; default None: anywhere, as in-process use by the user
+    alone needs); ``model_size_limit``: the largest model file read, in
     bytes. ``kernels``: a callable giving the kernelspecs (default:
     :func:`~mlaas4hep.jobs.kernels.find_kernels`). ``start=False`` does not start the scheduling
     thread (tests drive :meth:`tick` by hand).
@@ -75,7 +76,7 @@ class JobManager:
         self.concurrency = concurrency
         self.owner = owner or os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
         self.base_dir = Path(base_dir).resolve() if base_dir else Path.cwd()
-        self.model_dirs = [Path(d).expanduser().resolve() for d in (model_dirs or [self.base_dir])]
+        self.model_dirs = None if model_dirs is None else [Path(d).expanduser().resolve() for d in model_dirs]
         self.model_size_limit = model_size_limit
         self.kernels = kernels or find_kernels
         self.poll_interval = poll_interval
