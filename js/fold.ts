@@ -70,6 +70,9 @@ export class JobFold {
   notes: string[] = [];
   /** the `evaluation` event (ROC, AUC, score histograms, KS, confusion, overtraining) */
   evaluation: IEvaluation | null = null;
+  /** the params and preproc the job ran with (its `job_start` event) */
+  params: { [key: string]: unknown } | null = null;
+  preproc: { [key: string]: unknown } | null = null;
   /** the `early_stop` event, when training stopped early */
   earlyStop: { epoch: number; best_epoch: number; monitor: string; best: number | null } | null =
     null;
@@ -178,6 +181,8 @@ export class JobFold {
         this.mode = str(event.mode);
         const params = (event.params ?? {}) as { [key: string]: unknown };
         this.epochs = num(params.epochs);
+        this.params = params;
+        this.preproc = (event.preproc as { [key: string]: unknown } | null) ?? null;
         this.status = 'running';
         break;
       }

@@ -20,7 +20,7 @@ import { CommandIDs } from './commands';
 import { mlaas4hepIcon } from './icons';
 import { JobsModel, message } from './jobsmodel';
 import { createComparePanel } from './compare';
-import { createJobPanel, JobView } from './jobview';
+import { confirmCancel, createJobPanel, JobView } from './jobview';
 import { workbenchNotebook } from './notebook';
 import { JobsSidebar } from './sidebar';
 
@@ -117,6 +117,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Cancel MLaaS4HEP job',
       execute: async args => {
         const id = String(args.id ?? '');
+        const job = model.jobs.find(j => j.id === id);
+        if (!(await confirmCancel(job?.name || 'this job', id))) {
+          return;
+        }
         try {
           await sourceOf(args).cancel(id);
         } catch (err) {

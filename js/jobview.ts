@@ -65,6 +65,10 @@ export class JobView extends Widget {
       '<section class="mlaas4hep-jobview-charts"></section>' +
       '<section class="mlaas4hep-jobview-metrics"></section>' +
       '<div class="mlaas4hep-jobview-evaluation"></div>' +
+      '<details class="mlaas4hep-jobview-inputs" hidden>' +
+      '<summary>Params and preproc this job ran with</summary>' +
+      '<div class="mlaas4hep-jobview-inputs-body"></div>' +
+      '</details>' +
       '<details class="mlaas4hep-jobview-log" open>' +
       '<summary>Log</summary>' +
       '<pre class="mlaas4hep-log"></pre>' +
@@ -117,8 +121,12 @@ export class JobView extends Widget {
     return this._stateChanged;
   }
 
-  /** Stop the job (the server sends SIGTERM, then SIGKILL). */
+  /** Stop the job after asking (the server sends SIGTERM, then SIGKILL). */
   async cancel(): Promise<void> {
+    const name = this._info?.name || this.fold.name || 'this job';
+    if (!(await confirmCancel(name, this.jobId))) {
+      return;
+    }
     try {
       // the running long-poll gets the cancellation's event at once: no refresh needed
       this.setInfo(await this.source.cancel(this.jobId));
@@ -292,6 +300,7 @@ export class JobView extends Widget {
     this.renderCharts();
     this.renderMetrics();
     this._evaluation.update(this.fold.evaluation);
+    this.renderInputs();
     if (!this._gone) {
       const fold = this.fold;
       const problem = this.status === 'failed' || this.status === 'cancelled';
@@ -452,6 +461,30 @@ export class JobView extends Widget {
     }
   }
 
+  /** The params (all of them) and the preproc of the job's `job_start` event. */
+  private renderInputs(): void {
+    const params = this.fold.params;
+    const box = this.part('.mlaas4hep-jobview-inputs');
+    box.hidden = !params;
+    if (!params || this._inputsShown === params) {
+      return;
+    }
+    this._inputsShown = params;
+    const rows = Object.entries(params)
+      .map(
+        ([k, v]) =>
+          `<tr data-param="${escape(k)}"><th scope="row">${escape(k)}</th><td>${escape(
+            v === null || v === '' ? '–' : typeof v === 'object' ? JSON.stringify(v) : String(v)
+          )}</td></tr>`
+      )
+      .join('');
+    const preproc = this.fold.preproc;
+    this.part('.mlaas4hep-jobview-inputs-body').innerHTML =
+      `<table class="mlaas4hep-metrics-table mlaas4hep-params-table"><caption>params.json</caption><tbody>${rows}</tbody></table>` +
+      `<div class="mlaas4hep-preproc-box"><div class="mlaas4hep-preproc-caption">preproc.json</div>` +
+      `<pre class="mlaas4hep-preproc">${escape(preproc ? JSON.stringify(preproc, null, 2) : 'none (every event, no new branches)')}</pre></div>`;
+  }
+
   private showMessage(text: string, error: boolean): void {
     const node = this.part('.mlaas4hep-jobview-message');
     setText(node, text);
@@ -483,6 +516,7 @@ export class JobView extends Widget {
   private _nextLog = 0;
   private _lossChart: SvgChart;
   private _evaluation = new EvaluationPanel();
+  private _inputsShown: object | null = null;
   private _metricChart: SvgChart;
   private _onChanged: () => void;
   private _stateChanged = new Signal<this, void>(this);
@@ -549,6 +583,19 @@ export function createJobPanel(options: JobView.IOptions): MainAreaWidget<JobVie
   content.stateChanged.connect(follow);
   follow();
   return panel;
+}
+
+/** Ask before stopping a job, as Delete does; true when the user said stop. */
+export async function confirmCancel(name: string, id: string): Promise<boolean> {
+  const answer = await showDialog({
+    title: 'Stop the job?',
+    body: `"${name}" (${id}) is stopped now; what it trained since its last checkpoint is lost.`,
+    buttons: [
+      Dialog.cancelButton({ label: 'Keep running' }),
+      Dialog.warnButton({ label: 'Stop job' })
+    ]
+  });
+  return answer.button.accept;
 }
 
 function setText(node: Element, text: string): void {

@@ -92,3 +92,11 @@ def test_job_view_shows_the_evaluation_and_flags_overtraining(lab, page):
             assert cell.inner_text().split()[0] == f"{round(value):,}"
     panel.scroll_into_view_if_needed()
     shot(page, "eval-jobview-overtrained-log")
+
+    # the params and preproc the job ran with
+    inputs = view.locator(".mlaas4hep-jobview-inputs")
+    inputs.locator("summary").click()
+    for key, value in OVERTRAINED_PARAMS.items():
+        assert inputs.locator(f"tr[data-param='{key}'] td").inner_text() == str(value)
+    assert inputs.locator("tr[data-param='seed'] td").inner_text() == "0"  # defaults shown too
+    assert "none" in inputs.locator("pre.mlaas4hep-preproc").inner_text()

@@ -123,7 +123,16 @@ def test_a_job_in_the_sidebar_with_a_growing_curve_and_a_cancel(lab, page):
     slow_row = page.locator(f".mlaas4hep-job-row[data-job-id='{slow.id}']")
     slow_row.wait_for(timeout=30_000)
     slow_row.locator(".mlaas4hep-job-status", has_text="running").wait_for(timeout=90_000)
+    # Cancel asks first, as Delete does: "Keep running" leaves the job alone
     slow_row.locator(".mlaas4hep-row-cancel").click()
+    page.locator(".jp-Dialog", has_text="Stop the job?").wait_for(timeout=30_000)
+    assert "slow job" in page.locator(".jp-Dialog").inner_text()
+    page.locator(".jp-Dialog button", has_text="Keep running").click()
+    page.locator(".jp-Dialog").wait_for(state="detached", timeout=30_000)
+    time.sleep(1.0)
+    assert client.job(slow.id).status == "running"
+    slow_row.locator(".mlaas4hep-row-cancel").click()
+    page.locator(".jp-Dialog button", has_text="Stop job").click()
     slow_row.locator(".mlaas4hep-job-status", has_text="cancelled").wait_for(timeout=60_000)
     assert client.job(slow.id).status == "cancelled"
     shot(page, "lab-sidebar-cancelled")
