@@ -237,6 +237,7 @@ def upload(service, token, archive: Path, path="/api/v1/uploads", **params):
                              files={"file": (archive.name, stream, "application/gzip")}, timeout=60)
 
 
+@pytest.mark.slow
 def test_a_job_through_the_jobs_api_runs_and_only_its_owner_sees_it(service, tokens, inputs):
     r = upload(service, tokens["alice"], inputs / "folder_to_upload.tar.gz")
     assert r.status_code == 201, r.text
@@ -367,6 +368,7 @@ def http(method: str, url: str, token: str, *, data_file: Path | None = None, fo
     return r.status_code, r.content
 
 
+@pytest.mark.slow
 def test_the_papers_curl_calls_work(service, tokens, inputs, tmp_path):
     token = tokens["alice"]
     code, body = http("POST", f"{service.url}/upload?name=luca", token, form_file=inputs / "folder_to_upload.tar.gz")
@@ -540,6 +542,7 @@ def test_the_served_document_is_the_checked_in_one_and_covers_every_route(servic
     assert routes == documented
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_server_error_and_no_deviation_from_the_document(service, oidc_issuer):
     """Property-based requests made from the OpenAPI document, with a valid token: no 5xx, and
     status codes, content types, bodies and headers as documented (bounded: 10 examples each)."""
@@ -610,6 +613,7 @@ def test_malformed_uploads_and_submissions_answer_400(service, tokens, path, kwa
     assert r.status_code == 400 and words in r.json()["message"], r.text
 
 
+@pytest.mark.slow
 def test_the_python_client_speaks_to_the_service(service, oidc_issuer, inputs, tmp_path):
     """mlaas4hep.client.Client, as the magic and widgets use it, against the remote service."""
     from mlaas4hep.client import Client, ServerError
