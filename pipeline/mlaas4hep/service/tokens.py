@@ -122,6 +122,9 @@ class KeySet:
 
     def get(self, kid: str | None) -> jwt.PyJWK:
         """The key for ``kid``; one fetch when it is not known and the last fetch is old enough."""
+        key = self._lookup(kid)  # known keys need no lock: a fetch in progress does not hold them up
+        if key is not None:
+            return key
         with self._lock:
             key = self._lookup(kid)
             if key is None and time.monotonic() - self._last_fetch >= self.refresh_interval:
