@@ -122,6 +122,14 @@ def test_a_branch_uproot_misreads_is_found_named_and_skipped():
     assert specs["skipped"]["Jet_jetId"].startswith("uproot cannot read it: basket 1")
     assert "Jet_jetId" not in specs["jkeys"] and "MET_pt" in specs["fkeys"]
     assert X.shape[0] == 501 and X.max() <= 1
+    # the finding survives a trip to another process (a Dask worker)
+    import pickle
+
+    from mlaas4hep.read import BranchReadError
+
+    err = BranchReadError({"Jet_jetId": "basket 1 ..."}, "tree", 0, 501, where=path)
+    back = pickle.loads(pickle.dumps(err))
+    assert isinstance(back, BranchReadError) and back.failing == err.failing and str(back) == str(err)
     # asked for by name, it is refused, naming the file, the tree and the branch, on one line
     with pytest.raises(DataError) as err:
         run(path, "tree", selected_branches=["Jet_jetId", "MET_pt"])

@@ -560,12 +560,21 @@ class BranchReadError(DataError):
 
     def __init__(self, failing: dict[str, str], tree: str, start: int, stop: int, *, where: str):
         self.failing = dict(failing)
+        self._args = (self.failing, tree, start, stop, where)
         shown = "; ".join(f"{name!r}: {why}" for name, why in list(failing.items())[:3])
         more = f" and {len(failing) - 3} more" if len(failing) > 3 else ""
         super().__init__(
             f"tree {tree!r}: uproot cannot read branch{'es' if len(failing) > 1 else ''} {shown}{more} "
             f"(entries {start}..{stop})", where=where,
             hint="leave it out with exclude_branches in params.json")
+
+    def __reduce__(self):  # across processes (Dask workers) with its branches, not only its text
+        failing, tree, start, stop, where = self._args
+        return _branch_read_error, (failing, tree, start, stop, where)
+
+
+def _branch_read_error(failing: dict[str, str], tree: str, start: int, stop: int, where: str) -> BranchReadError:
+    return BranchReadError(failing, tree, start, stop, where=where)
 
 
 _EXECUTORS: dict[int, Any] = {}
