@@ -203,8 +203,10 @@ def test_cancel_a_running_job(lab, finished):
     monitor = TrainingMonitor(state=state, client=client)
     try:
         assert panel.chunk_size.value == 100 and panel.epochs.value == 40
+        panel.name.value = "slow one"
         panel.submit_button.click()
         assert panel.last_job is not None, panel.message.value
+        assert panel.last_job.name == "slow one" and panel.name.value == ""  # the next job is not "slow one"
         deadline = time.monotonic() + 60
         while not monitor.history and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -230,6 +232,38 @@ def test_cancel_a_running_job(lab, finished):
         assert monitor.progress.value < 100 and len(monitor.history) < 40 * 36
     finally:
         monitor.close()
+        panel.close()
+
+
+def test_submit_form_defaults_come_from_the_machine_and_say_what_zeros_mean(lab, finished, monkeypatch):
+    from mlaas4hep_lab.widgets.submit import cpu_count, gpu_count
+
+    panel = SubmitPanel(make_state(lab, epochs=7), client=finished["client"])
+    try:
+        assert panel.gpu.value == (gpu_count() > 0) and panel.gpu.disabled == (gpu_count() == 0)
+        assert f"all cores ({cpu_count()})" in panel.threads_hint.value
+        assert "no limit" in panel.timeout_hint.value
+        panel.threads.value = 2
+        panel.timeout.value = 90
+        assert f"2 of {cpu_count()} cores" in panel.threads_hint.value
+        assert "cancelled after" in panel.timeout_hint.value and "no limit" not in panel.timeout_hint.value
+        summary = panel.summary.value
+        assert "<b>files</b>: 2 (labels 1, 0)" in summary and "<b>preproc</b>: none" in summary
+        assert "chunk mode, 7 epochs, chunk_size 1,000" in summary and "2 threads" in summary
+        assert "every supported branch" in summary
+        panel.state.preproc = {"flat_cut": {"nJets": {"cut": "nJets >= 4"}}}
+        assert "<b>preproc</b>: cuts: nJets &gt;= 4" in panel.summary.value
+        panel.epochs.value = 9
+        assert "9 epochs" in panel.summary.value
+    finally:
+        panel.close()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # a machine (or a session) without a GPU
+    panel = SubmitPanel(make_state(lab), client=finished["client"])
+    try:
+        assert panel.gpu.value is False and panel.gpu.disabled and "none on this machine" in panel.gpu.description
+        assert panel.request()["resources"]["gpu"] is False
+        assert "no GPU" in panel.summary.value
+    finally:
         panel.close()
 
 

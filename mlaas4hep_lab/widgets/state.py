@@ -52,6 +52,11 @@ class WorkbenchState(HasTraits):
                                       n_events=self.sample_size)
             return self._sample
 
+    def peek_sample(self) -> Sample | None:
+        """The preview sample if it has been read already (None otherwise; never reads)."""
+        with self._lock:
+            return self._sample
+
     @observe("files", "labels", "params", "sample_size")
     def _inputs_changed(self, change: dict) -> None:
         if change["name"] == "params" and _same_data_params(change["old"], change["new"]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import html
 import json
 import os
@@ -10,6 +11,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from mlaas4hep.client import Client
+from mlaas4hep.console import human_time
 from mlaas4hep.datagen import DEMO_MODEL
 from mlaas4hep.errors import ConfigError, MLaaS4HEPError
 from mlaas4hep.jobs.models import JobInfo
@@ -31,6 +33,28 @@ OK_COLOR = "var(--jp-success-color1, #388e3c)"
 WARN_COLOR = "var(--jp-warn-color1, #f57c00)"
 
 _STYLE = {"description_width": "110px"}
+
+
+def gpu_count() -> int:
+    """GPUs this machine lets its processes see (NVIDIA's driver; CUDA_VISIBLE_DEVICES="" hides them)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return 0
+    try:
+        found = len(os.listdir("/proc/driver/nvidia/gpus"))
+    except OSError:
+        found = len(glob.glob("/dev/nvidia[0-9]*"))
+    if visible:
+        found = min(found, len([v for v in visible.split(",") if v.strip()]))
+    return found
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def remotes_from_env() -> tuple[dict[str, str], str]:
@@ -63,7 +87,11 @@ class SubmitPanel(widgets.VBox):
       the kernel whose Python runs the job (``client.kernels()``, default its ``default``).
     - **Training**: mode, epochs, chunk_size, batch_size: merged into ``state.params`` on
       submit, its other keys kept.
-    - **Resources**: threads (0 = not set), GPU, timeout in seconds (0 = none).
+    - **Resources**: threads (0 = all cores, said next to it), GPU (ticked when this machine has
+      one; without a GPU unticked and disabled), timeout in seconds (0 = no limit).
+    - A **summary** of what will be submitted (files and labels, events, preproc, params) above
+      Submit, kept up to date. After a job is queued the name field is emptied, so that the next
+      job does not take the previous one's name.
 
     :meth:`submit` (the Submit button) builds the request from ``state.files``,
     ``state.labels`` (None if empty), ``state.params``, ``state.preproc`` (None if empty) and
@@ -88,18 +116,26 @@ class SubmitPanel(widgets.VBox):
                                              layout=widgets.Layout(width="100%", height="16em"))
         self.model_path = widgets.Text(description="model.py", placeholder="path on the server, e.g. model.py",
                                        style=_STYLE, layout=widgets.Layout(display="none"))
-        self.kernel = widgets.Dropdown(description="Kernel", style=_STYLE)
+        self.kernel = widgets.Dropdown(description="Kernel", style=_STYLE,
+                                       layout=widgets.Layout(width="auto", min_width="360px", max_width="100%"))
         params = {**TRAINING_DEFAULTS, **{k: v for k, v in dict(state.params).items() if k in TRAINING_DEFAULTS}}
         self.mode = widgets.Dropdown(options=["chunk", "standard"], description="mode", style=_STYLE)
         self.epochs = widgets.BoundedIntText(min=1, max=100_000, description="epochs", style=_STYLE)
         self.chunk_size = widgets.BoundedIntText(min=1, max=10**9, description="chunk_size", style=_STYLE)
         self.batch_size = widgets.BoundedIntText(min=1, max=10**9, description="batch_size", style=_STYLE)
         self._set_training(params)
+        self.cpus = cpu_count()
+        self.gpus = gpu_count()
         self.threads = widgets.BoundedIntText(value=0, min=0, max=1024, description="threads", style=_STYLE,
-                                              tooltip="CPU threads of the job; 0 = not set")
-        self.gpu = widgets.Checkbox(value=True, description="GPU (let the job see the GPUs)", indent=False)
+                                              tooltip="CPU threads of the job; 0 = all cores")
+        self.threads_hint = widgets.HTML()
+        self.gpu = widgets.Checkbox(value=self.gpus > 0, disabled=self.gpus == 0, indent=False,
+                                    description=(f"GPU (let the job see the {self.gpus} GPU{'s' if self.gpus > 1 else ''})"
+                                                 if self.gpus else "GPU (none on this machine)"))
         self.timeout = widgets.BoundedFloatText(value=0, min=0, max=10**7, description="timeout (s)", style=_STYLE,
-                                                tooltip="cancel the job after this many seconds; 0 = none")
+                                                tooltip="cancel the job after this many seconds; 0 = no limit")
+        self.timeout_hint = widgets.HTML()
+        self.summary = widgets.HTML()
         self.submit_button = widgets.Button(description="Submit", icon="play", button_style="primary")
         self.message = widgets.HTML()
         self.last_job: JobInfo | None = None
@@ -110,6 +146,9 @@ class SubmitPanel(widgets.VBox):
         self.model_source.observe(self._on_source_edit, names="value")
         self.submit_button.on_click(lambda _button: self.submit())
         state.observe(self._on_state, names=["model_source", "params", "target"])
+        state.observe(self._render_summary, names=["files", "labels", "preproc", "params"])
+        for widget in (self.threads, self.timeout, self.mode, self.epochs, self.chunk_size, self.batch_size, self.gpu):
+            widget.observe(self._render_summary, names="value")
 
         self._load_kernels()
         super().__init__(children=[
@@ -120,12 +159,16 @@ class SubmitPanel(widgets.VBox):
             widgets.HTML("<b>Training</b>"),
             widgets.HBox([self.mode, self.epochs]), widgets.HBox([self.chunk_size, self.batch_size]),
             widgets.HTML("<b>Resources</b>"),
-            widgets.HBox([self.threads, self.timeout]), self.gpu,
+            widgets.HBox([self.threads, self.threads_hint], layout=widgets.Layout(align_items="center")),
+            widgets.HBox([self.timeout, self.timeout_hint], layout=widgets.Layout(align_items="center")),
+            self.gpu,
+            self.summary,
             widgets.HBox([self.submit_button, self.message], layout=widgets.Layout(align_items="center")),
         ], **kwargs)
         if remote_problem:
             self._show(remote_problem, WARN_COLOR)
         self._on_target({"new": self.target.value})
+        self._render_summary()
 
     @property
     def client(self) -> Client:
@@ -222,6 +265,7 @@ class SubmitPanel(widgets.VBox):
             self.submit_button.description = "Submit"
             self.submit_button.disabled = bool(self.target.value)
         self.last_job = job
+        self.name.value = ""  # the next job gets its own name (or the default), not this one's
         self.state.message = ""
         self._show(f"queued job {_esc(job.name)} (<code>{_esc(job.id)}</code>)", OK_COLOR, escape=False)
         self.state.job_id = job.id
@@ -261,6 +305,58 @@ class SubmitPanel(widgets.VBox):
             if self.target.value != value:
                 self.target.value = value
 
+    def _render_summary(self, _change: Any = None) -> None:
+        """What Submit will send, in a few lines; and what the zeros of the resources mean."""
+        from ..compare import preproc_summary
+
+        threads = self.threads.value
+        self.threads_hint.value = (f"<span style='margin-left:8px'>all cores ({self.cpus})</span>" if not threads else
+                                   f"<span style='margin-left:8px'>{threads} of {self.cpus} cores</span>")
+        seconds = float(self.timeout.value)
+        self.timeout_hint.value = ("<span style='margin-left:8px'>no limit</span>" if not seconds else
+                                   f"<span style='margin-left:8px'>cancelled after {human_time(seconds)}</span>")
+        files = list(self.state.files)
+        labels = list(self.state.labels)
+        params = self.training_params()
+        nevts = params.get("nevts", -1)
+        events = self._events_in_files()
+        lines = [
+            f"<b>files</b>: {len(files)}" + (f" (labels {_esc(', '.join(labels))})" if labels else " (no labels)")
+            if files else "<b>files</b>: none chosen yet",
+            "<b>events</b>: " + (f"{events:,} in the files" if events is not None else "counted once the files are "
+                                 "read (Explore tab)") + (f"; nevts = {int(nevts):,}" if isinstance(nevts, int)
+                                                          and nevts > 0 else "; all of them (nevts = -1)"),
+            f"<b>preproc</b>: {_esc(preproc_summary(dict(self.state.preproc) or None))}",
+            f"<b>features</b>: {self._features_text(params)}",
+            f"<b>training</b>: {params['mode']} mode, {params['epochs']} epochs, chunk_size {params['chunk_size']:,}, "
+            f"batch_size {params['batch_size']:,}; "
+            f"{'all cores' if not threads else f'{threads} threads'}, {'GPU' if self.gpu.value else 'no GPU'}, "
+            f"{'no time limit' if not seconds else f'time limit {human_time(seconds)}'}",
+        ]
+        self.summary.value = ("<div class='mlaas4hep-submit-summary' style='margin:6px 0;padding:4px 8px;"
+                              "border-left:3px solid var(--jp-brand-color1,#1976d2)'>" + "<br>".join(lines) + "</div>")
+
+    def _events_in_files(self) -> int | None:
+        """Entries in the files when the preview has opened them already (never reads here)."""
+        sample = self.state.peek_sample() if hasattr(self.state, "peek_sample") else None
+        if sample is None:
+            return None
+        try:
+            return sum(f.num_entries for f in sample.files)
+        except Exception:  # noqa: BLE001 - a summary never fails the form
+            return None
+
+    def _features_text(self, params: dict[str, Any]) -> str:
+        selected = params.get("selected_branches") or ""
+        excluded = params.get("exclude_branches") or ""
+        as_list = (lambda v: [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else list(v))
+        selected, excluded = as_list(selected), as_list(excluded)
+        text = (f"{len(selected)} selected branches ({_esc(', '.join(selected[:6]))}{', …' if len(selected) > 6 else ''})"
+                if selected else "every supported branch")
+        if excluded:
+            text += f", without {_esc(', '.join(excluded))}"
+        return text
+
     def _show(self, text: str, color: str | None = None, escape: bool = True) -> None:
         self._remote_notice = False
         if not text:
@@ -272,6 +368,7 @@ class SubmitPanel(widgets.VBox):
     def close(self) -> None:
         try:
             self.state.unobserve(self._on_state, names=["model_source", "params", "target"])
+            self.state.unobserve(self._render_summary, names=["files", "labels", "preproc", "params"])
         except ValueError:
             pass
         super().close()

@@ -55,6 +55,22 @@ def test_workbench_shows_the_histogram_and_a_growing_curve(lab, page):
     shot(page, "workbench-explore")
 
     page.locator(".lm-TabBar-tab", has_text="Train").first.click()
+    # the form before submitting: a summary, zeros that say what they mean, the whole kernel name
+    summary = page.locator(".mlaas4hep-submit-summary").first
+    summary.wait_for(timeout=30_000)
+    assert "files: 2 (labels 1, 0)" in summary.inner_text()
+    assert "new leadJetPt = max(jetPt); cuts: leadJetPt > 50, any(partonPt > 150)" in summary.inner_text()
+    assert page.get_by_text("no limit").first.is_visible() and page.get_by_text("all cores (").first.is_visible()
+    from mlaas4hep_lab.widgets.submit import gpu_count
+
+    gpu = page.locator(".widget-checkbox", has_text="GPU").first.locator("input")
+    assert gpu.is_checked() == (gpu_count() > 0) and gpu.is_disabled() == (gpu_count() == 0)
+    kernel = page.locator(".widget-dropdown", has=page.locator("label", has_text="Kernel")).first.locator("select")
+    assert kernel.evaluate("s => { const c = document.createElement('canvas').getContext('2d');"
+                           " c.font = getComputedStyle(s).font;"
+                           " return c.measureText(s.options[s.selectedIndex].text).width + 20 <= s.clientWidth; }")
+    summary.scroll_into_view_if_needed()
+    shot(page, "workbench-submit-form")
     page.locator("button", has_text="Submit").first.click()
     page.locator(".mlaas4hep-chart").first.wait_for(timeout=60_000)
     deadline = time.monotonic() + 180
