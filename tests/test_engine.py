@@ -109,9 +109,9 @@ def test_figure4_on_tth(tth, figure4):
                            params={"identifier": ["run", "event", "luminosityBlock"], "chunk_size": 1000},
                            preproc=figure4)
     specs = ds.specs()
-    flat = ["HT", "MET", "MET_phi", "lep1Eta", "lep1Pt", "nBJets", "nJets_square", "nLeptons", "nPartons",
-            "passTrigger", "weight"]
-    jagged = ["jetBtag", "jetEta", "jetPhi", "jetPt", "log_partonE", "partonEta", "partonPhi", "partonPt"]
+    flat = ["HT", "MET", "MET_phi", "lep1Eta", "lep1Phi", "lep1Pt", "nBJets", "nJets_square", "nLeptons",
+            "nPartons", "passTrigger", "weight"]
+    jagged = ["jetBtag", "jetEta", "jetM", "jetPhi", "jetPt", "log_partonE", "partonEta", "partonPhi", "partonPt"]
     assert specs["fkeys"] == flat and specs["jkeys"] == jagged
     assert "partonE" not in ds.feature_names and "nJets" not in ds.feature_names  # keys_to_remove
 

@@ -35,6 +35,7 @@ class BranchExplorer(w.VBox):
 
     def __init__(self, state: WorkbenchState, debounce: float = 0.1):
         super().__init__()
+        self.add_class("mlaas4hep-explorer")
         self.state = state
         self.debounce = debounce
         self.branch = w.Dropdown(description="branch", options=[], layout=w.Layout(width="320px"))

@@ -6,6 +6,10 @@ multiplicity about 6, at most 20), missing energy, HT, a NaN-bearing leading-lep
 branches (NaN when there is no lepton), a trigger flag, and the event identifiers ``run``,
 ``luminosityBlock``, ``event``. Signal and background differ in several distributions, so that
 a classifier can separate them well but not perfectly.
+
+What a detector would record: jets with pT > 25 GeV inside the calorimeter and tracker
+acceptance |η| < 2.4 (b-tagging needs the tracker), with a mass (``jetM``); the leading lepton
+with pT > 20 GeV and |η| < 2.5. Partons are generator-level and keep their own η.
 """
 
 from __future__ import annotations
@@ -21,6 +25,18 @@ import uproot
 
 MAX_MULTIPLICITY = 20
 TREE = "Events"
+JET_PT_MIN, JET_ETA_MAX = 25.0, 2.4
+LEPTON_PT_MIN, LEPTON_ETA_MAX = 20.0, 2.5
+
+def _within(rng: np.random.Generator, draw, limit: float, n: int) -> np.ndarray:
+    """``n`` values of ``draw(k)`` with |value| < limit (those outside are drawn again)."""
+    values = draw(n)
+    for _ in range(100):
+        outside = np.abs(values) >= limit
+        if not outside.any():
+            return values
+        values[outside] = draw(int(outside.sum()))
+    return np.clip(values, -np.nextafter(limit, 0), np.nextafter(limit, 0))
 
 #: The paper's Figure 4 preproc.json, as published.
 FIGURE4_PREPROC = {
@@ -75,8 +91,9 @@ def make_events(n: int, signal: bool, rng: np.random.Generator, first_event: int
     n_partons = _counts(rng, 6.0, n)
     n_jet_total, n_parton_total = int(n_jets.sum()), int(n_partons.sum())
 
-    jet_pt = 25.0 + rng.exponential(pick(62.0, 42.0), n_jet_total)
-    jet_eta = rng.normal(0.0, max(0.2, pick(1.3, 1.7)), n_jet_total)
+    jet_pt = JET_PT_MIN + rng.exponential(pick(62.0, 42.0), n_jet_total)
+    jet_eta = _within(rng, lambda k: rng.normal(0.0, max(0.2, pick(1.3, 1.7)), k), JET_ETA_MAX, n_jet_total)
+    jet_m = jet_pt * rng.uniform(0.04, 0.18, n_jet_total)
     jet_phi = rng.uniform(-np.pi, np.pi, n_jet_total)
     b_fraction = min(0.95, pick(0.38, 0.12))
     is_b = rng.random(n_jet_total) < b_fraction
@@ -92,6 +109,7 @@ def make_events(n: int, signal: bool, rng: np.random.Generator, first_event: int
         "Pt": ak.unflatten(jet_pt.astype(f32), n_jets),
         "Eta": ak.unflatten(jet_eta.astype(f32), n_jets),
         "Phi": ak.unflatten(jet_phi.astype(f32), n_jets),
+        "M": ak.unflatten(jet_m.astype(f32), n_jets),
         "Btag": ak.unflatten(jet_btag.astype(f32), n_jets),
     })
     partons = ak.zip({
@@ -102,8 +120,9 @@ def make_events(n: int, signal: bool, rng: np.random.Generator, first_event: int
     })
 
     n_leptons = np.minimum(rng.poisson(pick(1.3, 0.9), n), 4).astype(np.int32)
-    lep1_pt = np.where(n_leptons > 0, 20.0 + rng.exponential(pick(45.0, 30.0), n), np.nan)
-    lep1_eta = np.where(n_leptons > 0, rng.normal(0.0, 1.1, n), np.nan)
+    lep1_pt = np.where(n_leptons > 0, LEPTON_PT_MIN + rng.exponential(pick(45.0, 30.0), n), np.nan)
+    lep1_eta = np.where(n_leptons > 0, _within(rng, lambda k: rng.normal(0.0, 1.1, k), LEPTON_ETA_MAX, n), np.nan)
+    lep1_phi = np.where(n_leptons > 0, rng.uniform(-np.pi, np.pi, n), np.nan)
     ht = ak.to_numpy(ak.sum(jets.Pt, axis=1)).astype(np.float64)
     met = rng.exponential(pick(55.0, 32.0), n)
     events = np.arange(first_event, first_event + n, dtype=np.int64)
@@ -118,6 +137,7 @@ def make_events(n: int, signal: bool, rng: np.random.Generator, first_event: int
         "MET_phi": rng.uniform(-np.pi, np.pi, n).astype(f32),
         "lep1Pt": lep1_pt.astype(f32),
         "lep1Eta": lep1_eta.astype(f32),
+        "lep1Phi": lep1_phi.astype(f32),
         "passTrigger": (rng.random(n) < min(0.99, pick(0.9, 0.7))),
         "weight": rng.normal(1.0, 0.05, n).astype(f32),
         "jet": jets,
