@@ -13,10 +13,11 @@ import sys
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Integer, List, Type, Unicode, default
+from traitlets import Dict, Float, Integer, List, Type, Unicode, default
 
 from mlaas4hep.client import default_root
 from mlaas4hep.jobs import JobManager, KernelInfo
+from mlaas4hep.jobs.executor import make_executor
 from mlaas4hep.jobs.inputs import MODEL_SIZE_LIMIT
 
 from .handlers import API, MAX_BODY_SIZE, ROUTES
@@ -41,6 +42,12 @@ class MLaaS4HEPLab(ExtensionApp):
     max_body_size = Integer(MAX_BODY_SIZE, config=True,
                             help="The largest request body the jobs API takes, in bytes (413 beyond).")
     default_kernel = Unicode("python3", config=True, help="Kernelspec whose Python runs jobs that name none.")
+    dask_address = Unicode("", config=True,
+                           help="Run jobs on the workers of this Dask scheduler (tcp://host:8786, or 'local') "
+                                "instead of as processes of this machine; job_root must be a folder the workers "
+                                "share (default: $MLAAS4HEP_DASK, else this machine).")
+    dask_resources = Dict(value_trait=Float(), config=True,
+                          help="Resource tags a job needs on a Dask worker, e.g. {'GPU': 1}.")
     demo_notebook = Unicode(config=True,
                             help="The notebook that the launcher's 'MLaaS4HEP demo' copies to mlaas4hep-demo/demo.ipynb "
                                  "(default: the packaged demo; in an editable install, the repository's "
@@ -56,7 +63,8 @@ class MLaaS4HEPLab(ExtensionApp):
         self.manager = self.manager_class(root, concurrency=self.concurrency, owner=owner,
                                           base_dir=self.serverapp.root_dir, kernels=self.kernels,
                                           model_dirs=[self.serverapp.root_dir, *self.model_dirs],
-                                          model_size_limit=self.max_model_size)
+                                          model_size_limit=self.max_model_size,
+                                          executor=make_executor(self.dask_address or None, self.dask_resources or None))
         secret = secrets.token_urlsafe(32)
         # kernels started by this server inherit these: that is how they reach their server
         os.environ["MLAAS4HEP_LAB_URL"] = self.kernel_url()

@@ -133,12 +133,13 @@ def oidc_issuer():
 @pytest.fixture(scope="session")
 def dask_client():
     """One real dask.distributed LocalCluster for the session: 2 worker processes (with their
-    nannies, which restart a killed worker), 1 thread each, small memory."""
+    nannies, which restart a killed worker), 1 thread each, small memory, each tagged GPU=1."""
     need(importlib.util.find_spec("distributed") is not None, "dask.distributed (pip install mlaas4hep-lab[dask])")
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                           memory_limit="1.5GiB", silence_logs=logging.ERROR)
+                           memory_limit="1.5GiB", silence_logs=logging.ERROR,
+                           resources={"GPU": 1})
     client = Client(cluster)
     yield client
     client.close()

@@ -195,7 +195,8 @@ def build_chunk(folder: str, key: str, plan: Plan, layout: FeatureLayout, labels
         if quota == 0:
             streams.append(None)
             continue
-        position = StreamPosition(_next_entry(store, i, taken[i]), taken[i])
+        # where the file stands: reported as is by a file this chunk takes nothing from
+        position = StreamPosition(_next_entry(store, i, taken[i]) if takes[i] == 0 else 0, taken[i])
         streams.append(StoreStream(store, i, max(piece[i], takes[i]), start=position))
     tensorizer = Tensorizer(layout)
     mixer = ChunkMixer(streams, plan, tensorizer, labels, shuffle, seed, identifiers, index)

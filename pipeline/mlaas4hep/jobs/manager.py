@@ -30,6 +30,7 @@ from ..errors import ConfigError, MLaaS4HEPError
 from ..events import read_events
 from ..read import is_remote
 from . import process
+from .executor import LocalExecutor
 from .inputs import MODEL_SIZE_LIMIT, check_data_file, check_model_source, read_model_file
 from .kernels import DEFAULT as DEFAULT_KERNEL, find_kernels
 from .models import FINISHED, EventsPage, JobInfo, KernelInfo, LogsPage, Progress, WorkflowRequest
@@ -55,14 +56,17 @@ class JobManager:
     alone needs); ``model_size_limit``: the largest model file read, in
     bytes. ``kernels``: a callable giving the kernelspecs (default:
     :func:`~mlaas4hep.jobs.kernels.find_kernels`). ``start=False`` does not start the scheduling
-    thread (tests drive :meth:`tick` by hand).
+    thread (tests drive :meth:`tick` by hand). ``executor``: how a job's process is started and
+    stopped (default :class:`~mlaas4hep.jobs.executor.LocalExecutor`; a
+    :class:`~mlaas4hep.jobs.dask_executor.DaskExecutor` runs jobs on Dask workers).
     """
 
     def __init__(self, root: str | os.PathLike, concurrency: int = 1, *, owner: str | None = None,
                  base_dir: str | os.PathLike | None = None,
                  model_dirs: Sequence[str | os.PathLike] | None = None, model_size_limit: int = MODEL_SIZE_LIMIT,
                  kernels: Callable[[], dict[str, KernelInfo]] | None = None,
-                 poll_interval: float = 0.5, cancel_grace: float = 5.0, start: bool = True):
+                 poll_interval: float = 0.5, cancel_grace: float = 5.0, start: bool = True,
+                 executor: Any = None):
         if concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
         self.root = Path(root).expanduser().resolve()
@@ -81,6 +85,7 @@ class JobManager:
         self.kernels = kernels or find_kernels
         self.poll_interval = poll_interval
         self.cancel_grace = cancel_grace
+        self.executor = executor if executor is not None else LocalExecutor()
         self.store = JobStore(self.root / "jobs.sqlite")
         self._children: dict[str, Any] = {}  # job id -> Popen, for the jobs this manager started
         self._seen: dict[str, int] = {}  # job id -> bytes of events.jsonl already read
@@ -232,8 +237,7 @@ class JobManager:
         # and the scheduler cannot mistake the process we stop for a lost one
         with self._lock:
             row = self.store.get(job_id)
-            if row["pid"] and process.alive(row["pid"], row["pid_start"]):
-                process.stop_group(row["pid"], self.cancel_grace)
+            self.executor.stop(row, self.cancel_grace)
             self._reap(job_id)
             if self.store.update(job_id, only_if_status=("running",), status="cancelled", finished=time.time(),
                                  error="cancelled"):
@@ -275,14 +279,15 @@ class JobManager:
         env = process.job_environment(os.environ)
         env.update(PYTHONUNBUFFERED="1", MLAAS4HEP_JOB_ID=row["id"])
         try:
-            child = process.launch([row["python"], "-m", "mlaas4hep.jobs.runner", str(folder)], folder,
-                                   folder / "log.txt", env)
+            child = self.executor.launch(row["id"], [row["python"], "-m", "mlaas4hep.jobs.runner", str(folder)],
+                                         folder, folder / "log.txt", env)
         except OSError as err:
             self.store.update(row["id"], status="failed", finished=time.time(),
                               error=f"cannot start the job's Python {row['python']}: {err.strerror or err}")
             return
         self._children[row["id"]] = child
-        self.store.update(row["id"], pid=child.pid, pid_start=process.start_time(child.pid))
+        pid, started = self.executor.record(child)
+        self.store.update(row["id"], pid=pid, pid_start=started)
 
     def _adopt(self, row: dict[str, Any]) -> bool:
         """A running job without a pid in the database: its manager stopped between starting it
@@ -301,10 +306,7 @@ class JobManager:
         child = self._children.pop(job_id, None)
         if child is None:
             return None
-        try:
-            return child.wait(timeout=5)
-        except Exception:  # noqa: BLE001 - a process that will not be reaped stays a zombie; not fatal
-            return None
+        return self.executor.reap(child)
 
     def _watch(self, row: dict[str, Any]) -> None:
         job_id = row["id"]
@@ -315,10 +317,10 @@ class JobManager:
             return
         self._read_progress(row)
         child = self._children.get(job_id)
-        running = child.poll() is None if child is not None else process.alive(row["pid"], row["pid_start"])
+        running = self.executor.running(row, child)
         timeout = (row["resources"] or {}).get("timeout")
         if running and timeout and time.time() - row["started"] > timeout:
-            process.stop_group(row["pid"], self.cancel_grace)
+            self.executor.stop(row, self.cancel_grace)
             self._reap(job_id)
             if self.store.update(job_id, only_if_status=("running",), status="cancelled", finished=time.time(),
                                  error=f"timed out after {timeout:g} s"):
@@ -328,8 +330,7 @@ class JobManager:
         if running:
             return
         code = self._reap(job_id)
-        if process.group_members(row["pid"]):  # what the job started outlives it: stop it too
-            process.stop_group(row["pid"], self.cancel_grace)
+        self.executor.cleanup(row, self.cancel_grace)  # what the job started outlives it: stop it too
         self._read_progress(row)
         self._finish(row, code)
 
@@ -399,6 +400,7 @@ class JobManager:
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
+        self.executor.close()
         self.store.close()
 
     def __enter__(self) -> JobManager:

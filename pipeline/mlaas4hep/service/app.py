@@ -53,7 +53,7 @@ class Service:
         empty = self.data_dir / "empty"
         empty.mkdir(exist_ok=True)
         self.manager = manager or JobManager(self.data_dir / "state", config.concurrency, owner="service",
-                                             base_dir=empty)
+                                             base_dir=empty, executor=_executor(config))
         self.validator = TokenValidator(config.issuer, config.audience, config.required_scope,
                                         config.allowed_groups, config.leeway, config.jwks_refresh_interval)
         self.authenticate = Authenticator(self.validator, config.trusted_proxies)
@@ -384,3 +384,14 @@ async def receive_archive(request: Request, service: Service, user: User):
         await form.close()
         raise MLaaS4HEPError("no archive: send it in the multipart field 'file' (curl -F 'file=@inputs.tar.gz')")
     return archive
+
+
+def _executor(config: ServeConfig) -> Any:
+    """Jobs on this machine, or on Dask workers (``--dask``)."""
+    from ..jobs.executor import make_executor
+
+    if not config.dask:
+        return make_executor("")
+    from ..jobs.dask_executor import parse_resources
+
+    return make_executor(config.dask, parse_resources(config.dask_resources))

@@ -42,6 +42,8 @@ class ServeConfig:
     max_archive_members: int = 10_000
     max_unpacked_bytes: int = 4 * GiB  # one archive, unpacked
     log_level: str = "info"
+    dask: str = ""  # a Dask scheduler address (or 'local'): jobs run on its workers
+    dask_resources: str = ""  # resource tags each job needs on a worker, "GPU=1,MEM=8e9"
     source: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # option -> where it came from
 
     def where(self, name: str) -> str:
@@ -77,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-archive-members", help="files in one archive (default 10000)")
     add("--max-unpacked-bytes", help="bytes one archive may unpack to (default 4 GiB)")
     add("--log-level", help="uvicorn's log level (default info)")
+    add("--dask", help="run jobs on the workers of this Dask scheduler (tcp://host:8786, or 'local'); "
+                       "the data folder must be shared with them (default: jobs run on this machine)")
+    add("--dask-resources", help="resource tags a job needs on a Dask worker, e.g. GPU=1 (default none)")
 
 
 def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,
@@ -160,6 +165,13 @@ def _convert(name: str, value: Any, where: str) -> Any:
 
 
 def _check(config: ServeConfig) -> None:
+    if config.dask_resources:
+        from ..jobs.dask_executor import parse_resources
+
+        try:
+            parse_resources(config.dask_resources)
+        except ConfigError as err:
+            raise ConfigError(err.message, where=config.where("dask_resources"), hint=err.hint) from None
     if not config.issuer:
         raise ConfigError("no token issuer given", where="--issuer",
                           hint=f"give --issuer URL, {ENV_PREFIX}ISSUER or 'issuer' in the config file")
