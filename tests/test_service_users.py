@@ -38,6 +38,8 @@ def test_files_inside_the_folder_become_real_paths(space):
     ("uploads/abc/nope.root", "not found in your folder"),
     ("file:///etc/passwd", "only root://"),
     ("s3://bucket/a.root", "only root://"),
+    ("0" * 5000, "cannot be a file in your folder: File name too long"),
+    ("uploads/abc/data/sig.root/x.root", "not found in your folder"),
 ])
 def test_names_outside_the_folder_are_refused(space, name, words):
     with pytest.raises(ConfigError, match=words):

@@ -60,6 +60,17 @@ def service_document() -> dict[str, Any]:
             doc["paths"][op.path][op.method.lower()]["responses"].setdefault("503", {
                 "description": api._STATUS_TEXT[503],
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+    # links: where the ids of the other operations come from (clients and Schemathesis' stateful
+    # phase follow them)
+    job_ops = [op for op in api.OPERATIONS if "{job_id}" in op.path]
+    for path, method, status, pointer in (("/jobs", "get", "200", "/jobs/0/id"), ("/jobs", "post", "201", "/id")):
+        doc["paths"][path][method]["responses"][status]["links"] = {
+            op.operation_id: {"operationId": op.operation_id, "parameters": {"job_id": f"$response.body#{pointer}"}}
+            for op in job_ops}
+    for path, method, status, pointer in (("/uploads", "get", "200", "/uploads/0/id"),
+                                          ("/uploads", "post", "201", "/id")):
+        doc["paths"][path][method]["responses"][status]["links"] = {
+            "deleteUpload": {"operationId": "deleteUpload", "parameters": {"upload_id": f"$response.body#{pointer}"}}}
     doc["components"]["schemas"] = api._schemas((Health, UserInfo, UploadInfo, UploadList))
     doc["paths"] = dict(sorted(doc["paths"].items()))
     return doc

@@ -97,7 +97,11 @@ class UserSpace:
         if real != root and root not in real.parents:
             raise ConfigError(f"{name!r} is outside your folder", where=what,
                               hint="name files inside your uploads (uploads/<id>/...) or folders (folders/<name>/...)")
-        if must_exist and not real.exists():
+        try:
+            exists = real.exists()
+        except OSError as err:  # a name too long, a component that is a file, ...
+            raise ConfigError(f"{name[:200]!r} cannot be a file in your folder: {err.strerror}", where=what) from None
+        if must_exist and not exists:
             raise ConfigError(f"{name!r} not found in your folder", where=what)
         return real
 
