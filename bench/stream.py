@@ -40,7 +40,9 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 def raw_pass(path, branches, step, executor=None) -> float:
     start = time.perf_counter()
     n = 0
-    with uproot.open(path, timeout=60) as f:
+    # over root://, the handler the engine uses too (uproot's default goes through fsspec-xrootd)
+    options = {"handler": uproot.source.xrootd.MultithreadedXRootDSource} if path.startswith("root://") else {}
+    with uproot.open(path, timeout=60, **options) as f:
         for arrays in f["Events"].iterate(filter_name=branches, step_size=step, how=dict,
                                           decompression_executor=executor):
             n += len(arrays[branches[0]])

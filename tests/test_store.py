@@ -190,3 +190,19 @@ def test_entry_ranges_cut_only_where_every_basket_starts():
 def test_memory_budget_is_checked(value):
     with pytest.raises(ConfigError, match="memory_mb"):
         mlaas4hep.Dataset(["x.root"], params={"memory_mb": value})
+
+
+def test_blocks_where_nothing_passes_the_cuts(tth, tmp_path):
+    """A cut that rejects whole blocks (the first 10k entries of each file) leaves nothing to
+    store for them: the chunks are still those of a direct read."""
+    preproc = {"flat_cut": {"event": {"cut": "event > 10000"}}}  # event numbers count from 1
+    params = {"chunk_size": 700, "specs_cache": False, "cache_dir": str(tmp_path / "c")}
+    ds = mlaas4hep.Dataset([str(tth["signal"])], labels=["1"], params=params, preproc=preproc)
+    ds.specs()
+    kept = all_chunks(ds)
+    assert sum(len(c[0]) for c in kept) == 2000 and min(int(c[3].min()) for c in kept) == 10000
+    (tmp_path / "file").write_text("")
+    direct = mlaas4hep.Dataset([str(tth["signal"])], labels=["1"], preproc=preproc,
+                               params={**params, "cache_dir": str(tmp_path / "file" / "c")})
+    direct.specs()
+    assert_same_chunks(kept, all_chunks(direct))

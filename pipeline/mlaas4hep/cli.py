@@ -178,13 +178,13 @@ def _dataset(args: argparse.Namespace, labels: bool = True):
                    params=args.params, preproc=args.preproc, dask=getattr(args, "dask", None))
 
 
-def _compute_specs(ds, refresh: bool = False) -> dict[str, Any]:
+def _compute_specs(ds, refresh: bool = False, rows: bool = True) -> dict[str, Any]:
     from .console import SpecsProgress
     from .specs import window
 
     total = sum(window(f.num_entries, ds.params.nevts) for f in ds.files)
     progress = SpecsProgress(total)
-    specs = ds.specs(progress=progress, refresh=refresh)
+    specs = ds.specs(progress=progress, refresh=refresh, rows=rows)
     if progress.done:
         progress.bar.close()
     elif ds.specs_from_cache:
@@ -244,7 +244,7 @@ def cmd_specs(args: argparse.Namespace) -> int:
     if args.fout:
         _check_output_file(args.fout, "--fout")
     with _dataset(args) as ds:
-        specs = _compute_specs(ds, refresh=args.refresh)
+        specs = _compute_specs(ds, refresh=args.refresh, rows=False)  # no chunks follow: keep no rows
         print(specs_summary(specs, ds.labels.values if ds.labels else None))
         if args.fout:
             try:

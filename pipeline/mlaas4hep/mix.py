@@ -126,7 +126,7 @@ class FileStream:
         """The next ``k`` selected events, as one or more blocks."""
         out = []
         while k > 0:
-            if self._current is None or self._pos >= len(self._current):
+            while self._current is None or self._pos >= len(self._current):  # skips blocks where nothing passed
                 block = self._pending.result() if self._pending else None
                 if block is None:
                     raise DataError(
@@ -179,7 +179,7 @@ class StoreStream:
     def take(self, k: int) -> list[Block]:
         out = []
         while k > 0:
-            if self._current is None or self._pos >= len(self._current):
+            while self._current is None or self._pos >= len(self._current):
                 if not self._pieces:
                     self._fill(k)
                 self._current, self._pos = self._pieces.pop(0), 0

@@ -31,7 +31,8 @@ import numpy as np
 
 from .config import Params, Preproc
 from .features import FeatureSelection
-from .read import RootFile
+from .read import JAGGED, RootFile
+from .tensorize import Jagged, packed
 
 SPECS_VERSION = 2  # 2: an empty identifier excludes run, event, luminosityBlock
 Progress = Callable[[str, int], None]  # (file path, entries just read)
@@ -56,15 +57,16 @@ class _Stats:
     def add(self, values: np.ndarray) -> None:
         if values.size == 0:
             return
-        if values.dtype.kind == "f":
-            finite = np.isfinite(values)
-            n_bad = values.size - int(np.count_nonzero(finite))
-            if n_bad:
-                self.nans += n_bad
-                values = values[finite]
-                if values.size == 0:
-                    return
         lo, hi = values.min(), values.max()
+        # NaN propagates through min and max, and an inf would be one of them: finite extremes
+        # mean every value is finite, and the masked copy below is needed only otherwise
+        if values.dtype.kind == "f" and not (np.isfinite(lo) and np.isfinite(hi)):
+            finite = np.isfinite(values)
+            self.nans += values.size - int(np.count_nonzero(finite))
+            values = values[finite]
+            if values.size == 0:
+                return
+            lo, hi = values.min(), values.max()
         self.minv = min(self.minv, float(lo))
         self.maxv = max(self.maxv, float(hi))
 
@@ -105,7 +107,7 @@ def range_stats(rfile: RootFile, selection: FeatureSelection, start: int, stop: 
     computes the specs also yields the training rows."""
     out = _RangeStats(selection)
     pre = selection.preprocessor
-    jagged = set(selection.jagged)
+    jagged = set(selection.jagged) | {n for n, kind in (sink.columns.items() if sink else ()) if kind == JAGGED}
     keep = list(sink.columns) if sink is not None else list(out.stats)
     new = set(pre.new_names) if pre else set()
     read = selection.read + [n for n in keep if n not in selection.read and n not in new]
@@ -113,23 +115,39 @@ def range_stats(rfile: RootFile, selection: FeatureSelection, start: int, stop: 
         env, mask = pre.apply(arrays) if pre else (arrays, None)
         out.events_read += end - first
         out.events += (end - first) if mask is None else int(np.count_nonzero(mask))
-        selected = {name: env[name] if mask is None else env[name][mask] for name in keep}
+        selected = {name: _selected(env[name], mask, name in jagged) for name in keep}
         if stats:
             for name, st in out.stats.items():
                 values = selected[name]
                 if name in jagged:
-                    counts = ak.to_numpy(ak.num(values, axis=1))
-                    if counts.size:
-                        st.jdim = max(st.jdim, int(counts.max()))
-                    st.add(ak.to_numpy(ak.flatten(values, axis=1)))
+                    if len(values):
+                        st.jdim = max(st.jdim, int(np.diff(values.offsets).max()))
+                    st.add(values.content[values.offsets[0]:values.offsets[-1]])
                 else:
-                    st.add(np.asarray(values))
+                    st.add(values)
         if sink is not None:
             entry = np.arange(first, end, dtype=np.int64) if mask is None else first + np.flatnonzero(mask)
             sink.add(file_index, first, entry, selected)
         if progress:
             progress(rfile.path, end - first)
     return out
+
+
+def _selected(value: Any, mask: np.ndarray | None, jagged: bool) -> Any:
+    """The events of a block that pass the cuts: numpy for a flat value, :class:`Jagged` (offsets
+    from 0, values contiguous) for a jagged one; what the statistics, the row store and the
+    tensorizer all take, made once."""
+    if not jagged:
+        values = ak.to_numpy(value) if isinstance(value, ak.Array) else np.asarray(value)
+        return values if mask is None else values[mask]
+    offsets, values = packed(value)
+    if mask is not None:
+        counts = np.diff(offsets)
+        values = values[np.repeat(mask, counts)]
+        counts = counts[mask]
+        offsets = np.zeros(len(counts) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+    return Jagged(offsets, values)
 
 
 def file_specs(rfile: RootFile, selection: FeatureSelection, total: _RangeStats) -> dict[str, Any]:

@@ -59,7 +59,7 @@ class StoreWriter:
     def add(self, file_index: int, start: int, entry: np.ndarray, arrays: Mapping[str, Any]) -> None:
         """One block of file ``file_index`` read from entry ``start``: the entry numbers of its
         selected events and their arrays (numpy for flat columns, awkward or Jagged for jagged)."""
-        if self.failed:
+        if self.failed or len(entry) == 0:  # a block where nothing passes the cuts holds nothing
             return
         parts: list[np.ndarray] = [np.ascontiguousarray(entry, dtype=np.int64)]
         layout: dict[str, list] = {}
@@ -187,7 +187,8 @@ class RowStore:
                     arrays[name] = Jagged(offsets - offsets[0], values)
                 else:
                     arrays[name] = self._pread(where + dt.itemsize * lo, dt, m)
-            out.append((entry, arrays))
+            if m:
+                out.append((entry, arrays))
             a += m
             k += 1
         return out
