@@ -271,3 +271,19 @@ def test_an_rntuple_is_read_like_the_same_data_in_a_ttree(tmp_path):
     rows = np.concatenate([x for x, _ in ds.chunks(shuffle=False)])
     np.testing.assert_array_equal(rows, np.concatenate([x for x, _ in tt.chunks(shuffle=False)]))
     assert 0 < len(rows) < n
+
+
+def test_the_explorer_shows_leaves_sharing_a_name_by_full_path():
+    from mlaas4hep.explore import Sample
+
+    path = data("uproot-issue126a.root")
+    sample = Sample([path], params={"branch": "ChannelSet"}, n_events=10)
+    keys = [k for k in sample.kinds if k.endswith("/fSamples")]
+    assert len(keys) == 16
+    tree = uproot.open(path)["ChannelSet"]
+    ranges = sample.ranges(keys)
+    for key in keys:
+        values = tree[key].array(library="np")
+        assert ranges[key] == (float(values.min()), float(values.max()))
+    with pytest.raises(ConfigError, match="16 branches are named 'fSamples'; name one by its full path"):
+        sample.arrays(["fSamples"])
