@@ -53,8 +53,8 @@ class JobStore:
         for suffix in ("", "-wal", "-shm"):
             try:
                 os.chmod(f"{self.path}{suffix}", 0o600)
-            except FileNotFoundError:
-                pass
+            except (FileNotFoundError, PermissionError):
+                pass  # not there yet, or another user's: theirs to keep private
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
