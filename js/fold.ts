@@ -83,6 +83,8 @@ export class JobFold {
   private _chunkEvents = 0;
   private _chunkEpochs = 0;
   private _chunkOpen = false;
+  // the engine reports progress within a chunk itself (after each epoch): nothing to estimate
+  private _reportsWithinChunk = false;
   private _firstStart: number | null = null;
   private _lastTime: number | null = null;
 
@@ -103,6 +105,7 @@ export class JobFold {
     if (
       this.status !== 'running' ||
       this.mode !== 'chunk' ||
+      this._reportsWithinChunk ||
       !this._chunkOpen ||
       epochs <= 0 ||
       this._chunkEpochs <= 0
@@ -211,6 +214,8 @@ export class JobFold {
       case 'progress': {
         if (event.event === 'chunk_done') {
           this._chunkOpen = false;
+        } else if (this._chunkOpen) {
+          this._reportsWithinChunk = true;
         }
         this.done = num(event.events_processed) || this.done;
         this.total = num(event.events_total) || this.total;
@@ -244,6 +249,7 @@ export class JobFold {
       case 'finished':
         this.testMetrics = { ...((event.metrics ?? {}) as object) };
         this.seconds = num(event.seconds);
+        this.rate = num(event.rate) ?? this.rate;
         this.status = 'succeeded';
         if (this.total) {
           this.done = this.total;

@@ -392,8 +392,9 @@ export class JobView extends Widget {
       if (estimate.eta !== null) {
         parts.push(`ETA ${formatDuration(estimate.eta)}`);
       }
-    } else if (this.status === 'succeeded' && fold.seconds) {
-      parts.push(`${formatRate(done / fold.seconds)} events/s overall`);
+    } else if (this.status === 'succeeded' && fold.rate > 0) {
+      // the engine's training rate, the same number the sidebar, the Train tab and the magic show
+      parts.push(`${formatRate(fold.rate)} events/s`);
     } else if (this.status === 'queued') {
       parts.push('waiting in the queue');
     }

@@ -392,10 +392,12 @@ class _TextProgress:
                      if isinstance(event.get(k), (int, float))]
             self.metrics = "  ".join(f"{k} {event[k]:.4f}" for k in shown)
         elif kind in ("chunk_done", "progress") and self.bar is not None:
-            self.bar.update(event["events_processed"], self.metrics)
+            self.bar.update(event["events_processed"], self.metrics, rate=event.get("rate"))
         elif kind == "log":
             print(f"{event.get('level')}: {event.get('message')}")
         elif kind in ("finished", "failed") and self.bar is not None:
+            if event.get("rate") is not None:
+                self.bar.update(event.get("events_processed", self.bar.done), self.metrics, rate=event["rate"])
             self.bar.close(self.metrics)
 
 

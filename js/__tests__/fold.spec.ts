@@ -277,3 +277,52 @@ describe('progress within a chunk (chunk mode reports events only when a chunk i
     expect(standard.progress().estimated).toBe(false);
   });
 });
+
+describe('progress reported by the engine within a chunk', () => {
+  it('is taken as it is, never estimated on top (one definition everywhere)', () => {
+    const fold = new JobFold();
+    fold.foldEvents([
+      { event: 'job_start', seq: 1, time: 0, mode: 'chunk', params: { epochs: 4 } },
+      { event: 'specs_done', seq: 2, time: 0, used: 2000 },
+      { event: 'chunk_start', seq: 3, time: 1, chunk: 0, epoch: 1, events: 1000 },
+      { event: 'epoch', seq: 4, time: 2, epoch: 1, chunk: 0, step: 1, loss: 0.5 },
+      {
+        event: 'progress',
+        seq: 5,
+        time: 2,
+        chunk: 0,
+        epoch: 1,
+        events_processed: 250,
+        events_total: 2000,
+        rate: 250,
+        eta: 7
+      },
+      { event: 'epoch', seq: 6, time: 3, epoch: 2, chunk: 0, step: 2, loss: 0.4 }
+    ]);
+    expect(fold.progress()).toEqual({
+      done: 250,
+      total: 2000,
+      rate: 250,
+      eta: 7,
+      estimated: false
+    });
+  });
+
+  it("shows the engine's final rate once the job has finished", () => {
+    const fold = new JobFold();
+    fold.foldEvents([
+      { event: 'job_start', seq: 1, time: 0, mode: 'chunk', params: { epochs: 1 } },
+      { event: 'progress', seq: 2, time: 1, events_processed: 10, events_total: 20, rate: 100 },
+      {
+        event: 'finished',
+        seq: 3,
+        time: 2,
+        metrics: {},
+        seconds: 9,
+        events_processed: 20,
+        rate: 123.4
+      }
+    ]);
+    expect(fold.rate).toBe(123.4);
+  });
+});

@@ -255,6 +255,7 @@ class TrainingMonitor(JobFollower, widgets.VBox):
             elif kind == "finished":
                 self.metrics = dict(event.get("metrics") or {})
                 self.seconds = event.get("seconds")
+                self.rate = float(event.get("rate") or self.rate)
                 self.status = "succeeded"
                 if self.total:
                     self.done = self.total
@@ -382,8 +383,8 @@ class TrainingMonitor(JobFollower, widgets.VBox):
                 text += f" · {self.rate:,.0f} events/s"
             if self.eta is not None:
                 text += f" · ETA {_duration(self.eta)}"
-        elif self.status == "succeeded" and self.seconds:
-            text += f" · {self.done / self.seconds:,.0f} events/s overall" if self.seconds > 0 else ""
+        elif self.status == "succeeded" and self.rate > 0:
+            text += f" · {self.rate:,.0f} events/s"
         self.progress_text.value = f"<span style='margin-left:8px'>{text}</span>"
 
     def _render_metrics(self) -> None:

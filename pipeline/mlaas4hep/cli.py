@@ -318,11 +318,13 @@ class _TrainingProgress:
         elif kind == "epoch":
             shown = [k for k in ("loss", "val_loss", "accuracy", "val_accuracy", "auc", "val_auc") if event.get(k) is not None]
             self.last_metrics = "  ".join(f"{k} {event[k]:.4f}" for k in shown)
-        elif kind == "chunk_done" and self.bar is not None:
-            self.bar.update(event["events_processed"], self.last_metrics)
+        elif kind in ("chunk_done", "progress") and self.bar is not None:
+            self.bar.update(event["events_processed"], self.last_metrics, rate=event.get("rate"))
         elif kind == "log" and event["message"] not in _WARNINGS.printed:
             print(f"{event['level']}: {event['message']}", file=sys.stderr)
         elif kind in ("finished", "failed") and self.bar is not None:
+            if event.get("rate") is not None:
+                self.bar.update(event.get("events_processed", self.bar.done), self.last_metrics, rate=event["rate"])
             self.bar.close(self.last_metrics)
 
 

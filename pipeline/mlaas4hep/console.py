@@ -62,13 +62,18 @@ class ProgressBar:
         self.interval = 1.0 / fps if self.tty else log_every
         self.start = time.monotonic()
         self.done = 0
+        self.rate: float | None = None
         self._last = 0.0
         self._drawn = -1  # self.done when last drawn
         self._drawn_extra = ""
         self._closed = False
 
-    def update(self, done: int, extra: str = "") -> None:
+    def update(self, done: int, extra: str = "", rate: float | None = None) -> None:
+        """``rate``: the events/s to show (the engine's, so that every UI agrees); default
+        the bar's own, done over the time since it started."""
         self.done = done
+        if rate is not None:
+            self.rate = rate
         now = time.monotonic()
         if now - self._last >= self.interval or (done >= self.total and done != self._drawn):
             self._last = now
@@ -76,7 +81,7 @@ class ProgressBar:
 
     def text(self, extra: str = "") -> str:
         elapsed = time.monotonic() - self.start
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        rate = self.rate if self.rate is not None else (self.done / elapsed if elapsed > 0 else 0.0)
         frac = self.done / self.total if self.total else 1.0
         width = 24
         filled = int(round(width * min(frac, 1.0)))

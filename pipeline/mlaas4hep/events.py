@@ -21,7 +21,8 @@ Every event is a JSON object with ``event`` (its type), ``seq`` (1, 2, ... withi
                     ``roc``, ``auc``, ``score_histograms``, ``ks``, ``confusion``, ``overtraining``
 ``early_stop``      ``epoch`` (the last one trained), ``best_epoch``, ``monitor``, ``best``
                     (its value there), ``restored`` (the best epoch's weights are the artifact)
-``finished``        ``metrics`` (test loss, accuracy, auc...), ``seconds``, ``artifact``
+``finished``        ``metrics`` (test loss, accuracy, auc...), ``seconds``, ``artifact``, ``events_processed``,
+                    ``rate`` (training events/s, as in ``progress``)
 ``failed``          ``error`` (the message), ``type`` (the error class)
 ``log``             ``message``, ``level``
 ==================  ==============================================================================

@@ -135,6 +135,7 @@ class Trainer:
         self.adapter: ModelAdapter | None = None
         self.state: RunState | None = None
         self._start = time.monotonic()
+        self._rate = _Rate(0)  # training events per second, the one rate every UI shows
 
     def _prepare_output(self) -> None:
         try:
@@ -173,8 +174,10 @@ class Trainer:
             if y_test.size:
                 self._evaluate(artifact.path, y_test, scores_test)
             self.events.emit("artifact", path=str(artifact.path))
+            processed = self.state.events_processed
             self.events.emit("finished", metrics=metrics, seconds=round(self.state.seconds, 3),
-                             artifact=str(artifact.path), framework=self.adapter.framework)
+                             artifact=str(artifact.path), framework=self.adapter.framework,
+                             events_processed=processed, rate=round(self._rate.of(processed), 1))
             return artifact
         except MLaaS4HEPError as err:
             self.events.emit("failed", error=str(err), type=type(err).__name__)
@@ -250,7 +253,7 @@ class Trainer:
         total = self.ds.plan().total
         first = self.state.chunk_done + 1
         resume = (first, [StreamPosition(*pos) for pos in self.state.positions]) if first > 0 else None
-        rate = _Rate(self.state.events_processed)
+        rate = self._rate = _Rate(self.state.events_processed)
         for chunk in self.ds.iter_chunks(resume=resume):
             self.events.emit("chunk_start", chunk=chunk.index, epoch=1, events=len(chunk))
             rows = split_rows(chunk, p.test_fraction, p.validation_split, p.seed)
@@ -258,7 +261,7 @@ class Trainer:
             validation = (chunk.X[rows.val], chunk.y[rows.val]) if rows.val.any() else None
             started = time.monotonic()
             self.adapter.fit(chunk.X[rows.train], chunk.y[rows.train], epochs=p.epochs, batch_size=p.batch_size,
-                             validation=validation, on_epoch=self._epoch_recorder(chunk.index))
+                             validation=validation, on_epoch=self._epoch_recorder(chunk.index, len(chunk), rate, total))
             self.state.events_processed += len(chunk)
             self.state.chunk_done = chunk.index
             self.state.positions = [[pos.next_entry, pos.taken] for pos in chunk.positions]
@@ -270,8 +273,10 @@ class Trainer:
                              eta=round(rate.eta(self.state.events_processed, total), 1))
             self._checkpoint(chunk.index, p.epochs)
 
-    def _epoch_recorder(self, chunk: int) -> Callable[[dict[str, float]], None]:
-        """The per-epoch callback of one chunk's training: history and an ``epoch`` event."""
+    def _epoch_recorder(self, chunk: int, events: int, rate: _Rate, total: int) -> Callable[[dict[str, float]], None]:
+        """The per-epoch callback of one chunk's training: history, an ``epoch`` event, and a
+        ``progress`` event that counts the chunk's epochs done as their share of its events (so
+        every UI shows the same progress within a chunk, from the same numbers)."""
         epochs = itertools.count(1)
 
         def record(metrics: dict[str, float]) -> None:
@@ -279,6 +284,10 @@ class Trainer:
             entry = {"epoch": epoch, "chunk": chunk, "step": chunk * self.params.epochs + epoch, **metrics}
             self.state.history.append(entry)
             self.events.emit("epoch", **entry)
+            if epoch < self.params.epochs:  # the last epoch's share comes with chunk_done
+                processed = self.state.events_processed + events * epoch // self.params.epochs
+                self.events.emit("progress", chunk=chunk, epoch=epoch, events_processed=processed, events_total=total,
+                                 rate=round(rate.of(processed), 1), eta=round(rate.eta(processed, total), 1))
 
         return record
 
@@ -287,7 +296,7 @@ class Trainer:
     def _train_epochs(self) -> None:
         p = self.params
         total = self.ds.plan().total
-        rate = _Rate(0)
+        rate = self._rate = _Rate(self.state.events_processed)
         for epoch in range(self.state.epoch_done + 1, p.epochs + 1):
             if self.state.stopped_epoch:
                 break

@@ -34,6 +34,17 @@ def format_p(p: float) -> str:
     return f"p = {float(f'{p:.2g}')}" if p >= 0.001 else f"p = {p:.1e}".replace("e-0", "e-")
 
 
+def format_rate(per_second: float) -> str:
+    """As the page writes events/s (format.ts formatRate)."""
+    def trim(v: float, digits: int) -> str:
+        return f"{v:.{digits}f}".rstrip("0").rstrip(".")
+    if per_second >= 1e6:
+        return f"{trim(per_second / 1e6, 2)}M"
+    if per_second >= 1e3:
+        return f"{trim(per_second / 1e3, 1)}k"
+    return f"{round(per_second)}"
+
+
 def test_job_view_shows_the_evaluation_and_flags_overtraining(lab, page):
     write_tth(lab.root / "sig.root", 3000, signal=True, seed=5, separation=1.0)
     write_tth(lab.root / "bkg.root", 3000, signal=False, seed=5, separation=1.0)
@@ -92,6 +103,16 @@ def test_job_view_shows_the_evaluation_and_flags_overtraining(lab, page):
             assert cell.inner_text().split()[0] == f"{round(value):,}"
     panel.scroll_into_view_if_needed()
     shot(page, "eval-jobview-overtrained-log")
+
+    # one definition of progress and rate: the engine's numbers in the job view, the sidebar and the API
+    events = [json.loads(line) for line in (lab.jobs / "jobs" / job.id / "events.jsonl").read_text().splitlines()]
+    finished = next(e for e in events if e["event"] == "finished")
+    progress = view.locator(".mlaas4hep-jobview-progress-text").inner_text()
+    assert f"{format_rate(finished['rate'])} events/s" in progress and "overall" not in progress
+    assert "100%" in progress and "≈" not in progress
+    assert client.job(job.id).progress.rate == finished["rate"]
+    page.locator(f".mlaas4hep-job-row[data-job-id='{job.id}'] .mlaas4hep-job-percent",
+                 has_text="100%").wait_for(timeout=30_000)
 
     # the params and preproc the job ran with
     inputs = view.locator(".mlaas4hep-jobview-inputs")

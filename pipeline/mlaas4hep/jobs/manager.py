@@ -376,7 +376,7 @@ class JobManager:
             except ValueError:
                 continue
             kind = event.get("event")
-            if kind in ("progress", "chunk_done"):
+            if kind in ("progress", "chunk_done", "finished"):  # finished: the run's final rate
                 progress.update({k: event[k] for k in ("events_processed", "events_total", "rate", "chunk", "epoch")
                                  if k in event})
             elif kind == "specs_done":
