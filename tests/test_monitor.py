@@ -235,6 +235,25 @@ def test_cancel_a_running_job(lab, finished):
         panel.close()
 
 
+def test_a_deleted_job_shows_as_deleted_not_as_its_last_status(lab, finished):
+    client = finished["client"]
+    job = client.submit(files=lab["files"], labels=["1", "0"], model=TORCH_MODEL, name="to delete",
+                        params={"chunk_size": 2000, "epochs": 1})
+    monitor = TrainingMonitor(job_id=job.id, client=client)
+    monitor.watch_interval = 0.2
+    try:
+        assert monitor.wait(120) and monitor.status == "succeeded"
+        client.delete(job.id)
+        deadline = time.monotonic() + 20
+        while monitor.status != "deleted" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert monitor.status == "deleted"
+        assert "deleted: this job no longer exists" in monitor.status_line.value
+        assert "succeeded" not in monitor.status_line.value and monitor.cancel_button.disabled
+    finally:
+        monitor.close()
+
+
 def test_submit_form_defaults_come_from_the_machine_and_say_what_zeros_mean(lab, finished, monkeypatch):
     from mlaas4hep_lab.widgets.submit import cpu_count, gpu_count
 

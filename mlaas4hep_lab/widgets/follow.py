@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from mlaas4hep.client import ServerError
 from mlaas4hep.errors import MLaaS4HEPError
+from mlaas4hep.jobs.manager import JobNotFound
 from mlaas4hep.jobs.models import FINISHED
 
 
@@ -50,6 +51,34 @@ class JobFollower:
         finally:
             if follow.finished or not self._current(follow):
                 follow.done.set()
+
+    watch_interval = 5.0  # seconds between checks that a finished job still exists
+
+    def _run_and_watch(self, follow: _Follow) -> None:
+        """The poller thread: follow the job to its end, then check now and then that it still
+        exists, so that a job deleted elsewhere (the sidebar, another notebook) shows so here."""
+        self._run(follow)
+        if not (follow.finished and self.status in FINISHED):
+            return
+        while self._current(follow) and not follow.stop.wait(self.watch_interval):
+            try:
+                self.client.job(follow.job_id)
+            except JobNotFound:
+                self._deleted(follow)
+                return
+            except ServerError as err:
+                if err.status == 404:
+                    self._deleted(follow)
+                    return
+            except Exception:  # noqa: BLE001 - a server that is down says nothing about the job
+                continue
+
+    def _deleted(self, follow: _Follow) -> None:
+        with self._lock:
+            if self._current(follow):
+                self.status = "deleted"
+                self.error = ""
+                self._render()
 
     def refresh(self) -> bool:
         """One round without waiting (for ``poll=False``): fold the new events and the log.

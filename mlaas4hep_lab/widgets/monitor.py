@@ -145,7 +145,7 @@ class TrainingMonitor(JobFollower, widgets.VBox):
         if follow is None:
             return
         if self.poll:
-            follow.thread = threading.Thread(target=self._run, args=(follow,), daemon=True,
+            follow.thread = threading.Thread(target=self._run_and_watch, args=(follow,), daemon=True,
                                              name=f"mlaas4hep-monitor-{job_id}")
             follow.thread.start()
 
@@ -355,6 +355,9 @@ class TrainingMonitor(JobFollower, widgets.VBox):
                          f"{_esc(str(es.get('monitor')))} in epoch {es.get('best_epoch')}</span>")
         elif self.status == "failed":
             text = f"<span style='color:{ERROR_COLOR}'>failed: {_esc(self.error or 'unknown error')}</span>"
+        elif self.status == "deleted":
+            text = (f"<span style='color:{DIM_COLOR}'>deleted: this job no longer exists (its folder, log and "
+                    "artifact were removed)</span>")
         elif self.status == "cancelled":
             why = "" if self.error in ("", "cancelled") else f": {_esc(self.error)}"
             text = f"<span style='color:{WARN_COLOR}'>cancelled{why}</span>"
