@@ -49,13 +49,18 @@ class Client:
         url = url or own_url
         self.timeout = timeout
         self._manager = None
+        self.user_token = False
         if url:
             url = url.rstrip("/")
             self.api = url if url.endswith("/api/v1") else url + API_PATH
             # the kernels' secret is for their own server only, never sent to another host
-            if token is None and own_url and url == own_url.rstrip("/"):
+            own = bool(own_url) and url == own_url.rstrip("/")
+            if token is None and own:
                 token = os.environ.get("MLAAS4HEP_LAB_TOKEN")
             self.token = token
+            # another server without a token given: the user's own OIDC token, looked up per
+            # request (mlaas4hep_lab.hub: MLAAS4HEP_TOKEN, a token file, or JupyterHub's auth_state)
+            self.user_token = token is None and not own
             import requests
 
             self._http = requests.Session()
@@ -82,28 +87,55 @@ class Client:
         import requests
 
         url = self.api + path
+        headers, problem, source = self._user_auth(refresh=False)
         try:
-            response = self._http.request(method, url, json=json, params=params, files=files,
+            response = self._http.request(method, url, json=json, params=params, files=files, headers=headers,
                                           timeout=timeout or self.timeout)
+            if response.status_code == 401 and self.user_token and problem is None:
+                # the token may have expired since it was cached: once more with a fresh one
+                headers, problem, source = self._user_auth(refresh=True)
+                if problem is None:
+                    response = self._http.request(method, url, json=json, params=params, files=files,
+                                                  headers=headers, timeout=timeout or self.timeout)
         except requests.ConnectionError as err:
             raise ServerError(f"cannot reach the MLaaS4HEP server: {_reason(err)}", 0, where=self.api,
                               hint="is the server running, and the URL right?") from None
         except requests.Timeout:
             raise ServerError(f"the server did not answer within {timeout or self.timeout:g} s", 0, where=url) from None
+        if response.status_code in (401, 403) and problem is not None:
+            # the service wants a token and none could be found: say what to set up
+            found = f"{problem.where}: {problem.message}" if problem.where else problem.message
+            raise ServerError(f"{_message(response)} (HTTP {response.status_code}); {found}",
+                              response.status_code, where=f"{method} {url}", hint=problem.hint)
         if response.status_code >= 400:
-            try:
-                body = response.json()
-                message = body.get("message") or response.reason
-            except ValueError:
-                message = response.text.strip()[:500] or response.reason
+            message = _message(response)
             hint = None
-            if response.status_code in (401, 403):
-                hint = "the token is missing, wrong or expired"
+            if response.status_code == 401:
+                hint = ("the service refused your token" + (f" (from {source})" if source else "")
+                        + ": it is missing, wrong or expired")
+            elif response.status_code == 403:
+                hint = "the token is missing, wrong or expired, or it does not allow this"
+            elif response.status_code == 413:
+                hint = "the upload is larger than the service accepts: upload less, or ask its admin for more"
             raise ServerError(f"{message} (HTTP {response.status_code})", response.status_code,
                               where=f"{method} {url}", hint=hint)
         if raw:
             return response.content
         return response.json() if response.content else None
+
+    def _user_auth(self, refresh: bool) -> tuple[dict[str, str] | None, Any, str | None]:
+        """The Authorization header of the user's own token (``user_token``), and the
+        :class:`~mlaas4hep_lab.hub.TokenError` when there is none (the request then goes
+        without, so servers that need no token still work), and where the token came from."""
+        if not self.user_token:
+            return None, None, None
+        from mlaas4hep_lab.hub import TokenError, find_token
+
+        try:
+            token = find_token(refresh)
+        except TokenError as err:
+            return None, err, None
+        return {"Authorization": f"Bearer {token.value}"}, None, token.source
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -265,6 +297,19 @@ def _validation_message(err: Exception) -> str:
         loc = ".".join(str(x) for x in e.get("loc", ())) or "request"
         parts.append(f"{loc}: {e.get('msg')}")
     return "; ".join(parts)
+
+
+def _message(response: Any) -> str:
+    """The server's own reason: ``message`` of a JSON error body (FastAPI's ``detail`` too)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:500] or response.reason
+    if isinstance(body, dict):
+        detail = body.get("message") or body.get("detail")
+        if isinstance(detail, str) and detail:
+            return detail
+    return response.reason
 
 
 def _reason(err: Exception) -> str:
