@@ -27,7 +27,7 @@ from .state import WorkbenchState
 from .theme import ThemeProbe
 
 WARN_STYLE = ("border-left: 4px solid var(--jp-warn-color1, #f57c00); padding: 4px 8px; "
-              "background: var(--jp-warn-color3, #fff3e0); color: var(--jp-ui-font-color1, #222)")
+              "background: rgba(245, 124, 0, 0.12); color: var(--jp-ui-font-color1, #222)")
 
 
 class BranchExplorer(w.VBox):

@@ -33,6 +33,7 @@ from .plan import Plan
 from .read import FLAT, BranchReadError, RootFile, resolve_path
 from .specs import (Progress, cache_dir, compute_specs, load_cached, read_pass, specs_key, store_cached,
                     window)
+from .weights import WEIGHT, file_scales, scaled
 from .store import STORE_VERSION, RowStore, StoreWriter, columns_of, sweep_temporary, temporary_folder
 from .specs_file import load_specs_file, normalisation
 from .tensorize import FeatureLayout, Tensorizer
@@ -258,6 +259,8 @@ class Dataset:
         shuffle = self.params.shuffle if shuffle is None else shuffle
         seed = self.params.seed if seed is None else seed
         ids = list(self.selection.identifiers) if identifiers else []
+        if selection.weighted:
+            ids.append(WEIGHT)  # carried like an identifier; Chunk.weight below
         labels = None if self.labels is None else self.labels.values
         tensorizer = Tensorizer(layout)
         self._tensorizer = tensorizer
@@ -314,12 +317,18 @@ class Dataset:
                 if self._store_temporary and self._store is store:
                     self._drop_store()
 
-        if store is None:
-            if self.client is not None:
-                log.warning("mlaas4hep: no row store for this pass: chunks are read from ROOT in this process")
-            chunks = generate()
+        def chunks_of(store: RowStore | None) -> Iterator[Chunk]:
+            if store is None:
+                if self.client is not None:
+                    log.warning("mlaas4hep: no row store for this pass: chunks are read from ROOT in this process")
+                return generate()
+            return on_cluster() if self.client is not None else from_store()
+
+        if selection.weighted:
+            scales = file_scales(self.params, len(self.paths))
+            chunks = _with_weights(chunks_of(store), scales, identifiers)
         else:
-            chunks = on_cluster() if self.client is not None else from_store()
+            chunks = chunks_of(store)
         return prefetch(chunks) if background else chunks
 
     def chunks(self, *, shuffle: bool | None = None, seed: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
@@ -351,7 +360,7 @@ class Dataset:
         selection = self.selection
         ids = [n for n in selection.identifiers
                if n not in selection.features and selection.kinds.get(n) == FLAT]
-        return columns_of(selection.kinds, selection.features + ids)
+        return columns_of(selection.kinds, selection.features + ids + ([WEIGHT] if selection.weighted else []))
 
     def _store_key(self, key: str) -> str:
         content = {"version": STORE_VERSION, "specs": key, "columns": self._store_columns()}
@@ -460,3 +469,12 @@ class Dataset:
     def __repr__(self) -> str:
         labels = "" if self.labels is None else f", labels={list(self.labels.values)}"
         return f"Dataset({len(self.paths)} files{labels}, tree={self.params.branch!r})"
+
+
+def _with_weights(chunks: Iterator[Chunk], scales: np.ndarray, identifiers: bool) -> Iterator[Chunk]:
+    """Each chunk's event weights (the file's scale applied) moved into ``Chunk.weight``."""
+    for chunk in chunks:
+        ids = dict(chunk.identifiers or {})
+        chunk.weight = scaled(ids.pop(WEIGHT), chunk.file_index, scales)
+        chunk.identifiers = ids if identifiers else None
+        yield chunk

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from .config import JAGGED, Params, Preproc
 from .errors import ConfigError, DataError
 from .preproc import Preprocessor
+from .weights import WeightedPreprocessor, weight_expression
 from .read import RootFile
 
 
@@ -37,6 +38,11 @@ class FeatureSelection:
     @property
     def features(self) -> list[str]:
         return self.flat + self.jagged
+
+    @property
+    def weighted(self) -> bool:
+        """Whether each block carries event weights (params.json ``weight``) as ``WEIGHT``."""
+        return isinstance(self.preprocessor, WeightedPreprocessor)
 
 
 def select_features(files: Sequence[RootFile], params: Params, preproc: Preproc,
@@ -84,7 +90,11 @@ def select_features(files: Sequence[RootFile], params: Params, preproc: Preproc,
             notes.append(("warning", f"{source}: exclude_branches: branch {name!r} is not in the files; ignored"
                                      + (f" ({hint})" if hint else "")))
 
-    preprocessor = Preprocessor(preproc, common, {**unsupported, **skipped}) if preproc else None
+    weight = weight_expression(params)
+    if weight is not None:  # the weight rides with the preproc: env[WEIGHT] in every block
+        preprocessor = WeightedPreprocessor(preproc or Preproc(), common, {**unsupported, **skipped}, weight)
+    else:
+        preprocessor = Preprocessor(preproc, common, {**unsupported, **skipped}) if preproc else None
     if params.selected_branches:
         candidates = list(params.selected_branches)
     else:

@@ -26,6 +26,7 @@ from .plan import Plan
 from .read import RootFile
 from .store import RowStore
 from .tensorize import Jagged, Tensorizer, packed
+from .weights import WEIGHT
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Chunk:
     index: int  # chunk number, from 0
     identifiers: dict[str, np.ndarray] | None = None
     positions: list[StreamPosition] | None = None  # where each file's stream stands after this chunk
+    weight: np.ndarray | None = None  # float64 (n,): each event's weight (params weight), None without
 
     def __len__(self) -> int:
         return len(self.X)
@@ -98,7 +100,7 @@ class FileStream:
         self.rfile = rfile
         self.selection = selection
         self.keep = selection.features + [n for n in identifiers if n not in selection.features]
-        read = selection.read + [n for n in identifiers if n not in selection.read]
+        read = selection.read + [n for n in identifiers if n not in selection.read and n != WEIGHT]
         self.position = start
         self._blocks = rfile.iterate(read, start.next_entry, stop, step)
         self._executor = executor

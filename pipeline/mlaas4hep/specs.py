@@ -33,6 +33,7 @@ from .config import Params, Preproc
 from .features import FeatureSelection
 from .read import JAGGED, RootFile
 from .tensorize import Jagged, packed
+from .weights import WEIGHT, file_scales
 
 SPECS_VERSION = 2  # 2: an empty identifier excludes run, event, luminosityBlock
 Progress = Callable[[str, int], None]  # (file path, entries just read)
@@ -88,10 +89,12 @@ class _RangeStats:
         self.stats = {name: _Stats() for name in selection.features}
         self.events_read = 0
         self.events = 0
+        self.weighted = 0.0  # Σ weight of the selected events (params weight; before the file's scale)
 
     def merge(self, other: _RangeStats) -> None:
         self.events_read += other.events_read
         self.events += other.events
+        self.weighted += other.weighted
         for name, st in self.stats.items():
             o = other.stats[name]
             st.minv, st.maxv = min(st.minv, o.minv), max(st.maxv, o.maxv)
@@ -109,12 +112,14 @@ def range_stats(rfile: RootFile, selection: FeatureSelection, start: int, stop: 
     pre = selection.preprocessor
     jagged = set(selection.jagged) | {n for n, kind in (sink.columns.items() if sink else ()) if kind == JAGGED}
     keep = list(sink.columns) if sink is not None else list(out.stats)
-    new = set(pre.new_names) if pre else set()
+    new = (set(pre.new_names) if pre else set()) | {WEIGHT}  # computed, never read
     read = selection.read + [n for n in keep if n not in selection.read and n not in new]
     for first, end, arrays in rfile.iterate(read, start, stop, step):
         env, mask = pre.apply(arrays) if pre else (arrays, None)
         out.events_read += end - first
         out.events += (end - first) if mask is None else int(np.count_nonzero(mask))
+        if WEIGHT in env:
+            out.weighted += float(np.sum(env[WEIGHT] if mask is None else env[WEIGHT][mask]))
         selected = {name: _selected(env[name], mask, name in jagged) for name in keep}
         if stats:
             for name, st in out.stats.items():
@@ -158,6 +163,7 @@ def file_specs(rfile: RootFile, selection: FeatureSelection, total: _RangeStats)
         "num_entries": rfile.num_entries,
         "events_read": total.events_read,
         "events": total.events,
+        **({"weighted": total.weighted} if selection.weighted else {}),
         "minv": {k: v["minv"] for k, v in per.items()},
         "maxv": {k: v["maxv"] for k, v in per.items()},
         "nans": {k: v["nans"] for k, v in per.items()},
@@ -184,7 +190,8 @@ def merge_specs(per_file: dict[str, dict[str, Any]], selection: FeatureSelection
         "maxv": {n: (0.0 if v is None else v) for n, v in maxv.items()},
         "nans": {n: sum(f["nans"][n] for f in per_file.values()) for n in features},
         "events": {"total": sum(f["events"] for f in per_file.values()),
-                   "per_file": {p: f["events"] for p, f in per_file.items()}},
+                   "per_file": {p: f["events"] for p, f in per_file.items()},
+                   **({"weighted": _weighted(per_file, params)} if selection.weighted else {})},
         "events_read": {"total": sum(f["events_read"] for f in per_file.values()),
                         "per_file": {p: f["events_read"] for p, f in per_file.items()}},
         "nevts": params.nevts,
@@ -194,6 +201,13 @@ def merge_specs(per_file: dict[str, dict[str, Any]], selection: FeatureSelection
         "skipped": dict(selection.skipped),
         "files": per_file,
     }
+
+
+def _weighted(per_file: dict[str, dict[str, Any]], params: Params) -> dict[str, Any]:
+    """Σw of the selected events, each file's sum times its scale: in total and per file."""
+    scales = file_scales(params, len(per_file))
+    out = {p: f.get("weighted", 0.0) * float(scale) for (p, f), scale in zip(per_file.items(), scales)}
+    return {"total": sum(out.values()), "per_file": out}
 
 
 def read_pass(files: Sequence[RootFile], selection: FeatureSelection, params: Params,
@@ -309,6 +323,8 @@ def specs_key(files: Sequence[RootFile], params: Params, preproc: Preproc) -> st
         "preproc": json.loads(preproc.canonical()) if preproc else None,
         "nevts": params.nevts,
     }
+    if params.weight:
+        content["weight"] = params.weight
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:32]
 
 

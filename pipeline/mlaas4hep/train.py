@@ -168,6 +168,9 @@ class Trainer:
                 self._restore_best()
             y_test, scores_test = self._held_out(self.test_dir)
             metrics = classification_metrics(y_test, scores_test) if y_test.size else {"events": 0}
+            weight_test = self._held_out_weights(self.test_dir)
+            if weight_test is not None and y_test.size:
+                metrics.update(weighted_metrics(y_test, scores_test, weight_test))
             self.state.seconds += time.monotonic() - self._start
             artifact = write_artifact(self.output / self.fout, self.adapter, self.ds, metrics, self.state.history,
                                       training=self._training_summary())
@@ -261,7 +264,8 @@ class Trainer:
             validation = (chunk.X[rows.val], chunk.y[rows.val]) if rows.val.any() else None
             started = time.monotonic()
             self.adapter.fit(chunk.X[rows.train], chunk.y[rows.train], epochs=p.epochs, batch_size=p.batch_size,
-                             validation=validation, on_epoch=self._epoch_recorder(chunk.index, len(chunk), rate, total))
+                             validation=validation, on_epoch=self._epoch_recorder(chunk.index, len(chunk), rate, total),
+                             **_weights_of(chunk, rows.train))
             self.state.events_processed += len(chunk)
             self.state.chunk_done = chunk.index
             self.state.positions = [[pos.next_entry, pos.taken] for pos in chunk.positions]
@@ -311,7 +315,8 @@ class Trainer:
                 validation = (chunk.X[rows.val], chunk.y[rows.val]) if rows.val.any() else None
                 started = time.monotonic()
                 (metrics,) = self.adapter.fit(chunk.X[rows.train], chunk.y[rows.train], epochs=1,
-                                              batch_size=p.batch_size, validation=validation)
+                                              batch_size=p.batch_size, validation=validation,
+                                              **_weights_of(chunk, rows.train))
                 for key, value in metrics.items():
                     n = int(rows.val.sum()) if key.startswith("val_") else int(rows.train.sum())
                     sums[key] = sums.get(key, 0.0) + value * n
@@ -410,6 +415,20 @@ class Trainer:
             folder.mkdir(parents=True, exist_ok=True)
             np.save(folder / f"X-{chunk.index:05d}.npy", chunk.X[keep])
             np.save(folder / f"y-{chunk.index:05d}.npy", chunk.y[keep])
+            if chunk.weight is not None:
+                np.save(folder / f"w-{chunk.index:05d}.npy", chunk.weight[keep])
+
+    def _held_out_weights(self, folder: Path) -> np.ndarray | None:
+        """The event weights of the rows kept in ``folder``, in the order of :meth:`_held_out`;
+        None without params.json ``weight``."""
+        if not self.ds.selection.weighted:
+            return None
+        out = []
+        for index in range(self.ds.plan().n_chunks):
+            x_path, w_path = folder / f"X-{index:05d}.npy", folder / f"w-{index:05d}.npy"
+            if x_path.exists() and len(np.load(x_path, mmap_mode="r")):
+                out.append(np.load(w_path))
+        return np.concatenate(out) if out else np.empty(0)
 
     def _held_out(self, folder: Path) -> tuple[np.ndarray, np.ndarray]:
         """Labels and the final model's scores of the rows kept in ``folder``."""
@@ -431,10 +450,28 @@ class Trainer:
         ``evaluation`` event with the same content."""
         y_train, scores_train = self._held_out(self.sample_dir)
         result = evaluate(y_test, scores_test, y_train, scores_train, n_classes=self.adapter.n_classes,
+                          weight_test=self._held_out_weights(self.test_dir),
+                          weight_train=self._held_out_weights(self.sample_dir),
                           class_names=class_names(self.ds.labels.classes, self.adapter.n_classes),
                           history=self.state.history, seed=self.params.seed)
         write_json_atomic(artifact / "evaluation.json", json_safe(result), indent=1)
         self.events.emit("evaluation", **result)
+
+
+def _weights_of(chunk: Chunk, rows: np.ndarray) -> dict[str, Any]:
+    """``sample_weight`` for the adapter's fit when the chunk carries event weights."""
+    return {} if chunk.weight is None else {"sample_weight": chunk.weight[rows]}
+
+
+def weighted_metrics(y: np.ndarray, scores: np.ndarray, weight: np.ndarray) -> dict[str, Any]:
+    """The test AUC with event weights (binary labels), and the test events' Σw."""
+    from .evaluate import roc_auc
+
+    out: dict[str, Any] = {"weighted_events": float(np.sum(weight))}
+    scores = np.asarray(scores)
+    if scores.ndim == 1 and np.unique(y).size == 2:
+        out["weighted_auc"] = float(roc_auc(np.asarray(y) == 1, scores, weight))
+    return out
 
 
 class _Rate:

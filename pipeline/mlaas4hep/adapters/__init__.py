@@ -90,8 +90,10 @@ class ModelAdapter(ABC):
     @abstractmethod
     def fit(self, X: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int,
             validation: tuple[np.ndarray, np.ndarray] | None = None,
-            on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
-        """Train on one block of rows; metrics (loss, val_loss, ...) per epoch."""
+            on_epoch: EpochCallback | None = None,
+            sample_weight: np.ndarray | None = None) -> list[dict[str, float]]:
+        """Train on one block of rows; metrics (loss, val_loss, ...) per epoch. ``sample_weight``:
+        one weight per row (params.json ``weight``): each row's loss counts in proportion."""
 
     @abstractmethod
     def predict(self, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:

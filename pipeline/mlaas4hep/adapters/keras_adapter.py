@@ -90,7 +90,8 @@ class KerasAdapter(ModelAdapter):
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int,
             validation: tuple[np.ndarray, np.ndarray] | None = None,
-            on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
+            on_epoch: EpochCallback | None = None,
+            sample_weight: np.ndarray | None = None) -> list[dict[str, float]]:
         if self.one_hot:  # a categorical loss takes one-hot rows, as the original encoded them
             width = self._outputs() or self.n_classes
             y = one_hot(y, width)
@@ -98,6 +99,7 @@ class KerasAdapter(ModelAdapter):
                 validation = (validation[0], one_hot(validation[1], width))
         history = self.model.fit(
             X, y, epochs=epochs, batch_size=batch_size, validation_data=validation, shuffle=True,
+            sample_weight=None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32),
             verbose=0, callbacks=[_EpochEvents(on_epoch)],
         )
         keys = list(history.history)

@@ -86,7 +86,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from . import EpochCallback, ModelAdapter, _user_line, build_model, load_model_module, loss_key, one_hot
 
 STATE_FILE = "model.pt"
@@ -312,7 +312,8 @@ class TorchAdapter(ModelAdapter):
 
     def fit(self, X: np.ndarray, y: np.ndarray, *, epochs: int, batch_size: int,
             validation: tuple[np.ndarray, np.ndarray] | None = None,
-            on_epoch: EpochCallback | None = None) -> list[dict[str, float]]:
+            on_epoch: EpochCallback | None = None,
+            sample_weight: np.ndarray | None = None) -> list[dict[str, float]]:
         if not self._trainable:
             raise ConfigError("this model was loaded from its TorchScript file; training it further needs "
                               "the model.py that built it", where=self.source,
@@ -322,6 +323,16 @@ class TorchAdapter(ModelAdapter):
         Xt = _as_input(X)
         self._ensure_checked(Xt.shape[1])
         yt = self._as_target(y, Xt.shape[0])
+        wt = None
+        if sample_weight is not None:
+            weights = np.asarray(sample_weight, dtype=np.float32).reshape(-1)
+            if weights.shape[0] != Xt.shape[0]:
+                raise ValueError(f"{weights.shape[0]} sample weights for {Xt.shape[0]} rows")
+            if not np.all(np.isfinite(weights)):
+                raise DataError(f"{int((~np.isfinite(weights)).sum())} event weight(s) are NaN or infinite",
+                                where="params.json: weight", hint="a weight must be a finite number per event")
+            wt = _from_numpy(np.ascontiguousarray(weights))
+            self._check_weightable()
         val = None
         if validation is not None:
             Xv = _as_input(validation[0])
@@ -345,7 +356,11 @@ class TorchAdapter(ModelAdapter):
                         yb = yt.index_select(0, rows).to(self.device, non_blocking=True)
                         opt.zero_grad(set_to_none=True)
                         out = self.model(xb)
-                        loss = self._loss_of(out, yb)
+                        if wt is None:
+                            loss = self._loss_of(out, yb)
+                        else:
+                            wb = wt.index_select(0, rows).to(self.device, non_blocking=True)
+                            loss = self._weighted_loss(out, yb, wb)
                         loss.backward()
                         opt.step()
                         with torch.no_grad():
@@ -380,6 +395,30 @@ class TorchAdapter(ModelAdapter):
         if not isinstance(loss, torch.Tensor):
             raise ConfigError(f"the loss returned {type(loss).__name__}; it must return a tensor", where=self.source)
         return loss.mean() if loss.ndim else loss
+
+    def _check_weightable(self) -> None:
+        if not isinstance(getattr(self._loss, "reduction", None), str):
+            raise ConfigError(f"the loss {self._loss_name} cannot weight events (params.json weight): it gives one "
+                              "number per batch", where=self.source,
+                              hint="use a torch loss module (nn.BCEWithLogitsLoss(), nn.CrossEntropyLoss(), ...) or "
+                                   "a Keras loss name")
+
+    def _weighted_loss(self, out: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Σ w·loss / Σ w over the batch: the loss module's own per-event values, weighted."""
+        reduction = self._loss.reduction
+        self._loss.reduction = "none"
+        try:
+            per_event = self._loss_of_events(out, target)
+        finally:
+            self._loss.reduction = reduction
+        per_event = per_event.reshape(per_event.shape[0], -1).mean(dim=1)
+        total = weight.sum()
+        return (per_event * weight).sum() / torch.where(total != 0, total, torch.ones_like(total))
+
+    def _loss_of_events(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self._width == 1:
+            target = target.view(out.shape)
+        return self._loss(out, target)
 
     def _correct(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self._width == 1:
