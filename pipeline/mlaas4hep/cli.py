@@ -378,7 +378,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .artifact import Artifact
     from .config import load_list
     from .console import table
-    from .evaluate import evaluate_files
+    from .evaluate_artifact import evaluate_files
     from .events import json_safe
     from .specs import write_json_atomic
 
