@@ -22,7 +22,7 @@ from mlaas4hep.errors import MLaaS4HEPError
 from mlaas4hep.explore import Histogram
 
 from .colours import class_colours
-from .hepplot import LOWER, STYLES, PlotOptions, draw, unit_from_title
+from .hepplot import LOWER, STYLES, HepPlotter, PlotOptions, unit_from_title
 from .state import WorkbenchState
 from .theme import ThemeProbe
 
@@ -67,6 +67,7 @@ class BranchExplorer(w.VBox):
         self.last_update_ms: float | None = None
         self.updates = 0
         self.hidden: dict[str, str] = {}  # new branches not listed, and why
+        self._plotter = HepPlotter()
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self._drawing = threading.Lock()  # one update at a time: the figure is not thread-safe
@@ -149,7 +150,7 @@ class BranchExplorer(w.VBox):
             roles = {g: ("signal" if g == signal else "background") for g, _ in mapping} if signal else {}
             colours = class_colours(sample.groups, signal)
             definition = (preproc or {}).get("new_branch", {}).get(name, {}).get("def")
-            self.image.value = draw(histogram, PlotOptions(
+            self.image.value = self._plotter.draw(histogram, PlotOptions(
                 colours=colours, signal=signal, style=self.style.value, normalise=self.normalise.value,
                 per_width=self.per_width.value, log_y=self.log_y.value, lower=self.lower.value,
                 unit=self.unit.value.strip(), dark=self.theme.dark, roles=roles,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -59,70 +60,113 @@ def _style(name: str) -> dict:
     return dict(getattr(mplhep.style, name))
 
 
+class HepPlotter:
+    """Draws histograms into PNG bytes, keeping one figure per look (style, lower panel, theme):
+    redrawing replaces the data artists but keeps the axes and their ticks, which is most of
+    the cost of a figure (an HEP style has minor ticks on all four sides). One per explorer:
+    not thread-safe."""
+
+    def __init__(self, size: tuple[float, float] = (7.2, 4.6), dpi: int = 90):
+        self.size, self.dpi = size, dpi
+        self._figures: dict[tuple, tuple[Figure, Any, Any, list]] = {}
+
+    def _rc(self, opts: PlotOptions) -> dict:
+        rc = _style(opts.style)
+        rc.update({"font.size": 10, "axes.labelsize": 11, "legend.fontsize": 8, "xtick.labelsize": 9,
+                   "ytick.labelsize": 9, "figure.figsize": self.size, "figure.dpi": self.dpi})
+        if opts.dark:
+            rc.update(DARK)
+        return rc
+
+    def _figure(self, opts: PlotOptions, lower: bool) -> tuple[Figure, Any, Any, list]:
+        key = (opts.style, lower, opts.dark)
+        if key not in self._figures:
+            fig = Figure(figsize=self.size, dpi=self.dpi)
+            FigureCanvasAgg(fig)
+            if lower:
+                ax, low = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05})
+            else:
+                ax, low = fig.add_subplot(1, 1, 1), None
+            keep = _experiment_label(ax, opts.style) if opts.style != "plain" else []
+            fig.subplots_adjust(left=0.12, right=0.97, top=0.93, bottom=0.13)
+            self._figures[key] = (fig, ax, low, keep)
+        fig, ax, low, keep = self._figures[key]
+        for target in (ax, low):
+            if target is None:
+                continue
+            for artist in [*target.lines, *target.collections, *target.patches, *target.texts, *target.containers]:
+                if artist not in keep and artist in target.get_children():
+                    artist.remove()
+            target.containers.clear()
+            if target.get_legend() is not None:
+                target.get_legend().remove()
+            target.set_yscale("linear")
+            target.set_title("", loc="right")
+            target.set_xlabel("")
+            target.set_ylabel("")
+            target.relim()
+            target.autoscale(True)
+        return fig, ax, low, keep
+
+    def draw(self, h: Histogram, opts: PlotOptions) -> bytes:
+        """The histogram (after the cuts with error bars, before them dashed) as PNG bytes."""
+        with matplotlib.rc_context(self._rc(opts)):
+            lower = opts.lower != "none" and opts.signal in h.after and len(h.after) > 1
+            fig, ax, low, _ = self._figure(opts, lower)
+            _plot(h, opts, ax, low)
+            out = io.BytesIO()
+            fig.savefig(out, format="png")
+        return out.getvalue()
+
+
 def draw(h: Histogram, opts: PlotOptions, size: tuple[float, float] = (7.2, 4.6), dpi: int = 90) -> bytes:
-    """The histogram (after the cuts with error bars, before them dashed) as PNG bytes."""
-    rc = _style(opts.style)
-    rc.update({"font.size": 10, "axes.labelsize": 11, "legend.fontsize": 8, "xtick.labelsize": 9,
-               "ytick.labelsize": 9, "figure.figsize": size, "figure.dpi": dpi})
-    if opts.dark:
-        rc.update(DARK)
-    with matplotlib.rc_context(rc):
-        fig = Figure(figsize=size, dpi=dpi)
-        FigureCanvasAgg(fig)
-        lower = opts.lower != "none" and opts.signal in h.after and len(h.after) > 1
-        if lower:
-            ax, low = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.05})
-        else:
-            ax, low = fig.add_subplot(1, 1, 1), None
-        widths = np.diff(h.edges)
-        centres = (h.edges[:-1] + h.edges[1:]) / 2
-        scaled: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        roles = opts.roles or {}
-        for group in h.after:
-            colour = opts.colours.get(group, "#777777")
-            name = f"{group} = {roles[group]}" if roles.get(group) else group
-            for which, counts, w2 in (("before", h.before[group], h.before_w2.get(group, h.before[group])),
-                                      ("after", h.after[group], h.after_w2.get(group, h.after[group]))):
-                factor = np.ones_like(widths)
-                if opts.normalise and counts.sum():
-                    factor = factor / counts.sum()
-                if opts.per_width:
-                    factor = factor / widths
-                values, errors = counts * factor, np.sqrt(w2) * factor
-                if which == "before":
-                    ax.stairs(values, h.edges, color=colour, linestyle="--", alpha=0.55, linewidth=1.1,
-                              label=f"{name} (all)")
-                else:
-                    ax.stairs(values, h.edges, color=colour, linewidth=1.8, label=f"{name} (after cuts)")
-                    ax.errorbar(centres, values, yerr=errors, fmt="none", ecolor=colour, elinewidth=1.0, capsize=0)
-                    scaled[group] = (values, errors)
-        for value in h.cut_values:
-            for target in (ax, low):
-                if target is not None:
-                    target.axvline(value, color="#ff9800", linewidth=1.4, linestyle="-.")
-            ax.annotate(f"cut {value:g}", (value, 0.8), xycoords=("data", "axes fraction"), xytext=(3, 0),
-                        textcoords="offset points", color="#ff9800", fontsize=8)
-        if opts.log_y:
-            ax.set_yscale("log")
-        unit = f" [{opts.unit}]" if opts.unit and h.what != "multiplicity" else ""
-        xlabel = f"number of {h.branch} per event" if h.what == "multiplicity" else f"{h.branch}{unit}"
-        if opts.label:
-            xlabel += f"   ({opts.label})"
-        (low or ax).set_xlabel(xlabel)
-        ax.set_ylabel(_ylabel(h, opts, widths))
-        title = "N−1: every cut except those on " + h.branch if h.n_minus_1 else ""
-        if title:
-            ax.set_title(title, fontsize=9, loc="right")
-        ax.legend(frameon=False, ncol=2)
-        ax.grid(alpha=0.25)
-        if low is not None:
-            _lower_panel(low, h, opts, scaled, centres)
-        if opts.style != "plain":
-            _experiment_label(ax, opts.style)
-        fig.subplots_adjust(left=0.12, right=0.97, top=0.93, bottom=0.13)
-        out = io.BytesIO()
-        fig.savefig(out, format="png")
-    return out.getvalue()
+    """One histogram as PNG bytes, on a figure of its own."""
+    return HepPlotter(size, dpi).draw(h, opts)
+
+
+def _plot(h: Histogram, opts: PlotOptions, ax, low) -> None:
+    widths = np.diff(h.edges)
+    centres = (h.edges[:-1] + h.edges[1:]) / 2
+    scaled: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    roles = opts.roles or {}
+    for group in h.after:
+        colour = opts.colours.get(group, "#777777")
+        name = f"{group} = {roles[group]}" if roles.get(group) else group
+        for which, counts, w2 in (("before", h.before[group], h.before_w2.get(group, h.before[group])),
+                                  ("after", h.after[group], h.after_w2.get(group, h.after[group]))):
+            factor = np.ones_like(widths)
+            if opts.normalise and counts.sum():
+                factor = factor / counts.sum()
+            if opts.per_width:
+                factor = factor / widths
+            values, errors = counts * factor, np.sqrt(w2) * factor
+            if which == "before":
+                ax.stairs(values, h.edges, color=colour, linestyle="--", alpha=0.55, linewidth=1.1,
+                          label=f"{name} (all)")
+            else:
+                ax.stairs(values, h.edges, color=colour, linewidth=1.8, label=f"{name} (after cuts)")
+                ax.errorbar(centres, values, yerr=errors, fmt="none", ecolor=colour, elinewidth=1.0, capsize=0)
+                scaled[group] = (values, errors)
+    for value in h.cut_values:
+        for target in (ax, low):
+            if target is not None:
+                target.axvline(value, color="#ff9800", linewidth=1.4, linestyle="-.")
+        ax.annotate(f"cut {value:g}", (value, 0.8), xycoords=("data", "axes fraction"), xytext=(3, 0),
+                    textcoords="offset points", color="#ff9800", fontsize=8)
+    if opts.log_y:
+        ax.set_yscale("log")
+    unit = f" [{opts.unit}]" if opts.unit and h.what != "multiplicity" else ""
+    xlabel = f"number of {h.branch} per event" if h.what == "multiplicity" else f"{h.branch}{unit}"
+    if opts.label:
+        xlabel += f"   ({opts.label})"
+    (low or ax).set_xlabel(xlabel)
+    ax.set_ylabel(_ylabel(h, opts, widths))
+    if h.n_minus_1:
+        ax.set_title("N−1: every cut except those on " + h.branch, fontsize=9, loc="right")
+    ax.legend(frameon=False, ncol=2)
+    ax.grid(alpha=0.25)
+    if low is not None:
+        _lower_panel(low, h, opts, scaled, centres)
 
 
 def _ylabel(h: Histogram, opts: PlotOptions, widths: np.ndarray) -> str:
@@ -163,12 +207,13 @@ def _lower_panel(low, h: Histogram, opts: PlotOptions, scaled: dict, centres: np
     low.grid(alpha=0.25)
 
 
-def _experiment_label(ax, style: str) -> None:
+def _experiment_label(ax, style: str) -> list:
     """"CMS Simulation" (or ATLAS, LHCb) above the frame, as the experiments write it. Drawn as
     plain text: mplhep's own label renders the figure twice to place itself, too slow here."""
     bold = {"CMS": ("CMS", "bold", "normal"), "ATLAS": ("ATLAS", "bold", "italic"),
             "LHCb": ("LHCb", "normal", "normal")}[style]
     name = ax.text(0.0, 1.015, bold[0], transform=ax.transAxes, fontsize=12, fontweight=bold[1],
                    fontstyle=bold[2], va="bottom", ha="left")
-    ax.annotate("Simulation", xy=(1, 0), xycoords=name, xytext=(4, 0), textcoords="offset points",
-                fontsize=10, fontstyle="italic", va="bottom", ha="left")
+    sub = ax.annotate("Simulation", xy=(1, 0), xycoords=name, xytext=(4, 0), textcoords="offset points",
+                      fontsize=10, fontstyle="italic", va="bottom", ha="left")
+    return [name, sub]
