@@ -38,8 +38,12 @@ def expected(tth, scale):
     return out
 
 
-@pytest.mark.parametrize("cache", [False, True])
-def test_specs_and_chunks_carry_the_weights(tth, tmp_path, cache):
+@pytest.mark.parametrize("cache", [False, True, "no store"])
+def test_specs_and_chunks_carry_the_weights(tth, tmp_path, cache, monkeypatch):
+    """From the row store (cache false and true) and straight from ROOT (no store)."""
+    if cache == "no store":
+        monkeypatch.setattr(mlaas4hep.Dataset, "_store_writer", lambda self, key: None)
+        cache = False
     scale = [0.25, 4.0]
     params = {"identifier": ["run", "event", "luminosityBlock"], "chunk_size": 700, "cache": cache,
               "cache_dir": str(tmp_path), "exclude_branches": ["weight"],
