@@ -122,3 +122,15 @@ def test_training_uses_the_weights(tth, tmp_path, framework):
     assert scores.mean() > 0.9  # trained on signal only: background is called signal
     evaluation = json.loads((no_bkg.path / "evaluation.json").read_text())
     assert "weighted_auc" in no_bkg.metrics and evaluation
+
+
+@pytest.mark.slow
+def test_weights_on_the_dask_cluster_equal_one_process(tth, dask_client):
+    params = {"chunk_size": 2000, "specs_cache": False, "exclude_branches": ["weight"],
+              "weight": {"expr": "weight * (1 + nj)", "scale": [0.5, 2.0]}}
+    one = mlaas4hep.Dataset(files(tth), labels=["1", "0"], params=params, preproc=PREPROC)
+    spread = mlaas4hep.Dataset(files(tth), labels=["1", "0"], params=params, preproc=PREPROC, dask=dask_client)
+    assert spread.specs()["events"]["weighted"]["per_file"] == pytest.approx(one.specs()["events"]["weighted"]["per_file"])
+    for a, b in zip(one.iter_chunks(seed=4), spread.iter_chunks(seed=4)):
+        np.testing.assert_array_equal(a.entry, b.entry)
+        np.testing.assert_allclose(a.weight, b.weight, rtol=0)
