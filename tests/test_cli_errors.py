@@ -405,3 +405,185 @@ def test_a_correct_run_succeeds(cli, zmumu, tmp_path):
 def write_bytes(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs that ended in a traceback (or worse) before: each is one clear error line now
+
+
+def test_read_threads_out_of_range(cli, inputs, tmp_path):
+    params = write_json(tmp_path / "params.json", {"read_threads": 100000})
+    user_error(cli("specs", *inputs, "--params", params),
+               f"{params}: read_threads: expected an integer from 0 to 256, got 100,000")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"timeout": NaN}', "timeout: expected a number, got nan (NaN and infinity are not allowed)"),
+    ('{"validation_split": Infinity}', "validation_split: expected a fraction, got inf"),
+    ('{"chunk_size": 1e400}', "chunk_size: expected an integer, got inf"),
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON: nested too deeply"),
+])
+def test_params_numbers_and_depth(cli, inputs, tmp_path, text, expected):
+    params = write(tmp_path / "params.json", text)
+    user_error(cli("specs", *inputs, "--params", params), str(params), expected)
+
+
+@pytest.mark.parametrize("content", [b"\x00\x01garbage\xff\xfe", b"root" + bytes(range(256)) * 4])
+def test_a_damaged_file_given_to_files_is_a_file_not_a_list(cli, tmp_path, content):
+    """Whatever its extension: it does not read as a list, so it is the one file to read."""
+    for name in ("damaged.root", "events.dat"):
+        path = tmp_path / name
+        path.write_bytes(content)
+        message = user_error(cli("specs", "--files", path), f"{path} (from files[0])")
+        assert "list" not in message and ("ROOT file" in message)
+
+
+def test_a_root_file_with_a_comma_in_its_name_is_one_file(cli, tth, tmp_path):
+    import shutil
+
+    odd = shutil.copy(tth["signal"], tmp_path / "sig,nal.root")
+    result = cli("specs", "--files", odd)
+    assert result.returncode == 0, result.stderr
+    assert "12000" in result.stdout.replace(",", "")
+
+
+def test_a_files_list_that_is_not_text_but_named_txt_is_still_read_as_a_file(cli, tmp_path):
+    path = write_bytes(tmp_path / "files.txt", b"\xff\xfe\x00\x01")
+    user_error(cli("specs", "--files", path), f"{path} (from files[0])", "ROOT file")
+
+
+@pytest.mark.parametrize("labels, expected", [
+    ("1.5\n0\n", ":1: label '1.5' is a number that is not an integer"),
+    ("signal\n0\n", ":2: label '0' is a number but 'signal'"),
+    ("99999999999999999999\n0\n", ":1: label 99999999999999999999 is too large"),
+])
+def test_labels_that_are_not_classes(cli, tth, tmp_path, labels, expected):
+    path = write(tmp_path / "labels.txt", labels)
+    user_error(cli("specs", "--files", tth["files"], "--labels", path), f"{path}{expected}")
+
+
+def test_specs_given_as_a_folder_or_binary_file(cli, inputs, tmp_path):
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    binary = write_bytes(tmp_path / "specs.json", b"\xc3\x28\xff")
+    model = write(tmp_path / "model.py", "def model(idim):\n    return None\n")
+    for given, expected in ((folder, "expected a specs JSON file, got a folder"),
+                            (binary, "cannot read the specs file")):
+        user_error(cli("workflow", *inputs, "--specs", given, "--model", model, "--output", tmp_path / "out"),
+                   str(given), expected)
+
+
+@pytest.fixture(scope="module")
+def artifact(tth, tmp_path_factory):
+    """A small PyTorch artifact trained on the ttH files."""
+    from support import torch_model
+
+    import mlaas4hep
+
+    need_torch()
+    folder = tmp_path_factory.mktemp("artifact")
+    model = folder / "model.py"
+    model.write_text(torch_model(4))
+    ds = mlaas4hep.Dataset(tth["files"], labels=tth["labels"], params={"chunk_size": -1, "epochs": 1})
+    mlaas4hep.train(ds, model, output=folder / "out")
+    return {"path": folder / "out" / "artifact", "model": model}
+
+
+def need_torch():
+    import importlib.util
+
+    from support import need
+
+    need(importlib.util.find_spec("torch") is not None, "torch is not installed")
+
+
+def damaged_copy(artifact, tmp_path, change):
+    import shutil
+
+    copy = tmp_path / "damaged-artifact"
+    shutil.copytree(artifact["path"], copy)
+    change(copy)
+    return copy
+
+
+@pytest.mark.parametrize("change, expected", [
+    (lambda a: (a / "mlaas4hep.json").write_text("[1, 2]"), "expected a JSON object in mlaas4hep.json, got list"),
+    (lambda a: (a / "mlaas4hep.json").write_text('{"format": "mlaas4hep-artifact"}'),
+     "the artifact's mlaas4hep.json lacks 'framework'"),
+    (lambda a: (a / "mlaas4hep.json").write_bytes(b"\xb7\x00\xff" * 100), "cannot read mlaas4hep.json"),
+    (lambda a: (a / "model.ts").write_bytes(os.urandom(100)), "cannot read this saved PyTorch file (damaged"),
+])
+def test_predict_with_a_damaged_artifact(cli, artifact, tth, tmp_path, change, expected):
+    damaged = damaged_copy(artifact, tmp_path, change)
+    user_error(cli("predict", "--artifact", damaged, "--files", tth["signal"], "--out", tmp_path / "s.root"),
+               str(damaged), expected)
+    assert not (tmp_path / "s.root").exists()
+
+
+def test_predict_with_damaged_weights_and_its_model_py(cli, artifact, tth, tmp_path):
+    damaged = damaged_copy(artifact, tmp_path, lambda a: (a / "model.pt").write_bytes(os.urandom(100)))
+    user_error(cli("predict", "--artifact", damaged, "--files", tth["signal"], "--out", tmp_path / "s.root",
+                   "--model", artifact["model"]), f"{damaged}/model.pt", "cannot read this saved PyTorch file")
+
+
+@pytest.mark.parametrize("branch, expected", [
+    ("", "the score branch needs a name without '/', got ''"),
+    ("run", "the score branch 'run' would have the name of an identifier or index branch"),
+])
+def test_predict_score_branch_names(cli, artifact, tth, tmp_path, branch, expected):
+    user_error(cli("predict", "--artifact", artifact["path"], "--files", tth["signal"], "--out", tmp_path / "s.root",
+                   "--branch", branch), expected)
+
+
+def test_outputs_that_are_devices_or_pipes_are_refused(cli, artifact, inputs, tth, tmp_path):
+    """Writing goes to a temporary file that replaces the target: a pipe (or /dev/full, as root)
+    would have been replaced by a regular file."""
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    user_error(cli("specs", *inputs, "--fout", pipe), f"{pipe}: --fout names a device or special file")
+    user_error(cli("predict", "--artifact", artifact["path"], "--files", tth["signal"], "--out", pipe),
+               f"{pipe}: --out names a device or special file")
+    assert pipe.is_fifo()
+
+
+@pytest.mark.parametrize("fout", ["../outside", "/tmp/elsewhere", "checkpoint", ".."])
+def test_workflow_fout_is_a_name_inside_the_output(cli, inputs, tmp_path, fout):
+    model = write(tmp_path / "model.py", "def model(idim):\n    return None\n")
+    user_error(cli("workflow", *inputs, "--model", model, "--output", tmp_path / "out", "--fout", fout), "--fout")
+    assert not (tmp_path / "outside").exists()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["generate", "--events", "100000000000000", "--out", "g"], "--events must be from 1 to 50,000,000 per file"),
+    (["generate", "--events", "10", "--seed", "-1", "--out", "g"], "--seed must be from 0 to 2**63-1, got -1"),
+    (["demo", "--events", "0", "--out", "g"], "--events must be from 1 to 50,000,000 per file, got 0"),
+    (["generate", "--events", "many"], "argument --events: invalid int value: 'many' (see mlaas4hep generate --help)"),
+    (["specs"], "the following arguments are required: --files (see mlaas4hep specs --help)"),
+    (["frobnicate"], "argument <verb>: invalid choice: 'frobnicate'"),
+])
+def test_command_line_values(cli, tmp_path, args, expected):
+    user_error(cli(*args), expected)
+    assert not (tmp_path / "g").exists()
+
+
+def test_evaluate_bootstrap_is_bounded(cli, artifact, tth, tmp_path):
+    user_error(cli("evaluate", "--artifact", artifact["path"], "--files", tth["signal"], "--bootstrap", "1000000000"),
+               "--bootstrap must be from 0 to 100,000")
+
+
+def test_serve_config_that_is_not_text(cli, tmp_path):
+    config = write_bytes(tmp_path / "serve.json", b"\xc3\x28\xff")
+    user_error(cli("serve", "--config", config), f"{config}: cannot read the config file: it is not UTF-8 text")
+
+
+@pytest.mark.parametrize("definition, expected", [
+    ("-" * 400 + "HT", "is nested 402 levels deep; at most 200 are allowed"),
+    ("HT" + " + HT" * 5000, "nested"),
+    ("HT + 9223372036854775808", "integer 9223372036854775808 does not fit in 64 bits"),
+    ("HT * 10**400", "'10 ** 400' cannot be computed: overflow"),
+    ("HT + (9223372036854775807 + 1)", "overflows 64-bit integers"),
+    ("sum(jetPt > 30) + ℌT", "unknown branch 'ℌT'"),
+])
+def test_expressions_that_cannot_be_computed(cli, inputs, tmp_path, definition, expected):
+    preproc = write_json(tmp_path / "preproc.json", {"new_branch": {"x": {"def": definition}}})
+    user_error(cli("specs", *inputs, "--preproc", preproc), f"{preproc}: new_branch.x.def", expected)

@@ -29,7 +29,7 @@ import numpy as np
 from ._version import __version__
 from .adapters import ModelAdapter, adapter_class, load_model_module
 from .config import FLAT, JAGGED, load_preproc
-from .errors import ConfigError, DataError, did_you_mean
+from .errors import ConfigError, DataError, MLaaS4HEPError, did_you_mean
 from .preproc import Preprocessor
 from .read import RootFile, resolve_path
 from .specs import write_json_atomic
@@ -83,6 +83,33 @@ def write_artifact(folder: Path, adapter: ModelAdapter, ds, metrics: dict[str, A
     return Artifact(folder, contract, adapter)
 
 
+#: What an artifact's mlaas4hep.json must hold: key path -> the JSON types it may have
+_CONTRACT = {
+    "framework": (str,), "model": (dict,), "features": (list,), "tree": (str,), "branches": (list,),
+    "kinds": (dict,), "preproc": (dict, type(None)), "labels": (dict,), "layout": (dict,),
+    "layout.flat": (list,), "layout.jagged": (list,), "layout.jdim": (dict,), "layout.masks": (bool,),
+    "labels.n_classes": (int,),
+}
+
+
+def _check_contract(contract: dict[str, Any], where: str) -> None:
+    """Every key the artifact is used through is there, with its type; else one clear error."""
+    for path, types in _CONTRACT.items():
+        value: Any = contract
+        for part in path.split("."):
+            value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
+        if value is _MISSING:
+            raise ConfigError(f"the artifact's mlaas4hep.json lacks {path!r}", where=where,
+                              hint="it was not written by mlaas4hep workflow, or it was edited")
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            raise ConfigError(f"the artifact's mlaas4hep.json has a {type(value).__name__} for {path!r}", where=where)
+    if contract["framework"] not in ("keras", "torch"):
+        raise ConfigError(f"unknown framework {contract['framework']!r} in the artifact", where=where)
+
+
+_MISSING = object()
+
+
 class Artifact:
     """A trained model with its feature contract. ``Artifact.load(path)`` to read one."""
 
@@ -110,12 +137,26 @@ class Artifact:
         if not meta.exists():
             raise ConfigError("not an artifact folder (no mlaas4hep.json in it)", where=str(path))
         try:
-            contract = json.loads(meta.read_text())
+            contract = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read mlaas4hep.json: {err}", where=str(meta)) from None
         except json.JSONDecodeError as err:
             raise ConfigError(f"mlaas4hep.json is not valid JSON: {err.msg}", where=str(meta)) from None
+        except RecursionError:
+            raise ConfigError("mlaas4hep.json is not valid JSON: nested too deeply", where=str(meta)) from None
+        if not isinstance(contract, dict):
+            raise ConfigError(f"expected a JSON object in mlaas4hep.json, got {type(contract).__name__}",
+                              where=str(meta))
         if contract.get("format") != FORMAT:
             raise ConfigError(f"unknown artifact format {contract.get('format')!r}", where=str(meta))
-        return cls(path, contract, model_source=str(model) if model else None)
+        _check_contract(contract, str(meta))
+        try:
+            return cls(path, contract, model_source=str(model) if model else None)
+        except MLaaS4HEPError as err:
+            raise ConfigError(f"the artifact's preproc or layout is not valid: {err}", where=str(meta)) from None
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ConfigError(f"the artifact's feature contract is damaged: {type(err).__name__}: {err}",
+                              where=str(meta)) from None
 
     # -- what it is ---------------------------------------------------------------------------
 
@@ -234,7 +275,16 @@ class Artifact:
         out = Path(out)
         if not out.parent.exists():
             raise ConfigError(f"cannot write the scores: folder {out.parent} does not exist", where=str(out))
+        if out.exists() and not out.is_file():
+            raise ConfigError("cannot write the scores here: it is not a regular file", where=str(out))
+        if not isinstance(branch, str) or not branch.strip() or "/" in branch:
+            raise ConfigError(f"the score branch needs a name without '/', got {branch!r}")
         names = [branch] if self.n_classes <= 2 else [f"{branch}_{c}" for c in range(self.n_classes)]
+        taken = set(self.identifiers) | ({"file", "entry"} if failed == "omit" else set())
+        clash = sorted(taken & set(names))
+        if clash:
+            raise ConfigError(f"the score branch {clash[0]!r} would have the name of an identifier or index branch "
+                              f"of the output ({', '.join(sorted(taken))})", hint="choose another --branch")
         tmp = out.with_name(out.name + ".part")
         counts = {"events": 0, "scored": 0, "failed_cuts": 0}
         try:

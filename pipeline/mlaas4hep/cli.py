@@ -33,8 +33,17 @@ def _add_inputs(parser: argparse.ArgumentParser, labels: bool = True) -> None:
                              "'local' (worker processes on this machine); see README 'Scaling out'")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes as one ``mlaas4hep: error: ...`` line, like every other mistake."""
+
+    def error(self, message: str):  # type: ignore[override]
+        verb = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        where = f"mlaas4hep {verb} --help" if verb else "mlaas4hep --help"
+        self.exit(EXIT_USER_ERROR, f"mlaas4hep: error: {message} (see {where})\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mlaas4hep",
         description="MLaaS4HEP: machine learning on ROOT files of any size.",
     )
@@ -217,12 +226,15 @@ def specs_summary(specs: dict[str, Any], labels: Sequence[int] | None = None) ->
     return "\n\n".join(out)
 
 
-def _check_output_file(path: str, option: str) -> None:
+def _check_output_file(path: str, option: str, example: str = "specs.json") -> None:
     """Refuse an output file that cannot be written before the long pass, not after it."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise MLaaS4HEPError(f"{option} names a folder, not a file", where=path,
-                             hint=f"give a file name, e.g. {os.path.join(path, 'specs.json')}")
+                             hint=f"give a file name, e.g. {os.path.join(path, example)}")
+    if os.path.exists(path) and not os.path.isfile(path):
+        # a device or a pipe: writing goes to a temporary file that then replaces it
+        raise MLaaS4HEPError(f"{option} names a device or special file, not a regular file", where=path)
     if not os.path.isdir(folder):
         raise MLaaS4HEPError(f"cannot write {option}: folder {folder} does not exist", where=path,
                              hint="create the folder first or choose another path")
@@ -358,7 +370,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     artifact = Artifact.load(args.artifact, model=args.model)
     files = [e.value for f in args.files for e in load_list(f, "files")]
-    _check_output_file(args.out, "--out")
+    _check_output_file(args.out, "--out", "scores.root")
     from .read import RootFile, resolve_path
 
     total = 0
@@ -384,11 +396,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.threshold <= 1.0:
         raise MLaaS4HEPError(f"--threshold must be from 0 to 1, got {args.threshold}")
-    if args.bootstrap < 0:
-        raise MLaaS4HEPError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
+    if not 0 <= args.bootstrap <= 100_000:
+        raise MLaaS4HEPError(f"--bootstrap must be from 0 to 100,000, got {args.bootstrap:,}")
     artifact = Artifact.load(args.artifact, model=args.model)
     out = Path(args.out) if args.out else artifact.path / "evaluation.json"
-    _check_output_file(str(out), "--out")
+    _check_output_file(str(out), "--out", "evaluation.json")
     files = [e.value for f in args.files for e in load_list(f, "files")]
     result = evaluate_files(artifact, files, args.labels, threshold=args.threshold, n_bootstrap=args.bootstrap)
     write_json_atomic(out, json_safe(result), indent=1)
@@ -412,11 +424,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+#: Most events per file the generate and demo verbs write (a few GB on disk)
+MAX_GENERATED = 50_000_000
+
+
+def _check_generate(args: argparse.Namespace) -> None:
+    if not 1 <= args.events <= MAX_GENERATED:
+        raise MLaaS4HEPError(f"--events must be from 1 to {MAX_GENERATED:,} per file, got {args.events:,}")
+    seed = getattr(args, "seed", 0)
+    if not 0 <= seed < 2**63:
+        raise MLaaS4HEPError(f"--seed must be from 0 to 2**63-1, got {seed}")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from .datagen import write_demo_inputs
 
-    if args.events < 1:
-        raise MLaaS4HEPError(f"--events must be at least 1, got {args.events}")
+    _check_generate(args)
     _make_folder(args.out, "--out")
     paths = write_demo_inputs(args.out, n_events=args.events, seed=args.seed)
     for name, path in paths.items():
@@ -427,6 +450,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .datagen import write_demo_inputs
 
+    _check_generate(args)
     out = _make_folder(args.out, "--out")
     print(f"== generating the ttH-like demo dataset in {out}/ ({args.events:,} events per file)")
     paths = write_demo_inputs(out, n_events=args.events)

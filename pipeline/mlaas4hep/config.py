@@ -42,12 +42,21 @@ class ListEntry:
 
 def load_list(source: str | os.PathLike | Sequence[str], what: str = "files") -> list[ListEntry]:
     """Entries of a list: a path to a text file (one per line, ``#`` comments, blank lines
-    skipped, commas allowed), a comma-separated string, or a Python list."""
+    skipped, commas allowed), a comma-separated string, or a Python list.
+
+    A files list may also be one data file given directly (``--files data.root``): a ROOT file,
+    or any file that does not read as a list (binary content, whatever its extension); it is
+    then the only entry, and reading it says what is wrong with it."""
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     if isinstance(source, str):
-        if os.path.isfile(source) and not _is_root_file(source):
-            return _read_list_file(source, what)
+        if os.path.isfile(source):
+            if what == "files" and _is_root_file(source):
+                return [ListEntry(source, f"{what}[0]")]
+            entries = _read_list_file(source, what)
+            if entries is not None:
+                return entries
+            return [ListEntry(source, f"{what}[0]")]
         if source.endswith((".txt", ".list")):
             raise ConfigError(f"{what} list file not found", where=source)
         items = [s.strip() for s in source.split(",")]
@@ -76,11 +85,24 @@ def _is_root_file(path: str) -> bool:
         return False
 
 
-def _read_list_file(path: str, what: str) -> list[ListEntry]:
+def _read_list_file(path: str, what: str) -> list[ListEntry] | None:
+    """The entries of a list file; None for a files list that is not text (a data file)."""
     try:
-        lines = Path(path).read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read {what} list: {err}", where=path) from None
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read {what} list: {err.strerror or err}", where=path) from None
+    try:
+        text = data.decode("utf-8")
+        if "\x00" in text:
+            raise UnicodeDecodeError("utf-8", data, text.index("\x00"), text.index("\x00") + 1, "a NUL byte")
+    except UnicodeDecodeError as err:
+        if what == "files":
+            return None
+        raise ConfigError(f"cannot read {what} list: it is not text ({err.reason} at byte {err.start})",
+                          where=path) from None
+    if what == "files" and not text.strip() and path.endswith(".root"):
+        return None  # an empty data file, not an empty list
+    lines = text.splitlines()
     base = os.path.dirname(os.path.abspath(path))
     entries = []
     for lineno, line in enumerate(lines, 1):
@@ -91,6 +113,11 @@ def _read_list_file(path: str, what: str) -> list[ListEntry]:
     if not entries:
         raise ConfigError(f"the {what} list has no entries (only blank lines or # comments)", where=path)
     return entries
+
+
+#: Largest class number (a model has one output per class)
+MAX_LABEL = 100_000
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -115,12 +142,25 @@ def load_labels(source: str | os.PathLike | Sequence[str | int], n_files: int, f
             f"file{'s' if n_files != 1 else ''} in {files_origin}; give one label per file, in the same order",
             where=entries[0].origin.rsplit(":", 1)[0] if ":" in entries[0].origin else "labels",
         )
-    if all(re.fullmatch(r"[+-]?\d+", e.value) for e in entries):
+    integer = [bool(re.fullmatch(r"[+-]?\d+", e.value)) for e in entries]
+    if all(integer):
         values = tuple(int(e.value) for e in entries)
         for e, v in zip(entries, values):
             if v < 0:
                 raise ConfigError(f"labels must be >= 0, got {v}", where=e.origin)
+            if v > MAX_LABEL:
+                raise ConfigError(f"label {v} is too large: labels are class numbers from 0 to {MAX_LABEL:,}",
+                                  where=e.origin)
         return Labels(values)
+    for e, is_int in zip(entries, integer):
+        if is_int:
+            other = next(o for o, i in zip(entries, integer) if not i)
+            raise ConfigError(f"label {e.value!r} is a number but {other.value!r} (at {other.origin}) is a name",
+                              where=e.origin, hint="give every label as an integer class (0, 1, ...) or every "
+                                                   "label as a class name")
+        if _NUMBER.fullmatch(e.value):
+            raise ConfigError(f"label {e.value!r} is a number that is not an integer", where=e.origin,
+                              hint="labels are integer classes (0, 1, ...) or class names")
     classes: list[str] = []
     for e in entries:
         if e.value not in classes:

@@ -114,7 +114,7 @@ class Trainer:
         self.params = dataset.params
         self.model_path = Path(model)
         self.output = Path(output)
-        self.fout = fout
+        self.fout = _artifact_folder_name(fout)
         self.name = name or self.output.name
         self.resume = resume
         self.listeners = [on_event] if on_event else []
@@ -486,6 +486,22 @@ class _Rate:
     def eta(self, processed: int, total: int) -> float:
         rate = self.of(processed)
         return (total - processed) / rate if rate > 0 else 0.0
+
+
+#: What a run keeps in its output folder; the artifact folder cannot take one of these names
+_RESERVED = {"checkpoint", "checkpoint.part", "checkpoint.old", "test", "train_sample", "cache", "best",
+             "events.jsonl", "specs.json", "store"}
+
+
+def _artifact_folder_name(fout: str) -> str:
+    """The artifact's folder is a plain name inside the output folder (``--fout``)."""
+    if not isinstance(fout, str) or not fout.strip() or fout in (".", "..") or "/" in fout or os.sep in fout:
+        raise ConfigError(f"the artifact folder must be a plain name inside the output folder, got {fout!r}",
+                          where="--fout", hint="e.g. --fout artifact; choose where with --output")
+    if fout in _RESERVED:
+        raise ConfigError(f"{fout!r} is a name the run uses for its own files", where="--fout",
+                          hint="e.g. --fout artifact")
+    return fout
 
 
 def train(dataset: Dataset, model: str | os.PathLike = "model.py", *, output: str | os.PathLike = "mlaas4hep-output",

@@ -144,7 +144,11 @@ class KerasAdapter(ModelAdapter):
 
     def load_checkpoint(self, folder: Path) -> None:
         custom = {n: v for n, v in vars(self.module).items() if isinstance(v, type)} if self.module else {}
-        self.model = keras.models.load_model(folder / "model.keras", custom_objects=custom)
+        try:
+            self.model = keras.models.load_model(folder / "model.keras", custom_objects=custom)
+        except Exception as err:  # noqa: BLE001 - a damaged checkpoint, explained to the user
+            raise ConfigError(f"cannot load the Keras checkpoint: {err}", where=str(folder / "model.keras"),
+                              hint="run without --resume to start again") from None
 
     @staticmethod
     def versions() -> dict[str, str]:

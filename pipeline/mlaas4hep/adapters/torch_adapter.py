@@ -600,7 +600,7 @@ class TorchAdapter(ModelAdapter):
             state_path = folder / info.get("state_dict", STATE_FILE)
             if not state_path.exists():
                 raise ConfigError("the saved state dict is missing", where=str(state_path))
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            state = _read_saved(lambda: torch.load(state_path, map_location="cpu", weights_only=True), state_path)
             obj = build_model(module, idim, source)
             if not isinstance(obj, nn.Module):
                 raise ConfigError(f"model({idim}) returned {type(obj).__name__}, not a torch.nn.Module", where=source)
@@ -618,7 +618,7 @@ class TorchAdapter(ModelAdapter):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 device = "cuda" if torch.cuda.is_available() else "cpu"
-                scripted = torch.jit.load(str(ts_path), map_location=device)
+                scripted = _read_saved(lambda: torch.jit.load(str(ts_path), map_location=device), ts_path)
             adapter = cls(scripted, n_classes, module=None, seed=seed)
             adapter.source = str(ts_path)
             adapter._kind_fixed = True
@@ -659,9 +659,9 @@ class TorchAdapter(ModelAdapter):
         path = Path(folder) / CHECKPOINT_FILE
         if not path.exists():
             raise ConfigError("no PyTorch checkpoint here", where=str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ConfigError(f"unknown checkpoint format {state.get('format')!r}", where=str(path))
+        state = _read_saved(lambda: torch.load(path, map_location="cpu", weights_only=True), path)
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ConfigError("not a checkpoint written by mlaas4hep", where=str(path))
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as err:
@@ -722,6 +722,16 @@ def _keras_loss_name(user: str, source: str) -> str:
     raise ConfigError(f"loss is the string {user!r}; it must be a torch loss module, a loss class, a function "
                       "loss(output, target), or one of " + ", ".join(repr(n) for n in _KERAS_LOSSES), where=source,
                       hint="for PyTorch write e.g. loss = nn.BCEWithLogitsLoss()")
+
+
+def _read_saved(read: Any, path: Path) -> Any:
+    """Read a saved model, weights or checkpoint; a damaged or foreign file is one clear error."""
+    try:
+        return read()
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ConfigError(f"cannot read this saved PyTorch file (damaged, or not written by mlaas4hep): "
+                          f"{type(err).__name__}: {first}", where=str(path)) from None
 
 
 def _loss_name(loss: Any) -> str:

@@ -117,9 +117,12 @@ def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,
 
 def _read_file(path: str) -> dict[str, Any]:
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read the config file: {err.strerror or err}", where=path) from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"cannot read the config file: it is not UTF-8 text ({err.reason} at byte {err.start})",
+                          where=path) from None
     try:
         if path.endswith(".toml"):
             import tomllib
@@ -129,7 +132,7 @@ def _read_file(path: str) -> dict[str, Any]:
             data = json.loads(text)
     except ImportError:
         raise ConfigError("TOML needs Python 3.11 or later; write the settings as JSON", where=path) from None
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         raise ConfigError(f"not valid {'TOML' if path.endswith('.toml') else 'JSON'}: {err}", where=path) from None
     if not isinstance(data, dict):
         raise ConfigError("expected an object of settings", where=path)
