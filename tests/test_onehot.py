@@ -142,3 +142,18 @@ def test_torch_keras_loss_names_must_fit_the_output(tmp_path):
         path.write_text(textwrap.dedent(source))
         with pytest.raises(ConfigError, match=message):
             make_adapter(path, 10, 2)
+
+
+def test_torch_categorical_crossentropy_takes_event_weights(tmp_path):
+    """Σ w·loss / Σ w with one-hot targets: weight 0 removes an event from the loss."""
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model.py"
+    path.write_text(textwrap.dedent(TORCH_CATEGORICAL.format(k=3, last="")))
+    adapter = make_adapter(path, 10, 3)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(6, 10)).astype(np.float32), np.array([0, 1, 2, 0, 1, 2])
+    out = adapter.model(torch.from_numpy(X))
+    target = adapter._as_target(y, 6)
+    weights = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    weighted = adapter._weighted_loss(out, target, weights)
+    assert float(weighted) == pytest.approx(float(adapter._loss_of(out[:3], target[:3])), rel=1e-6)

@@ -697,9 +697,10 @@ class _SoftTargetCrossEntropy(nn.Module):
     """Categorical cross-entropy on one-hot (or soft) targets, from logits, probabilities or
     log-probabilities: the torch side of ``loss = "categorical_crossentropy"``."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, reduction: str = "mean"):
         super().__init__()
         self.kind = kind
+        self.reduction = reduction  # "none" gives one value per event (event weights use it)
 
     def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.kind == LOGITS:
@@ -708,7 +709,10 @@ class _SoftTargetCrossEntropy(nn.Module):
             log_p = torch.log(out.clamp_min(_EPS))
         else:
             log_p = out
-        return -(target * log_p).sum(dim=1).mean()
+        per_event = -(target * log_p).sum(dim=1)
+        if self.reduction == "none":
+            return per_event
+        return per_event.sum() if self.reduction == "sum" else per_event.mean()
 
 
 #: Keras loss names accepted in a PyTorch model.py (``loss = "categorical_crossentropy"``)
