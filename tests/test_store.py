@@ -206,3 +206,28 @@ def test_blocks_where_nothing_passes_the_cuts(tth, tmp_path):
                                params={**params, "cache_dir": str(tmp_path / "file" / "c")})
     direct.specs()
     assert_same_chunks(kept, all_chunks(direct))
+
+
+def test_a_pass_with_cached_specs_streams_from_root_only_within_the_memory_budget(many, tmp_path, monkeypatch):
+    """cache: false and specs from the cache: two files are read straight from ROOT (the rows
+    are not written anywhere); thirty files under a 64 MB budget go through a row store, which
+    is gone after the pass. Both read every entry once and give the chunks of a direct read."""
+    paths, labels = many
+    params = {"chunk_size": 1000, "cache_dir": str(tmp_path)}
+    for count, budget, stored in ((2, 1024, False), (N_FILES, 64, True)):
+        mlaas4hep.Dataset(paths[:count], labels=labels[:count], params=params, preproc=PREPROC).specs(rows=False)
+        ds = mlaas4hep.Dataset(paths[:count], labels=labels[:count], preproc=PREPROC,
+                               params={**params, "memory_mb": budget})
+        folders = []
+        real = mlaas4hep.store.StoreWriter.__init__
+        monkeypatch.setattr(mlaas4hep.store.StoreWriter, "__init__",
+                            lambda self, folder, *a, **k: folders.append(folder) or real(self, folder, *a, **k))
+        counts = counting_reads(monkeypatch)
+        chunks = all_chunks(ds)
+        assert counts == {p: RootFile(p).num_entries for p in paths[:count]}
+        assert bool(folders) == stored and not any(f.exists() for f in folders)
+        monkeypatch.undo()
+        (tmp_path / "file").write_text("")
+        direct = mlaas4hep.Dataset(paths[:count], labels=labels[:count], preproc=PREPROC,
+                                   params={**params, "cache_dir": str(tmp_path / "file" / "c")})
+        assert_same_chunks(chunks, all_chunks(direct))

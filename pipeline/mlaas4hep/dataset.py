@@ -417,7 +417,8 @@ class Dataset:
 
     def _row_store(self, specs: dict[str, Any], identifiers: Sequence[str]) -> RowStore | None:
         """The store the next pass reads: the one the specs pass wrote, the cached one (``cache:
-        true``), or a new one filled by one read of every file; None: read straight from ROOT."""
+        true``), or a new one filled by one read of every file; None: read straight from ROOT
+        (with ``cache: false``, in one process, where every file read at once fits the budget)."""
         columns = self._store_columns()
         if any(name not in columns for name in identifiers):
             return None  # identifiers the store does not keep: read them from ROOT
@@ -426,6 +427,8 @@ class Dataset:
             found = RowStore.open(self._store_folder() / self._store_key(key), self._store_key(key))
             if found is not None:
                 self._store, self._store_temporary = found, False
+        if self._store is None and not self.params.cache and self.client is None and self._streaming_fits(specs):
+            return None  # read straight from ROOT, overlapped with mixing: the same chunks, sooner
         if self._store is None:
             writer = self._store_writer(key)
             if writer is None:
@@ -444,6 +447,19 @@ class Dataset:
                                     hint="run again with refreshed specs (--refresh, or specs_cache: false)")
             self._adopt_store(writer, key)
         return self._store
+
+    def _streaming_fits(self, specs: dict[str, Any]) -> bool:
+        """Whether reading every file at once straight from ROOT fits in half of ``memory_mb``
+        (each file being read holds its partly-used baskets; with many files it would not)."""
+        plan = self.plan()
+        budget = self.params.memory_mb * (1 << 20) / 2
+        total = 0.0
+        for i, rfile in enumerate(self.files):
+            if plan.quotas[i]:
+                total += rfile.stream_bytes(self.selection.read, self._step(i, plan, specs))
+                if total > budget:
+                    return False
+        return True
 
     # -- housekeeping -------------------------------------------------------------------------
 

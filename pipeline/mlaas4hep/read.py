@@ -416,6 +416,21 @@ class RootFile:
             return 8.0 * len([n for n in names if n in self._objects])
         return sum(int(self._objects[n].uncompressed_bytes) for n in names if n in self._objects) / entries
 
+    def stream_bytes(self, names: Iterable[str], step: int) -> float:
+        """About the memory that reading ``names`` in blocks of ``step`` entries holds for this
+        file (from the metadata; no read): two blocks, and one decompressed basket per branch,
+        which uproot keeps while a block ends inside it."""
+        names = list(names)
+        was_closed = self._file is None
+        self._ensure_open()
+        self.branches  # noqa: B018 - the branch objects of this opening
+        baskets = sum(int(self._objects[n].uncompressed_bytes) / max(1, self._objects[n].num_baskets)
+                      for n in names if n in self._objects)
+        total = baskets + 2 * step * self.bytes_per_entry(names)
+        if was_closed:
+            self.release()
+        return total
+
     def cluster_starts(self, names: Iterable[str]) -> list[int]:
         """Entries where every one of the branches ``names`` starts a new basket (from the
         metadata; no read): ranges between them never decompress a basket twice."""
