@@ -137,7 +137,7 @@ def dask_client():
     need(importlib.util.find_spec("distributed") is not None, "dask.distributed (pip install mlaas4hep-lab[dask])")
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                            memory_limit="1.5GiB", silence_logs=logging.ERROR,
                            resources={"GPU": 1})
     client = Client(cluster)

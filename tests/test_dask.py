@@ -168,3 +168,28 @@ def test_cli_names_an_unreachable_scheduler(many_ranges, tmp_path, capsys):
     assert main(["specs", *_cli_inputs(many_ranges, tmp_path), "--dask", address]) == 2
     err = capsys.readouterr().err
     assert f"cannot reach the scheduler at {address}" in err and "Traceback" not in err
+
+
+def test_workers_that_see_other_files_or_no_store_say_so(many_ranges, dask_client, tmp_path):
+    import cloudpickle
+
+    from mlaas4hep import cluster
+    from mlaas4hep.errors import DataError
+
+    with _dataset(many_ranges) as ds:
+        description = cluster.file_description(ds.files[0], ds.params)
+        blob = cloudpickle.dumps(ds.selection)
+        plan, layout = ds.plan(), ds.layout
+    # the client saw another file at this path (another size): the worker refuses to read it
+    description["identity"] = {**description["identity"], "size": 1}
+    future = dask_client.submit(cluster.run_range, blob, description, 0, 1000, 1000, None, True, pure=False)
+    with pytest.raises(DataError, match="sees another file at this path") as err:
+        future.result()
+    assert many_ranges["files"][0] in str(err.value) and "tcp://127.0.0.1:" in str(err.value)
+    # the row store's folder is not visible on the worker
+    missing = str(tmp_path / "not-shared")
+    future = dask_client.submit(cluster.build_chunk, missing, "k", plan, layout, [1, 0], True, 0, [], 0,
+                                [1, 1], [0, 0], [10, 10], pure=False)
+    with pytest.raises(DataError, match="cannot read the row store") as err:
+        future.result()
+    assert missing in str(err.value) and "cache_dir" in str(err.value)

@@ -66,7 +66,7 @@ def connect(target: DaskTarget, timeout: float = 10.0) -> tuple[Any, bool]:
     target = target.strip()
     if target == "local":
         cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+                               dashboard_address=":0")
         client = Client(cluster)
         client._mlaas4hep_cluster = cluster  # closed with the client
         return client, True
