@@ -114,7 +114,7 @@ def test_a_worker_killed_mid_pass(many_ranges, dask_client):
         assert killed == [victim]
         assert _without_key(got) == _without_key(expected)
         _assert_same_stream(_chunks(one, seed=1), _chunks(spread, seed=1))
-    dask_client.wait_for_workers(2, timeout=120)
+    dask_client.wait_for_workers(2, timeout=300)
     assert victim not in dask_client.run(os.getpid).values()  # the nanny started a new worker
 
 
@@ -193,3 +193,19 @@ def test_workers_that_see_other_files_or_no_store_say_so(many_ranges, dask_clien
     with pytest.raises(DataError, match="cannot read the row store") as err:
         future.result()
     assert missing in str(err.value) and "cache_dir" in str(err.value)
+
+
+def test_weighted_stream_with_identifiers_on_the_cluster(many_ranges, dask_client):
+    weighted = {"weight": {"expr": "weight * 2", "scale": [0.5, 3.0]}}
+    with _dataset(many_ranges, **weighted) as one, _dataset(many_ranges, dask=dask_client, **weighted) as spread:
+        expected_specs, got_specs = one.specs(), spread.specs()
+        assert got_specs["events"]["weighted"]["total"] > 0
+        assert _without_key(got_specs) == _without_key(expected_specs)
+        expected = _chunks(one, seed=4, identifiers=True)
+        got = _chunks(spread, seed=4, identifiers=True)
+        _assert_same_stream(expected, got)
+        for a, b in zip(expected, got):
+            np.testing.assert_array_equal(b.weight, a.weight)
+            assert set(b.identifiers) == set(a.identifiers) == {"run", "event", "luminosityBlock"}
+            for name in a.identifiers:
+                np.testing.assert_array_equal(b.identifiers[name], a.identifiers[name])
