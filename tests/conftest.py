@@ -151,3 +151,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("ui") and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def served_artifacts(tmp_path_factory) -> dict:
+    """A tiny Keras and a tiny PyTorch artifact, trained once per session on ttH-like files with a
+    new branch and a cut (so that some events fail it), for the serving tests."""
+    import json
+
+    import mlaas4hep
+    from mlaas4hep.datagen import write_tth
+    from support import keras_model, torch_model
+
+    need(importlib.util.find_spec("keras") is not None and importlib.util.find_spec("torch") is not None,
+         "Keras and PyTorch (pip install mlaas4hep-lab[tf-cpu,torch])")
+    folder = tmp_path_factory.mktemp("served")
+    write_tth(folder / "sig.root", 1500, signal=True, seed=21, separation=1.5)
+    write_tth(folder / "bkg.root", 1500, signal=False, seed=21, separation=1.5)
+    write_tth(folder / "fresh.root", 400, signal=True, seed=99, separation=1.5)  # never seen in training
+    (folder / "files.txt").write_text("sig.root\nbkg.root\n")
+    (folder / "labels.txt").write_text("1\n0\n")
+    preproc = {"new_branch": {"leadJetPt": {"def": "max(jetPt)", "type": "flat", "cut": "leadJetPt > 40"}},
+               "flat_cut": {"nLeptons": {"cut": "nLeptons <= 2"}}}
+    (folder / "preproc.json").write_text(json.dumps(preproc))
+    params = {"chunk_size": 1500, "epochs": 1, "batch_size": 256}
+    out = {"folder": folder, "fresh": folder / "fresh.root"}
+    for framework, source in (("keras", keras_model(8)), ("torch", torch_model(8))):
+        (folder / f"{framework}_model.py").write_text(source)
+        ds = mlaas4hep.Dataset(folder / "files.txt", labels=folder / "labels.txt", params=params,
+                               preproc=folder / "preproc.json")
+        out[framework] = mlaas4hep.train(ds, folder / f"{framework}_model.py", output=folder / f"{framework}-run")
+    return out

@@ -52,8 +52,12 @@ class Service:
         # manager's own base folder is empty, so that nothing resolves against the server's cwd
         empty = self.data_dir / "empty"
         empty.mkdir(exist_ok=True)
-        self.manager = manager or JobManager(self.data_dir / "state", config.concurrency, owner="service",
-                                             base_dir=empty, executor=_executor(config))
+        self.manager = JobsDisabled() if config.no_jobs else \
+            manager or JobManager(self.data_dir / "state", config.concurrency, owner="service",
+                                  base_dir=empty, executor=_executor(config))
+        from ..serving.routes import ModelService
+
+        self.serving = ModelService(config, None if config.no_jobs else self.manager)
         self.validator = TokenValidator(config.issuer, config.audience, config.required_scope,
                                         config.allowed_groups, config.leeway, config.jwks_refresh_interval)
         self.authenticate = Authenticator(self.validator, config.trusted_proxies)
@@ -71,7 +75,7 @@ class Service:
     def usage(self, user: User) -> int:
         """Bytes on disk of this user: folders, uploads and job folders."""
         total = disk_usage(self.space(user).root) if self.space(user).root.exists() else 0
-        for row in self.manager.store.list(user.id):
+        for row in ([] if self.config.no_jobs else self.manager.store.list(user.id)):
             total += disk_usage(Path(row["folder"]))
         return total
 
@@ -120,8 +124,19 @@ class Service:
         return message.replace(str(self.data_dir), "<data>")
 
     def close(self) -> None:
+        self.serving.close()
         self.manager.close()
         self.names.close()
+
+
+class JobsDisabled:
+    """The JobManager of a serving-only service (``--no-jobs``): every jobs route answers 404."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise NotFound("this service serves models only (started with --no-jobs): no jobs or uploads here")
+
+    def close(self) -> None:
+        pass
 
 
 def _read_text(path: Path, what: str) -> str:
@@ -138,7 +153,7 @@ def error_status(err: Exception) -> int:
         return 409
     if isinstance(err, LimitExceeded):
         return err.status
-    return 400
+    return getattr(err, "http_status", 400)
 
 
 def validation_message(err: ValidationError | RequestValidationError) -> str:
@@ -201,7 +216,10 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
         service = getattr(request.app.state, "service", None)
         if service is not None:
             message = service.public(getattr(request.state, "user", None), message)
-        return JSONResponse({"message": message, "reason": reason}, status_code=status, headers=headers)
+        body = {"message": message, "reason": reason}
+        if request.url.path.startswith("/v2"):  # the Open Inference Protocol's error body
+            body = {"error": message, **body}
+        return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, err: AuthError):
@@ -253,6 +271,8 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
 
     @api.get("/health", response_model=Health)
     def health(service: Svc) -> Health:
+        if service.config.no_jobs:
+            return Health(status="ok", version=__version__, jobs_queued=0, jobs_running=0)
         queued = len(service.manager.store.list(status=("queued",)))
         running = len(service.manager.store.list(status=("running",)))
         return Health(status="ok", version=__version__, jobs_queued=queued, jobs_running=running)
@@ -272,8 +292,16 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
 
     @api.post("/jobs", response_model=JobInfo, status_code=201)
     async def submit_job(request: Request, service: Svc, user: CurrentUser) -> JobInfo:
-        body = WorkflowRequest.model_validate(await json_body(request))
-        return await run_in_threadpool(service.submit, user, body)
+        data = await json_body(request)
+        # 'publish': {"name", "public"} publishes the job's artifact when it succeeds (not a field of
+        # the workflow itself, so the JupyterLab extension's request model is unchanged)
+        publish = data.pop("publish", None) if isinstance(data, dict) else None
+        body = WorkflowRequest.model_validate(data)
+        publishing = service.serving.check_publish(user.id, publish) if publish is not None else None
+        job = await run_in_threadpool(service.submit, user, body)
+        if publishing is not None:
+            service.serving.publish_when_done(user.id, job.id, publishing)
+        return job
 
     @api.get("/jobs/{job_id}", response_model=JobInfo)
     async def get_job(job_id: str, service: Svc, user: CurrentUser) -> Response:
@@ -354,7 +382,12 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
         shutil.rmtree(path)
         return Response(status_code=204)
 
+    from ..serving.routes import add_model_routes, tfaas_router, v2_router
+
+    add_model_routes(api)
     app.include_router(api)
+    app.include_router(tfaas_router())
+    app.include_router(v2_router())
     app.state.api_router = api  # the test that the OpenAPI document covers every route reads it
 
     from .legacy import legacy_router
@@ -363,8 +396,8 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
     return app
 
 
-async def receive_archive(request: Request, service: Service, user: User):
-    """The multipart field ``file`` of an upload, after the size checks (411 / 413)."""
+async def upload_limits(request: Request, service: Service, user: User) -> None:
+    """The size checks of an upload (411 / 413), before its body is read."""
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         raise LimitExceeded("send the archive with a Content-Length (uploads are not accepted chunked)", 411)
@@ -375,6 +408,11 @@ async def receive_archive(request: Request, service: Service, user: User):
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise MLaaS4HEPError("send the archive as multipart/form-data in the field 'file' "
                              "(curl -F 'file=@inputs.tar.gz')")
+
+
+async def receive_archive(request: Request, service: Service, user: User):
+    """The multipart field ``file`` of an upload, after the size checks (411 / 413)."""
+    await upload_limits(request, service, user)
     try:
         form = await request.form(max_files=1, max_fields=8)
     except (MultiPartException, StarletteHTTPException, ValueError) as err:

@@ -44,6 +44,12 @@ class ServeConfig:
     log_level: str = "info"
     dask: str = ""  # a Dask scheduler address (or 'local'): jobs run on its workers
     dask_resources: str = ""  # resource tags each job needs on a worker, "GPU=1,MEM=8e9"
+    models_dir: str = ""  # the model registry (default DATA_DIR/models)
+    no_jobs: bool = False  # serve models only: no jobs, uploads or original verbs
+    batch_max_size: int = 256  # rows in one model call of the dynamic batcher
+    batch_max_delay: float = 0.002  # seconds the batcher waits for more requests after the first
+    max_loaded_models: int = 8  # models kept in memory (least recently used ones are unloaded)
+    max_predict_rows: int = 100_000  # rows (or events) in one prediction request
     source: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # option -> where it came from
 
     def where(self, name: str) -> str:
@@ -51,8 +57,9 @@ class ServeConfig:
 
 
 _INT = {"port", "concurrency", "max_active_jobs", "max_upload_bytes", "max_disk_bytes", "max_archive_members",
-        "max_unpacked_bytes"}
-_FLOAT = {"leeway", "jwks_refresh_interval"}
+        "max_unpacked_bytes", "batch_max_size", "max_loaded_models", "max_predict_rows"}
+_FLOAT = {"leeway", "jwks_refresh_interval", "batch_max_delay"}
+_BOOL = {"no_jobs"}
 _LIST = {"allowed_groups", "trusted_proxies"}
 _NAMES = [f.name for f in fields(ServeConfig) if f.name != "source"]
 
@@ -82,6 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--dask", help="run jobs on the workers of this Dask scheduler (tcp://host:8786, or 'local'); "
                        "the data folder must be shared with them (default: jobs run on this machine)")
     add("--dask-resources", help="resource tags a job needs on a Dask worker, e.g. GPU=1 (default none)")
+    add("--models", dest="models_dir", help="the model registry's folder (default DATA_DIR/models)")
+    add("--no-jobs", action="store_true", default=None, help="serve models only (no jobs, uploads or original verbs)")
+    add("--batch-max-size", help="rows in one model call of the dynamic batcher (default 256; 1 = one call per "
+                                 "request)")
+    add("--batch-max-delay", help="seconds the batcher waits for more requests after the first (default 0.002)")
+    add("--max-loaded-models", help="models kept in memory; the least recently used are unloaded (default 8)")
+    add("--max-predict-rows", help="rows or events in one prediction request (default 100000)")
 
 
 def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,
@@ -140,6 +154,15 @@ def _read_file(path: str) -> dict[str, Any]:
 
 
 def _convert(name: str, value: Any, where: str) -> Any:
+    if name in _BOOL:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"expected true or false, got {value!r}", where=where)
     if name in _LIST:
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())

@@ -13,6 +13,7 @@ from typing import Any
 from ..jobs import api
 from ..jobs.api import Operation
 from ..jobs.models import ErrorBody
+from ..serving.protocol import EventScores, EventsRequest, ModelInfo, ModelList, PublishRequest
 from .models import Health, UploadInfo, UploadList, UserInfo
 
 DOCUMENT = Path(__file__).with_name("openapi.json")
@@ -20,6 +21,15 @@ DOCUMENT = Path(__file__).with_name("openapi.json")
 _MULTIPART = {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
     "properties": {"file": {"type": "string", "format": "binary", "description": "a tar.gz archive"}}}}}}
+
+_MODEL_MULTIPART = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["name"],
+    "properties": {"name": {"type": "string"}, "public": {"type": "string", "enum": ["true", "false"]},
+                   "file": {"type": "string", "format": "binary", "description": "a tar.gz of a model folder"},
+                   "model": {"type": "string", "format": "binary", "description": "a Keras file or a tar.gz of a "
+                                                                                  "SavedModel"},
+                   "params": {"type": "string", "format": "binary", "description": "params.json"},
+                   "labels": {"type": "string", "format": "binary", "description": "labels.txt"}}}}}}
 
 SERVICE_OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/health", "health", "Whether the service runs (no token needed)", Health,
@@ -33,6 +43,30 @@ SERVICE_OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/uploads", "listUploads", "This user's uploads", UploadList),
     Operation("DELETE", "/uploads/{upload_id}", "deleteUpload", "Remove an upload", None, status=204,
               errors=(404,)),
+    Operation("GET", "/models", "listModels", "The models this user may use: their own and public ones", ModelList),
+    Operation("POST", "/models", "uploadModel", "Publish a model from an upload", ModelInfo, status=201,
+              errors=(400, 409, 411, 413),
+              description="Multipart fields: 'name', 'public' (true/false) and either 'file' (a tar.gz of a job's "
+                          "artifact folder, or of a folder with a TFaaS-style params.json) or 'model' (a Keras file, "
+                          "or a tar.gz of a TF SavedModel folder) with 'params' (params.json) and optionally "
+                          "'labels' (labels.txt). Archives are unpacked with the uploads' checks; the model is "
+                          "loaded once before it is published. A name belongs to whoever first published it.",
+              extra={"requestBody": _MODEL_MULTIPART}),
+    Operation("GET", "/models/{name}", "getModel", "A model's latest version: features, branches, preproc, labels, "
+              "framework, metrics", ModelInfo, errors=(404,)),
+    Operation("GET", "/models/{name}/{version}", "getModelVersion", "One version of a model", ModelInfo,
+              errors=(404,)),
+    Operation("DELETE", "/models/{name}", "deleteModel", "Remove every version of one's own model (and unload it)",
+              None, status=204, errors=(404,)),
+    Operation("DELETE", "/models/{name}/{version}", "deleteModelVersion", "Remove one version of one's own model",
+              None, status=204, errors=(404,)),
+    Operation("POST", "/models/{name}/predict", "predictEvents", "Scores of raw events: the artifact's own preproc, "
+              "specs and tensorize are applied", EventScores, body=EventsRequest, errors=(400, 404, 413),
+              description="Branches column-oriented: a flat branch is a list of numbers (NaN or null where the ROOT "
+                          "file has NaN), a jagged one a list of lists. Events that fail the cuts get a null score "
+                          "and passed false."),
+    Operation("POST", "/jobs/{job_id}/publish", "publishJob", "Publish a succeeded job's artifact as a model",
+              ModelInfo, body=PublishRequest, status=201, errors=(400, 404, 409)),
 )
 
 
@@ -71,7 +105,12 @@ def service_document() -> dict[str, Any]:
                                           ("/uploads", "post", "201", "/id")):
         doc["paths"][path][method]["responses"][status]["links"] = {
             "deleteUpload": {"operationId": "deleteUpload", "parameters": {"upload_id": f"$response.body#{pointer}"}}}
-    doc["components"]["schemas"] = api._schemas((Health, UserInfo, UploadInfo, UploadList))
+    # a job request may carry 'publish' (the service's, not the extension's): publish when it succeeds
+    doc["paths"]["/jobs"]["post"]["description"] += (
+        " The service also takes 'publish': {\"name\": ..., \"public\": false} beside the workflow's fields, to "
+        "publish the job's artifact as a model when the job succeeds.")
+    doc["components"]["schemas"] = api._schemas((Health, UserInfo, UploadInfo, UploadList, ModelInfo, ModelList,
+                                                 PublishRequest, EventsRequest, EventScores))
     doc["paths"] = dict(sorted(doc["paths"].items()))
     return doc
 

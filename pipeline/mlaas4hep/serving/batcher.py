@@ -1,0 +1,151 @@
+"""Dynamic batching: requests to one model queue up; one worker thread takes the first waiting
+request, then keeps taking more until ``max_batch`` rows are gathered or ``max_delay`` seconds
+have passed since the first was taken, calls the model once on all their rows, and hands each
+request its own slice of the result.
+
+The model is only ever called from the worker thread, so a model that is not thread-safe is
+served safely; callers wait on a :class:`concurrent.futures.Future` (``asyncio.wrap_future`` in
+an async route). ``max_batch=1`` is one model call per request (the baseline of the bench).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class _Request:
+    rows: np.ndarray
+    future: Future = field(default_factory=Future)
+
+
+class BatcherClosed(RuntimeError):
+    """The model was unloaded (deleted or evicted) before this request was served."""
+
+
+class DynamicBatcher:
+    """Coalesces concurrent :meth:`submit` calls into calls of ``predict(rows) -> scores`` (scores
+    one row per input row, any trailing shape)."""
+
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], max_batch: int = 256,
+                 max_delay: float = 0.002, name: str = "model"):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if max_delay < 0:
+            raise ValueError(f"max_delay must not be negative, got {max_delay}")
+        self.predict = predict
+        self.max_batch = int(max_batch)
+        self.max_delay = float(max_delay)
+        self.name = name
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        # what happened: requests served, model calls made, rows through the model, largest call
+        self.requests = 0
+        self.calls = 0
+        self.rows = 0
+        self.largest = 0
+
+    def stats(self) -> dict[str, int]:
+        return {"requests": self.requests, "calls": self.calls, "rows": self.rows, "largest_call": self.largest}
+
+    def submit(self, rows: np.ndarray) -> Future:
+        """Queue ``rows`` (2-D); the future gives their scores, or the model's exception."""
+        request = _Request(np.asarray(rows))
+        with self._lock:
+            if self._closed:
+                raise BatcherClosed(f"model {self.name!r} is no longer loaded")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"batcher-{self.name}", daemon=True)
+                self._thread.start()
+            self._queue.put(request)
+        return request.future
+
+    def __call__(self, rows: np.ndarray, timeout: float | None = None) -> np.ndarray:
+        return self.submit(rows).result(timeout)
+
+    def close(self) -> None:
+        """Serve what is queued, then stop the worker."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            self._queue.put(None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(30)
+
+    # -- the worker ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        carry: _Request | None = None
+        while True:
+            first = carry if carry is not None else self._queue.get()
+            carry = None
+            if first is None:
+                return
+            batch = [first]
+            count = len(first.rows)
+            deadline = time.monotonic() + self.max_delay
+            stop = False
+            while count < self.max_batch:
+                wait = deadline - time.monotonic()
+                try:
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                if count + len(item.rows) > self.max_batch:
+                    carry = item  # the first of the next call: a call never exceeds max_batch by merging
+                    break
+                batch.append(item)
+                count += len(item.rows)
+            self._serve(batch, count)
+            if stop:
+                if carry is not None:
+                    self._serve([carry], len(carry.rows))
+                self._drain()
+                return
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None:
+                item.future.set_exception(BatcherClosed(f"model {self.name!r} is no longer loaded"))
+
+    def _serve(self, batch: list[_Request], count: int) -> None:
+        live = [r for r in batch if r.future.set_running_or_notify_cancel()]
+        if not live:
+            return
+        rows = live[0].rows if len(live) == 1 else np.concatenate([r.rows for r in live])
+        try:
+            scores = np.asarray(self.predict(rows))
+            if len(scores) != len(rows):
+                raise RuntimeError(f"the model gave {len(scores)} scores for {len(rows)} rows")
+        except BaseException as err:  # noqa: BLE001 - handed to every waiting caller
+            for r in live:
+                r.future.set_exception(err)
+            return
+        finally:
+            self.calls += 1
+            self.requests += len(live)
+            self.rows += len(rows)
+            self.largest = max(self.largest, len(rows))
+        start = 0
+        for r in live:
+            stop = start + len(r.rows)
+            r.future.set_result(scores[start:stop])
+            start = stop
