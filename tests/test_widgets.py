@@ -192,30 +192,30 @@ def test_an_invalid_new_branch_is_never_shown_under_its_name(builder, state):
     row = builder.new_box.children[-1]
     row.name_box.value = "leadPt"
     row.definition.value = "max(jetPt)"
-    wait_until(lambda: "leadPt" in explorer.branch.options)
+    wait_until(lambda: "leadPt" in explorer.branch.options, timeout=90)
     explorer.branch.value = "leadPt"
-    wait_until(lambda: explorer.histogram is not None and explorer.histogram.branch == "leadPt")
+    wait_until(lambda: explorer.histogram is not None and explorer.histogram.branch == "leadPt", timeout=90)
     lead = explorer.histogram.before["signal"].sum()
     row.definition.value = "max(jetPtt)"  # invalid now
-    wait_until(lambda: "leadPt" not in explorer.branch.options)
+    wait_until(lambda: "leadPt" not in explorer.branch.options, timeout=90)
     banner = html.unescape(explorer.banner.value)
     assert "The preproc in the builder is invalid" in banner and "jetPtt" in banner
     assert "leadPt: not shown, its definition is now 'max(jetPtt)'" in banner
     assert explorer.branch.value != "leadPt"
     assert explorer.histogram is None or explorer.histogram.branch == explorer.branch.value
-    wait_until(lambda: explorer.histogram is not None)
+    wait_until(lambda: explorer.histogram is not None, timeout=90)
     assert explorer.histogram.branch == explorer.branch.value != "leadPt"
     # a second new branch that was never valid is not listed either
     builder.add_new.click()
     builder.new_box.children[-1].definition.value = "log("
-    wait_until(lambda: "new_branch_1: not shown, not valid yet" in html.unescape(explorer.banner.value))
+    wait_until(lambda: "new_branch_1: not shown, not valid yet" in html.unescape(explorer.banner.value), timeout=90)
     assert "new_branch_1" not in explorer.branch.options
     builder.delete_entry("new_branch", "new_branch_1")
     row = builder.new_box.children[0]
     row.definition.value = "max(jetPt)"  # valid again: listed, banner gone
-    wait_until(lambda: "leadPt" in explorer.branch.options and explorer.banner.value == "")
+    wait_until(lambda: "leadPt" in explorer.branch.options and explorer.banner.value == "", timeout=90)
     explorer.branch.value = "leadPt"
-    wait_until(lambda: explorer.histogram is not None and explorer.histogram.branch == "leadPt")
+    wait_until(lambda: explorer.histogram is not None and explorer.histogram.branch == "leadPt", timeout=90)
     assert explorer.histogram.before["signal"].sum() == lead
 
 

@@ -86,6 +86,7 @@ class Sample:
         self._arrays: list[dict[str, Any]] = [{} for _ in self.files]
         self._evaluations: OrderedDict[str, Evaluation] = OrderedDict()
         self._weights: list[np.ndarray] | None = None
+        self._before: dict[str, tuple] = {}  # histograms before the cuts (see histogram)
         weight = self.params.weight
         self.weight_text: str | None = weight["expr"] if weight else None
         self._weight_expr = compile_expression(weight["expr"], f"{self.params.source}: weight") if weight else None
@@ -285,41 +286,63 @@ class Sample:
             if multiplicity:
                 return ak.to_numpy(ak.num(values, axis=1)).astype(np.float64), w
             if w is not None and isinstance(values, ak.Array) and values.ndim > 1:
-                w = ak.to_numpy(ak.flatten(ak.broadcast_arrays(w, values)[0], axis=1))
+                w = np.repeat(w, ak.to_numpy(ak.num(values, axis=1)))  # each element: its event's weight
             return _values(values).astype(np.float64), w
 
-        before = [per_event_values(v, w, None) for v, w in zip(columns, weights)]
-        after = [per_event_values(v, w, m) for v, w, m in zip(columns, weights, selected)]
-        auto = range is None
-        if auto:
-            finite = np.concatenate([b[np.isfinite(b)] for b, _ in before]) if before else np.empty(0)
-            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-            if finite.size and hi - lo < 200 and np.all(np.mod(finite, 1) == 0):
-                lo, hi, bins = lo - 0.5, hi + 0.5, int(hi - lo + 1)  # integers: one bin each, centred
-            elif hi <= lo:
-                lo, hi = lo - 0.5, hi + 0.5
-            range = (lo, hi)
-            # bins exclude their upper edge: the maximum goes into the last bin, not the overflow
-            top = np.nextafter(range[1], range[0])
-            before = [(np.where(b == range[1], top, b), w) for b, w in before]
-            after = [(np.where(a == range[1], top, a), w) for a, w in after]
-        axis = hist.axis.Regular(bins, range[0], range[1], name=branch)
         weighted = self.weighted
-        out: dict[str, dict[str, np.ndarray]] = {"before": {}, "after": {}, "before_w2": {}, "after_w2": {}}
-        for group, b, a in zip(self.groups, before, after):
-            for which, (values, w) in (("before", b), ("after", a)):
-                finite = np.isfinite(values)
-                if weighted:
-                    h = hist.Hist(axis, storage=hist.storage.Weight())
-                    h.fill(values[finite], weight=w[finite])
-                    counts, w2 = h.values(), h.variances()
-                else:
-                    h = hist.Hist(axis)
-                    h.fill(values[finite])
-                    counts = h.values()
-                    w2 = counts
-                out[which][group] = out[which].get(group, 0) + counts
-                out[which + "_w2"][group] = out[which + "_w2"].get(group, 0) + w2
+
+        def fill(axis: Any, values: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+            finite = np.isfinite(values)
+            if weighted:
+                h = hist.Hist(axis, storage=hist.storage.Weight())
+                h.fill(values[finite], weight=w[finite])
+                return h.values(), h.variances()
+            h = hist.Hist(axis)
+            h.fill(values[finite])
+            return h.values(), h.values()
+
+        # the histograms before the cuts do not depend on the cuts: kept while the branch, its
+        # definition (new branches) and the binning stay the same, so a cut edit fills only "after"
+        preproc_raw = load_preproc(preproc if preproc else None).raw or {}
+        key = json.dumps([branch, multiplicity, bins, range, preproc_raw.get("new_branch")], sort_keys=True,
+                         default=str)
+        cached = self._before.get(key)
+        if cached is None:
+            before = [per_event_values(v, w, None) for v, w in zip(columns, weights)]
+            requested = range
+            if requested is None:
+                finite = np.concatenate([b[np.isfinite(b)] for b, _ in before]) if before else np.empty(0)
+                lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+                if finite.size and hi - lo < 200 and np.all(np.mod(finite, 1) == 0):
+                    lo, hi, bins = lo - 0.5, hi + 0.5, int(hi - lo + 1)  # integers: one bin each, centred
+                elif hi <= lo:
+                    lo, hi = lo - 0.5, hi + 0.5
+                range = (lo, hi)
+                top = np.nextafter(range[1], range[0])
+                before = [(np.where(b == range[1], top, b), w) for b, w in before]
+            axis = hist.axis.Regular(bins, range[0], range[1], name=branch)
+            counts: dict[str, np.ndarray] = {}
+            w2s: dict[str, np.ndarray] = {}
+            for group, (values, w) in zip(self.groups, before):
+                c, v = fill(axis, values, w)
+                counts[group] = counts.get(group, 0) + c
+                w2s[group] = w2s.get(group, 0) + v
+            cached = (bins, range, requested is None, counts, w2s)
+            self._before[key] = cached
+            while len(self._before) > 32:
+                self._before.pop(next(iter(self._before)))
+        bins, range, auto, before_counts, before_w2 = cached
+        axis = hist.axis.Regular(bins, range[0], range[1], name=branch)
+        after = [per_event_values(v, w, m) for v, w, m in zip(columns, weights, selected)]
+        if auto:  # bins exclude their upper edge: the maximum goes into the last bin, not the overflow
+            top = np.nextafter(range[1], range[0])
+            after = [(np.where(a == range[1], top, a), w) for a, w in after]
+        out: dict[str, dict[str, np.ndarray]] = {"before": dict(before_counts), "after": {},
+                                                 "before_w2": dict(before_w2), "after_w2": {}}
+        for group, (values, w) in zip(self.groups, after):
+            c, v = fill(axis, values, w)
+            out["after"][group] = out["after"].get(group, 0) + c
+            out["after_w2"][group] = out["after_w2"].get(group, 0) + v
         return Histogram(branch, "multiplicity" if multiplicity else "values", axis.edges, out["before"],
                          out["after"], out["before_w2"], out["after_w2"], weighted, n_minus_1, sorted(cut_values),
                          excluded)
