@@ -291,7 +291,7 @@ class MLaaS4HEPMagics(Magics):
         with Dataset(args.files, labels=args.labels, params=args.params, preproc=args.preproc) as ds:
             total = sum(window(f.num_entries, ds.params.nevts) for f in ds.files)
             progress = SpecsProgress(total, stream=sys.stdout)
-            specs = ds.specs(progress=progress)
+            specs = ds.specs(progress=progress, rows=False)  # no chunks follow: keep no rows
             if progress.done:
                 progress.bar.close()
             print(specs_summary(specs, ds.labels.values if ds.labels else None))
