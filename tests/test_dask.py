@@ -3,6 +3,7 @@ stream and a worker killed mid-pass give exactly what one process gives."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -209,3 +210,22 @@ def test_weighted_stream_with_identifiers_on_the_cluster(many_ranges, dask_clien
             assert set(b.identifiers) == set(a.identifiers) == {"run", "event", "luminosityBlock"}
             for name in a.identifiers:
                 np.testing.assert_array_equal(b.identifiers[name], a.identifiers[name])
+
+
+def test_cli_workflow_with_dask_trains_to_an_artifact(many_ranges, dask_client, tmp_path):
+    from mlaas4hep.cli import main
+    from support import torch_model
+
+    (tmp_path / "model.py").write_text(torch_model())
+    inputs = _cli_inputs(many_ranges, tmp_path)
+    params = json.loads((tmp_path / "params.json").read_text())
+    (tmp_path / "params.json").write_text(json.dumps({**params, "epochs": 1}))
+    out = tmp_path / "run"
+    assert main(["workflow", *inputs, "--model", str(tmp_path / "model.py"), "--output", str(out),
+                 "--dask", dask_client.scheduler.address]) == 0
+    contract = json.loads((out / "artifact" / "mlaas4hep.json").read_text())
+    assert contract["framework"] == "torch"
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    with _dataset(many_ranges) as ds:
+        total = ds.plan().total
+    assert [e for e in events if e["event"] == "chunk_done"][-1]["events_processed"] == total
