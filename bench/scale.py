@@ -1,0 +1,126 @@
+"""Scale-out on Dask: the specs pass and the chunk stream with 1 and 2 worker processes, in one run.
+
+    python bench/scale.py [--files 4] [--events 200000] [--rounds 3]
+
+Two ``distributed.LocalCluster`` s (1 worker process and 2 worker processes, one thread each)
+run side by side; rounds alternate between them. Per round and cluster, a new ``Dataset``
+(specs cache off, ``cache: false``) on seeded ttH-like files (2 cuts, 1 new branch):
+
+- specs: ``specs(rows=False)``, the specs pass alone (what ``mlaas4hep specs`` needs);
+- first pass: ``specs()`` keeping the rows (each worker sends its ranges' selected rows back,
+  the client writes the row store);
+- stream: every chunk of one pass, each mixed by a worker from the row store.
+
+One process without Dask is measured in the same rounds as the baseline. Prints the medians,
+the 2-worker / 1-worker ratios (target for specs: 1.6x), and a projection of the specs pass on
+100 workers from the measured per-worker rate. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import statistics
+import time
+
+import mlaas4hep
+
+from common import PREPROC, ensure_file, machine
+
+
+def _cpu(client) -> float:
+    """CPU seconds used so far by this process and the workers of ``client``."""
+    own = time.process_time()
+    if client is None:
+        return own
+    return own + sum(client.run(time.process_time).values())
+
+
+def measure(files: list[str], client, params: dict) -> dict[str, float]:
+    """Wall and CPU seconds (client + workers) of the specs pass, the first pass and the stream."""
+    out = {}
+    labels = [1, 0] * (len(files) // 2) + [1] * (len(files) % 2)
+    with mlaas4hep.Dataset(files, labels=labels, params=params, preproc=PREPROC, dask=client) as ds:
+        cpu, start = _cpu(client), time.perf_counter()
+        specs = ds.specs(rows=False)
+        out["specs"], out["specs_cpu"] = time.perf_counter() - start, _cpu(client) - cpu
+        out["events"] = specs["events_read"]["total"]
+        out["selected"] = specs["events"]["total"]
+    with mlaas4hep.Dataset(files, labels=labels, params=params, preproc=PREPROC, dask=client) as ds:
+        cpu, start = _cpu(client), time.perf_counter()
+        ds.specs()
+        out["first"], out["first_cpu"] = time.perf_counter() - start, _cpu(client) - cpu
+        cpu, start = _cpu(client), time.perf_counter()
+        n = sum(len(c) for c in ds.iter_chunks())
+        out["stream"], out["stream_cpu"] = time.perf_counter() - start, _cpu(client) - cpu
+        assert n == out["selected"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=4)
+    parser.add_argument("--events", type=int, default=200_000, help="events per file")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    from distributed import Client, LocalCluster
+
+    files = [str(ensure_file(f"scale-{i}-{args.events}.root", args.events, seed=100 + i, signal=i % 2 == 0))
+             for i in range(args.files)]
+    size = sum(os.path.getsize(f) for f in files)
+    params = {"specs_cache": False, "cache": False, "chunk_size": 50_000}
+    clusters = {}
+    for workers in (1, 2):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=logging.ERROR)
+        clusters[workers] = (cluster, Client(cluster))
+    print(f"machine: {machine()}")
+    print(f"data: {args.files} files x {args.events:,} events, {size / 1e6:.0f} MB (ZLIB); "
+          f"{args.rounds} rounds, alternating; medians below")
+    results: dict[str, list[dict[str, float]]] = {"1 process (no Dask)": [], "1 worker": [], "2 workers": []}
+    measure(files, clusters[1][1], params)  # warm-up: imports on the workers, page cache
+    measure(files, clusters[2][1], params)
+    for r in range(args.rounds):
+        results["1 process (no Dask)"].append(measure(files, None, params))
+        results["1 worker"].append(measure(files, clusters[1][1], params))
+        results["2 workers"].append(measure(files, clusters[2][1], params))
+        print(f"  round {r + 1}: " + ", ".join(f"{k}: specs {v[-1]['specs']:.2f}s" for k, v in results.items()),
+              flush=True)
+    for cluster, client in clusters.values():
+        client.close()
+        cluster.close()
+
+    metrics = ("specs", "first", "stream")
+    med = {k: {m: statistics.median(x[m] for x in v) for m in metrics + tuple(f"{m}_cpu" for m in metrics)}
+           for k, v in results.items()}
+    events = results["1 worker"][0]["events"]
+    selected = results["1 worker"][0]["selected"]
+    print(f"\nwall time (events/s) and CPU seconds of client + workers, medians")
+    print(f"{'':22} {'specs pass':>30} {'first pass (+rows)':>30} {'stream (store)':>30}")
+    for k, m in med.items():
+        print(f"{k:22} " + " ".join(
+            f"{m[x]:7.2f}s {(events if x != 'stream' else selected) / m[x] / 1e3:6.0f} kev/s {m[x + '_cpu']:6.1f} cpu-s"
+            for x in metrics))
+    for metric in metrics:
+        ratio = med["1 worker"][metric] / med["2 workers"][metric]
+        note = " (target >= 1.6)" if metric == "specs" else ""
+        print(f"{metric}: 2 workers / 1 worker = {ratio:.2f}x wall{note}; CPU 2 workers / 1 worker = "
+              f"{med['2 workers'][metric + '_cpu'] / med['1 worker'][metric + '_cpu']:.2f}")
+    load = os.getloadavg()[0]
+    print(f"load average at the end: {load:.1f} on {os.cpu_count()} CPUs"
+          + (" (a shared machine: wall-clock ratios are not meaningful)" if load > (os.cpu_count() or 1) else ""))
+
+    # per-worker rate from CPU seconds: what a worker with a core of its own does
+    per_worker = events / med["1 worker"]["specs_cpu"]
+    per_worker_mb = size / 1e6 / med["1 worker"]["specs_cpu"]
+    print(f"\nper-worker rate (1 worker, specs pass, per CPU second of client + worker): "
+          f"{per_worker / 1e3:.0f} kev/s, {per_worker_mb:.1f} MB/s of ROOT file")
+    print("projection, specs pass on 100 such workers (linear; storage and network not limiting):")
+    for n_files, file_gb in ((100, 1), (1_000, 2), (10_000, 2)):
+        seconds = n_files * file_gb * 1e3 / (100 * per_worker_mb)
+        print(f"  {n_files:>6} files x {file_gb} GB: {seconds / 60:8.1f} min")
+
+if __name__ == "__main__":
+    main()
