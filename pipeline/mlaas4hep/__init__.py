@@ -10,6 +10,10 @@ The public API::
     mlaas4hep.Artifact.load(path).predict(arrays_or_files)
 """
 
+from . import xrootd as _xrootd
+
+_xrootd.preload()  # before anything imports TensorFlow: see mlaas4hep/xrootd.py
+
 from ._version import __version__
 from .artifact import Artifact
 from .config import Params, Preproc, load_params, load_preproc

@@ -21,6 +21,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from . import xrootd
 from .errors import DataError, did_you_mean
 
 FLAT, JAGGED = "flat", "jagged"
@@ -612,11 +613,7 @@ def decompression_executor(threads: int = 0):
 def _configure_xrootd(timeout: float | None, where: str) -> None:
     """Bound the XRootD client's own connection retries by our timeout (our retries do the rest),
     unless the user chose them with XRD_CONNECTIONWINDOW / XRD_CONNECTIONRETRY."""
-    try:
-        import XRootD.client as xrd
-    except ImportError:
-        raise DataError("reading root:// URLs needs the XRootD Python bindings", where=where,
-                        hint="pip install xrootd") from None
+    xrd = xrootd.client(where)
     if timeout and "XRD_CONNECTIONWINDOW" not in os.environ:
         xrd.EnvPutInt("ConnectionWindow", max(1, int(round(timeout))))
     if "XRD_CONNECTIONRETRY" not in os.environ:

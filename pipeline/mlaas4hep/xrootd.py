@@ -1,0 +1,45 @@
+"""Loading the XRootD Python bindings safely.
+
+The bindings (xrootd 5.6 to 6.x wheels) crash the interpreter with a segmentation fault when they
+are first imported after TensorFlow in the same process; imported before it, both work. So
+``import mlaas4hep`` loads them early where they are installed (about 20 ms), and reading a
+``root://`` URL in a process that loaded TensorFlow first is refused with a clear message instead
+of a crash (a notebook that ran ``import keras`` before ``import mlaas4hep``, say).
+"""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+
+from .errors import DataError
+
+_TF_MODULES = ("tensorflow", "keras.src.backend.tensorflow")
+
+
+def preload() -> None:
+    """Import the bindings now if they are installed and TensorFlow is not loaded yet."""
+    if "XRootD.client" in sys.modules or any(name in sys.modules for name in _TF_MODULES):
+        return
+    try:
+        import XRootD.client  # noqa: F401
+    except ImportError:
+        pass
+
+
+def client(where: str) -> ModuleType:
+    """``XRootD.client``, or a :class:`DataError` saying why it cannot be loaded here."""
+    if "XRootD.client" in sys.modules:
+        return sys.modules["XRootD.client"]
+    if "tensorflow" in sys.modules:
+        raise DataError(
+            "the XRootD Python bindings crash this process when they are loaded after TensorFlow, "
+            "and TensorFlow is already loaded", where=where,
+            hint="import mlaas4hep before tensorflow or keras (restart the kernel first), or read "
+                 "the file in a job, which starts a fresh process")
+    try:
+        import XRootD.client as xrd
+    except ImportError:
+        raise DataError("reading root:// URLs needs the XRootD Python bindings", where=where,
+                        hint="pip install xrootd") from None
+    return xrd
