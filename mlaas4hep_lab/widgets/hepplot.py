@@ -163,7 +163,13 @@ def _plot(h: Histogram, opts: PlotOptions, ax, low) -> None:
     ax.set_ylabel(_ylabel(h, opts, widths))
     if h.n_minus_1:
         ax.set_title("N−1: every cut except those on " + h.branch, fontsize=9, loc="right")
-    ax.legend(frameon=False, ncol=2)
+    ax.autoscale_view()
+    bottom, top = ax.get_ylim()
+    if opts.log_y:  # headroom above the data for the label and the legend, as HEP plots leave
+        ax.set_ylim(bottom, top * 30 if top > 0 else top)
+    else:
+        ax.set_ylim(bottom, bottom + (top - bottom) * 1.35)
+    ax.legend(frameon=False, ncol=2, loc="upper right")
     ax.grid(alpha=0.25)
     if low is not None:
         _lower_panel(low, h, opts, scaled, centres)
