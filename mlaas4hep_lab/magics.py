@@ -17,16 +17,21 @@ Load it with ``%load_ext mlaas4hep_lab``, then::
         return nn.Sequential(nn.Linear(idim, 16), nn.ReLU(), nn.Linear(16, 1))
 
 ``--files``/``--labels`` take a files.txt/labels.txt or a comma list; the files are paths where
-the jobs run (for ``--remote``: on that server). ``--params``, ``--preproc`` and ``--specs`` are
+the jobs run. For ``--remote``, files that exist here (and ``--model``) are uploaded to the
+service first; ``root://`` and ``https://`` names, and names of files already on the service
+(``uploads/<id>/...``), are sent as they are. ``--params``, ``--preproc`` and ``--specs`` are
 local JSON files, checked here and sent as their content; so is ``--model``. ``$var`` and
 ``{expr}`` are expanded as in every line magic.
 
 **Where jobs run.** Without ``--remote``: ``mlaas4hep.client.Client()``, i.e. this Jupyter server
 (``MLAAS4HEP_LAB_URL``) or, in a plain IPython, an in-process job manager under
 ``$MLAAS4HEP_JOB_ROOT``, which lives as long as this Python session (it starts queued jobs; the
-jobs themselves outlive it). ``--remote URL`` (http/https) or ``--remote NAME``, a name in
-``MLAAS4HEP_REMOTES`` (a JSON object ``{"name": "https://..."}``, or ``{"name": {"url": ...,
-"token": ...}}``), with ``--token``. This server's kernel secret is never sent to another URL.
+jobs themselves outlive it). ``--remote URL`` (a ``mlaas4hep serve``; ``/api/v1`` is added) or
+``--remote NAME``, a name in ``MLAAS4HEP_REMOTES`` (a JSON object ``{"name": "https://..."}``, or
+``{"name": {"url": ..., "token": ...}}``; on JupyterLab also ``c.MLaaS4HEPLab.remotes``). The
+token: ``--token``, else the remote's own, else the user's (``mlaas4hep_lab.hub.access_token``:
+``MLAAS4HEP_TOKEN``, a token file, or JupyterHub's auth_state). This server's kernel secret is
+never sent to another URL.
 
 **Display.** In a Jupyter kernel (a widget frontend), ``train`` and ``status`` show the
 ``mlaas4hep_lab.widgets.TrainingMonitor`` of the job; elsewhere they print text. ``train --wait``
@@ -46,7 +51,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import sys
 import time
@@ -61,7 +65,7 @@ except ImportError:  # pragma: no cover
     def output_can_be_silenced(fn):
         return fn
 
-from mlaas4hep.client import close_shared_clients, shared_client
+from mlaas4hep.client import close_shared_clients, resolve_remote, shared_client
 from mlaas4hep.console import SpecsProgress
 from mlaas4hep.errors import ConfigError, MLaaS4HEPError
 
@@ -317,32 +321,11 @@ def _client(args: argparse.Namespace) -> Any:
 
     url, token = None, args.token
     if args.remote:
-        url, token = _remote(args.remote, token)
+        url, token = resolve_remote(args.remote, token)
     lab = os.environ.get("MLAAS4HEP_LAB_URL")
     if url is None and lab:
         url, token = lab, token or os.environ.get("MLAAS4HEP_LAB_TOKEN")
     return shared_client(url, token)  # shared with the panels; the lab's secret only goes to the lab
-
-
-def _remote(remote: str, token: str | None) -> tuple[str, str | None]:
-    if re.match(r"https?://", remote, re.IGNORECASE):
-        return remote, token
-    text = os.environ.get("MLAAS4HEP_REMOTES", "").strip()
-    try:
-        remotes = json.loads(text) if text else {}
-    except ValueError:
-        remotes = None
-    if not isinstance(remotes, dict):
-        raise ConfigError("not a JSON object of name -> URL", where="env MLAAS4HEP_REMOTES")
-    if remote not in remotes:
-        known = ", ".join(sorted(remotes)) or "none (MLAAS4HEP_REMOTES is not set)"
-        raise ConfigError(f"unknown remote {remote!r}", where="--remote",
-                          hint=f"give an http(s):// URL or a name in MLAAS4HEP_REMOTES; known: {known}")
-    entry = remotes[remote]
-    url, token = (entry.get("url"), token or entry.get("token")) if isinstance(entry, dict) else (entry, token)
-    if not isinstance(url, str) or not re.match(r"https?://", url, re.IGNORECASE):
-        raise ConfigError(f"remote {remote!r} has no http(s):// URL", where="env MLAAS4HEP_REMOTES")
-    return url, token
 
 
 def close_clients() -> None:

@@ -10,7 +10,9 @@ with neither falls back to a JobManager on the default job folder.
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 import tarfile
 import threading
 import time
@@ -50,11 +52,14 @@ class Client:
         self.timeout = timeout
         self._manager = None
         self.user_token = False
+        self.remote = False
         if url:
             url = url.rstrip("/")
             self.api = url if url.endswith("/api/v1") else url + API_PATH
             # the kernels' secret is for their own server only, never sent to another host
             own = bool(own_url) and url == own_url.rstrip("/")
+            #: another server than the kernel's own: local input files are uploaded to it
+            self.remote = not own
             if token is None and own:
                 token = os.environ.get("MLAAS4HEP_LAB_TOKEN")
             self.token = token
@@ -144,6 +149,8 @@ class Client:
         Local file paths are made absolute, so they mean the same on the server."""
         body = dict(request.model_dump() if isinstance(request, WorkflowRequest) else (request or {}))
         body.update(fields)
+        if self.remote:
+            body = self.send_inputs(body)
         body["files"] = [_absolute(f) for f in body.get("files") or []]
         if body.get("model_path"):
             body["model_path"] = _absolute(body["model_path"])
@@ -223,6 +230,37 @@ class Client:
         return self._call("POST", "/uploads", files={"file": (name, data, "application/gzip")},
                           timeout=max(self.timeout, 600.0))
 
+    def send_inputs(self, body: dict[str, Any]) -> dict[str, Any]:
+        """For a remote service: upload the request's ``files`` and ``model_path`` that are files
+        here (one tar.gz, ``POST uploads``) and name them by their uploaded paths; ``root://``,
+        ``https://`` and names that are not files here are left as they are."""
+        body = dict(body)
+        files = [str(f) for f in body.get("files") or []]
+        model = body.get("model_path")
+        local = [f for f in dict.fromkeys([*files, *([model] if model else [])]) if _is_local_file(f)]
+        if not local:
+            return body
+        names, used = {}, set()
+        for path in local:
+            name = os.path.basename(path)
+            if name in used:  # the same name in two folders: both go, under distinct names
+                stem, dot, ext = name.partition(".")
+                name = next(f"{stem}-{i}{dot}{ext}" for i in range(2, len(local) + 2)
+                            if f"{stem}-{i}{dot}{ext}" not in used)
+            used.add(name)
+            names[path] = name
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for path, name in names.items():
+                tar.add(path, arcname=f"inputs/{name}", recursive=False)
+        up = self._call("POST", "/uploads", files={"file": ("inputs.tar.gz", buffer.getvalue(), "application/gzip")},
+                        timeout=max(self.timeout, 600.0))
+        remote = {path: f"{up['path']}/inputs/{name}" for path, name in names.items()}
+        body["files"] = [remote.get(f, f) for f in files]
+        if model:
+            body["model_path"] = remote.get(model, model)
+        return body
+
     def kernels(self) -> KernelList:
         if self._manager:
             from .jobs.kernels import DEFAULT, find_kernels
@@ -274,6 +312,60 @@ def close_shared_clients() -> None:
     with _SHARED_LOCK:
         while _SHARED:
             _SHARED.popitem()[1].close()
+
+
+def service_api(url: str) -> str:
+    """The jobs API of a ``mlaas4hep serve`` at ``url`` (``https://host`` -> ``https://host/api/v1``)."""
+    url = url.rstrip("/")
+    return url if url.endswith("/api/v1") else url + "/api/v1"
+
+
+def remotes(text: str | None = None) -> dict[str, dict[str, str]]:
+    """The remote MLaaS4HEP services of ``MLAAS4HEP_REMOTES`` (or ``text``): a JSON object of
+    name -> URL, or name -> ``{"url": ..., "token": ...}``; as name -> ``{"url", "token"?}``."""
+    text = os.environ.get("MLAAS4HEP_REMOTES", "") if text is None else text
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise ConfigError(f"not valid JSON ({err})", where="env MLAAS4HEP_REMOTES",
+                          hint='a JSON object {"name": "https://host"}') from None
+    if not isinstance(data, dict):
+        raise ConfigError('not a JSON object {"name": "https://host", ...}', where="env MLAAS4HEP_REMOTES")
+    found = {}
+    for name, entry in data.items():
+        entry = {"url": entry} if isinstance(entry, str) else entry
+        url = entry.get("url") if isinstance(entry, dict) else None
+        if not name or not isinstance(url, str) or not re.match(r"https?://", url, re.IGNORECASE):
+            raise ConfigError(f"remote {name!r} has no http(s):// URL", where="env MLAAS4HEP_REMOTES",
+                              hint='give "name": "https://host" or "name": {"url": "https://host"}')
+        token = entry.get("token")
+        found[name] = {"url": url, **({"token": token} if isinstance(token, str) and token else {})}
+    return found
+
+
+def resolve_remote(remote: str, token: str | None = None) -> tuple[str, str | None]:
+    """The jobs API URL and token of ``remote``: an http(s):// URL of a service, or a name in
+    ``MLAAS4HEP_REMOTES``. Without a token, the client uses the user's own (``access_token()``)."""
+    if re.match(r"https?://", remote, re.IGNORECASE):
+        return service_api(remote), token
+    known = remotes()
+    if remote not in known:
+        names = ", ".join(sorted(known)) or "none (MLAAS4HEP_REMOTES is not set)"
+        raise ConfigError(f"unknown remote {remote!r}", where="--remote",
+                          hint=f"give an http(s):// URL or a name in MLAAS4HEP_REMOTES; known: {names}")
+    return service_api(known[remote]["url"]), token or known[remote].get("token")
+
+
+def remote_client(remote: str, token: str | None = None) -> Client:
+    """The shared :class:`Client` of a remote service (a name in ``MLAAS4HEP_REMOTES`` or a URL)."""
+    url, token = resolve_remote(remote, token)
+    return shared_client(url, token)
+
+
+def _is_local_file(path: str) -> bool:
+    return "://" not in path and os.path.isfile(path)
 
 
 def _absolute(path: str) -> str:

@@ -29,6 +29,68 @@ server.service.on(Events.BeforeTokenSigning, (token, req) => {
   if (body.exp_in !== undefined) token.payload.exp = now + Number(body.exp_in);
   if (body.nbf_in !== undefined) token.payload.nbf = now + Number(body.nbf_in);
   if (body.iss !== undefined) token.payload.iss = String(body.iss);
+  const grant = grantOf(body);
+  if (grant) {  // a user's login (authorization code) or its refresh
+    token.payload.sub = grant.user;
+    token.payload.preferred_username = grant.user;
+    if (token.payload.aud === undefined) {  // the access token (the id token's aud is the client)
+      token.payload.aud = [AUDIENCE, client];
+      token.payload.scope = grant.scope;
+    }
+  }
+});
+
+// The authorization-code flow (JupyterHub's login): GET /test/login?user=NAME is the IdP's login
+// page (it sets the cookie mock_user=NAME, then shows who is logged in); /authorize gives a code
+// to the logged-in user only (error=login_required without the cookie). The tokens of that code,
+// and of its refresh tokens, are the user's: sub and preferred_username NAME, aud [AUD, client]
+// (AUD: $ISSUER_AUDIENCE, default mlaas4hep), scope as asked at /authorize. /userinfo answers
+// the user of the bearer token.
+const AUDIENCE = process.env.ISSUER_AUDIENCE || 'mlaas4hep';
+const codes = new Map();    // code -> {user, scope}
+const refresh = new Map();  // refresh token -> {user, scope}
+const cookieUser = (req) => {
+  const match = /(?:^|;\s*)mock_user=([A-Za-z0-9_.-]+)/.exec(req.headers.cookie ?? '');
+  return match ? match[1] : null;
+};
+const grantOf = (body) => body.grant_type === 'authorization_code' ? codes.get(body.code)
+  : body.grant_type === 'refresh_token' ? refresh.get(body.refresh_token) : undefined;
+
+server.service.addRoute('GET', '/test/login', (req, res) => {
+  const user = new URL(req.url, 'http://x').searchParams.get('user') ?? '';
+  if (!/^[A-Za-z0-9_.-]+$/.test(user)) { res.statusCode = 400; res.end('bad user'); return; }
+  res.setHeader('Set-Cookie', `mock_user=${user}; Path=/; HttpOnly; SameSite=Lax`);
+  res.setHeader('Content-Type', 'text/html');
+  res.end(`<html><body><p id="who">logged in at the IdP as ${user}</p></body></html>`);
+});
+
+server.service.on(Events.BeforeAuthorizeRedirect, (redirect, req) => {
+  const user = cookieUser(req);
+  const code = redirect.url.searchParams.get('code');
+  if (!user) {
+    redirect.url.searchParams.delete('code');
+    redirect.url.searchParams.set('error', 'login_required');
+    return;
+  }
+  const scope = new URL(req.url, 'http://x').searchParams.get('scope') ?? 'openid';
+  if (code) codes.set(code, { user, scope });
+});
+
+server.service.on(Events.BeforeResponse, (response, req) => {
+  const grant = grantOf(req.body ?? {});
+  if (grant && response.body.refresh_token) refresh.set(response.body.refresh_token, grant);
+  if (grant) response.body.scope = grant.scope;
+});
+
+server.service.on(Events.BeforeUserinfo, (response, req) => {
+  const auth = req.headers.authorization ?? '';
+  try {
+    const payload = JSON.parse(Buffer.from(auth.split(' ')[1].split('.')[1], 'base64url').toString());
+    response.body = { sub: payload.sub, preferred_username: payload.preferred_username, name: payload.sub };
+  } catch {
+    response.statusCode = 401;
+    response.body = { error: 'invalid_token' };
+  }
 });
 
 // key rotation on request: a new signing key is published; tokens are signed with the keys in
