@@ -6,9 +6,10 @@ Looked up in this order (the first that is there wins):
 2. a token file: ``MLAAS4HEP_TOKEN_FILE``, else WLCG bearer-token discovery (``BEARER_TOKEN``,
    then the file ``$BEARER_TOKEN_FILE``, else ``$XDG_RUNTIME_DIR/bt_u$UID``, or ``/tmp/bt_u$UID``
    without ``XDG_RUNTIME_DIR``), where htgettoken or oidc-agent keep a fresh one;
-3. JupyterHub: ``GET $JUPYTERHUB_API_URL/user`` with the server's own
+3. JupyterHub: ``GET $JUPYTERHUB_API_URL/users/$JUPYTERHUB_USER`` with the server's own
    ``JUPYTERHUB_API_TOKEN``, reading ``auth_state.access_token`` (the hub must keep auth_state
-   and let the server read it; see :data:`HUB_SETUP`).
+   and let the server read it; see :data:`HUB_SETUP`). ``GET /user`` names the user when
+   ``JUPYTERHUB_USER`` is not set; JupyterHub leaves its auth_state empty, so it is not read there.
 
 Tokens from the hub are cached until shortly before their ``exp``; ``refresh=True`` reads the hub
 again (the hub refreshes an expiring token with the IdP when ``auth_refresh_age`` /
@@ -37,8 +38,9 @@ NO_EXP_TTL = 300.0
 
 HUB_SETUP = (
     "on the hub, keep auth_state and let user servers read it: c.Authenticator.enable_auth_state = True "
-    "(with JUPYTERHUB_CRYPT_KEY set), and a 'server' role with the scopes "
-    "['users:activity!user', 'access:servers!server', 'admin:auth_state!user'] in c.JupyterHub.load_roles; "
+    "(with JUPYTERHUB_CRYPT_KEY set), and the scope 'admin:auth_state!user' for both the 'user' role "
+    "(scopes ['self', 'admin:auth_state!user']) and the 'server' role (['users:activity!user', "
+    "'access:servers!server', 'admin:auth_state!user']) in c.JupyterHub.load_roles; "
     "for tokens that stay fresh, ask the IdP for 'offline_access' (c.GenericOAuthenticator.scope) and set "
     "c.Authenticator.auth_refresh_age and c.Authenticator.refresh_pre_spawn = True")
 
@@ -162,9 +164,36 @@ def _from_hub(refresh: bool) -> Token | None:
 
 
 def _ask_hub(api: str, server_token: str) -> Token:
+    """``GET users/<name>`` (JupyterHub fills in ``auth_state`` there, for a token with the
+    ``admin:auth_state`` scope; ``GET user`` only names the user), the name from
+    ``JUPYTERHUB_USER`` or else ``GET user``."""
+    from urllib.parse import quote
+
+    name = os.environ.get("JUPYTERHUB_USER", "").strip()
+    if not name:
+        me = _hub_get(f"{api}/user", server_token)
+        name = me.get("name") if isinstance(me, dict) else None
+        if not isinstance(name, str) or not name:
+            raise TokenError("the hub's answer names no user", where=f"{api}/user")
+    url = f"{api}/users/{quote(name, safe='')}"
+    model = _hub_get(url, server_token)
+    if not isinstance(model, dict) or "auth_state" not in model:
+        raise TokenError(f"the hub does not give this server your login's tokens (no auth_state in GET users/{name})",
+                         where=url, hint=HUB_SETUP)
+    state = model.get("auth_state")
+    if not state:
+        raise TokenError("the hub keeps no auth_state for you: auth_state is off, or you logged in before it "
+                         "was turned on (log out and in again)", where=url, hint=HUB_SETUP)
+    value = state.get("access_token") if isinstance(state, dict) else None
+    if not isinstance(value, str) or not value.strip():
+        raise TokenError("the hub's auth_state has no access_token (is the authenticator an OAuthenticator?)",
+                         where=url, hint=HUB_SETUP)
+    return _token(value.strip(), f"JupyterHub ({api}) auth_state of {model.get('name', 'you')}")
+
+
+def _hub_get(url: str, server_token: str) -> object:
     import requests
 
-    url = f"{api}/user"
     try:
         response = requests.get(url, headers={"Authorization": f"token {server_token}"}, timeout=15)
     except requests.RequestException as err:
@@ -177,21 +206,9 @@ def _ask_hub(api: str, server_token: str) -> Token:
     if response.status_code >= 400:
         raise TokenError(f"the hub answered HTTP {response.status_code}", where=url)
     try:
-        model = response.json()
+        return response.json()
     except ValueError:
         raise TokenError("the hub's answer is not JSON", where=url) from None
-    if not isinstance(model, dict) or "auth_state" not in model:
-        raise TokenError("the hub does not give this server your login's tokens (no auth_state in GET /user)",
-                         where=url, hint=HUB_SETUP)
-    state = model.get("auth_state")
-    if not state:
-        raise TokenError("the hub keeps no auth_state for you: auth_state is off, or you logged in before it "
-                         "was turned on (log out and in again)", where=url, hint=HUB_SETUP)
-    value = state.get("access_token") if isinstance(state, dict) else None
-    if not isinstance(value, str) or not value.strip():
-        raise TokenError("the hub's auth_state has no access_token (is the authenticator an OAuthenticator?)",
-                         where=url, hint=HUB_SETUP)
-    return _token(value.strip(), f"JupyterHub ({api}) auth_state of {model.get('name', 'you')}")
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -287,3 +287,124 @@ class ServiceProcess:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+# ---------------------------------------------------------------------------------------------
+# JupyterHub: a real hub (PyPI jupyterhub + oauthenticator, npm configurable-http-proxy in
+# tests/hub) logging users in at the loopback OIDC issuer
+
+HUB_DIR = Path(__file__).with_name("hub")
+PROXY = HUB_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
+
+HUB_CONFIG = '''\
+import json, os
+c = get_config()  # noqa: F821
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = {port}
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = {hub_port}
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+c.ConfigurableHTTPProxy.command = [{proxy!r}]
+c.JupyterHub.db_url = "sqlite:///{root}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = "{root}/cookie_secret"
+c.JupyterHub.pid_file = "{root}/jupyterhub.pid"
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.cleanup_proxy = True
+
+# the login: OIDC authorization code at the issuer; auth_state keeps the user's tokens
+c.JupyterHub.authenticator_class = "generic-oauth"
+c.GenericOAuthenticator.client_id = "hub"
+c.GenericOAuthenticator.client_secret = "hub-secret"
+c.GenericOAuthenticator.oauth_callback_url = "http://127.0.0.1:{port}/hub/oauth_callback"
+c.GenericOAuthenticator.authorize_url = "{issuer}/authorize"
+c.GenericOAuthenticator.token_url = "{issuer}/token"
+c.GenericOAuthenticator.userdata_url = "{issuer}/userinfo"
+c.GenericOAuthenticator.username_claim = "preferred_username"
+c.GenericOAuthenticator.scope = ["openid", "profile", "offline_access", "mlaas4hep"]
+c.GenericOAuthenticator.allow_all = True
+c.Authenticator.enable_auth_state = True  # JUPYTERHUB_CRYPT_KEY is in the hub's environment
+c.Authenticator.refresh_pre_spawn = True
+c.Authenticator.auth_refresh_age = 300
+# the user's server may read its user's auth_state (the access token) through the hub API; the
+# server's token gets only scopes its user holds, so the user role has it too
+c.JupyterHub.load_roles = [
+    {{"name": "user", "scopes": ["self", "admin:auth_state!user"]}},
+    {{"name": "server", "scopes": ["users:activity!user", "access:servers!server", "admin:auth_state!user"]}},
+]
+
+# single-user servers: local processes of this (test) user, homes under {root}/home
+c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+c.SimpleLocalProcessSpawner.home_dir_template = "{root}/home/{{username}}"
+c.Spawner.cmd = [{singleuser!r}]
+c.Spawner.args = {args!r}
+c.Spawner.default_url = "/lab"
+c.Spawner.start_timeout = 120
+c.Spawner.http_timeout = 120
+c.Spawner.environment = json.loads({environment!r})
+'''
+
+
+def hub_available() -> bool:
+    import importlib.util
+
+    return (PROXY.exists() and importlib.util.find_spec("jupyterhub") is not None
+            and importlib.util.find_spec("oauthenticator") is not None)
+
+
+class JupyterHubProcess:
+    """``jupyterhub`` on free loopback ports with GenericOAuthenticator against ``issuer``; user
+    servers get ``environment`` (besides the hub's own variables)."""
+
+    def __init__(self, issuer: str, root: Path, environment: dict[str, str], timeout: float = 120.0):
+        import json
+        import secrets
+        import sys
+
+        self.root = Path(root)
+        (self.root / "home").mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        bindir = Path(sys.executable).parent
+        args = ["--allow-root"] if os.geteuid() == 0 else []
+        config = HUB_CONFIG.format(port=self.port, hub_port=free_port(), proxy_api_port=free_port(), proxy=str(PROXY),
+                                   root=self.root, issuer=issuer.rstrip("/"), args=args,
+                                   singleuser=str(bindir / "jupyterhub-singleuser"),
+                                   environment=json.dumps(environment))
+        (self.root / "jupyterhub_config.py").write_text(config)
+        env = {**os.environ, "JUPYTERHUB_CRYPT_KEY": secrets.token_hex(32),
+               "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env.pop("JUPYTERHUB_API_TOKEN", None)
+        self.log = self.root / "jupyterhub.log"
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([str(bindir / "jupyterhub"), "-f", str(self.root / "jupyterhub_config.py")],
+                                            cwd=self.root, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+        import requests
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"jupyterhub exited ({self.process.returncode}): {self.log.read_text()[-3000:]}")
+            try:
+                if requests.get(self.url + "/hub/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.close()
+        raise RuntimeError(f"jupyterhub did not answer within {timeout}s: {self.log.read_text()[-3000:]}")
+
+    def home(self, user: str) -> Path:
+        return self.root / "home" / user
+
+    def close(self) -> None:
+        """Stop the hub; it stops the user servers and the proxy it started (cleanup_servers)."""
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()

@@ -16,7 +16,7 @@ from mlaas4hep_lab import hub
 from mlaas4hep_lab.hub import TokenError, access_token, find_token
 
 VARIABLES = ("MLAAS4HEP_TOKEN", "MLAAS4HEP_TOKEN_FILE", "BEARER_TOKEN", "BEARER_TOKEN_FILE", "JUPYTERHUB_API_URL",
-             "JUPYTERHUB_API_TOKEN", "MLAAS4HEP_LAB_URL", "MLAAS4HEP_LAB_TOKEN")
+             "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_USER", "MLAAS4HEP_LAB_URL", "MLAAS4HEP_LAB_TOKEN")
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +33,9 @@ def clean(monkeypatch, tmp_path):
 
 
 class HubAPI(ThreadingHTTPServer):
-    """JupyterHub's ``GET /hub/api/user`` as a server's own token sees it: the model of the user,
-    with ``auth_state`` when the hub lets the server read it. Answers from ``self.answers`` in turn
+    """JupyterHub's ``GET /hub/api/users/alice`` as a server's own token sees it: the model of the
+    user, with ``auth_state`` when the hub lets the server read it (``GET /hub/api/user`` names the
+    user, with an empty auth_state, as JupyterHub 6 does). Answers from ``self.answers`` in turn
     (the last one repeats) and records the Authorization headers it got."""
 
     daemon_threads = True
@@ -49,11 +50,14 @@ class HubAPI(ThreadingHTTPServer):
                 pass
 
             def do_GET(self):
-                if self.path != "/hub/api/user":
+                if self.path == "/hub/api/user":  # as JupyterHub: names the user, auth_state left empty
+                    status, body = 200, {"kind": "user", "name": "alice", "auth_state": None}
+                elif self.path == "/hub/api/users/alice":
+                    server.seen.append(self.headers.get("Authorization", ""))
+                    status, body = server.answers[0] if len(server.answers) == 1 else server.answers.pop(0)
+                else:
                     self.send_error(404)
                     return
-                server.seen.append(self.headers.get("Authorization", ""))
-                status, body = server.answers[0] if len(server.answers) == 1 else server.answers.pop(0)
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -78,6 +82,7 @@ def hub_api(monkeypatch):
     server = HubAPI()
     monkeypatch.setenv("JUPYTERHUB_API_URL", server.api)
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "server-token")
+    monkeypatch.setenv("JUPYTERHUB_USER", "alice")
     yield server
     server.shutdown()
     server.server_close()
@@ -166,6 +171,12 @@ def test_an_expired_token_is_refused_with_where_it_came_from(monkeypatch, fresh)
 # -- the hub: cache, refresh, errors -------------------------------------------------------------
 
 
+def test_without_jupyterhub_user_the_hub_names_the_user(hub_api, fresh, monkeypatch):
+    monkeypatch.delenv("JUPYTERHUB_USER")
+    hub_api.answers = [hub_api.user(fresh["alice"])]
+    assert access_token() == fresh["alice"] and hub_api.seen == ["token server-token"]
+
+
 def test_the_hub_token_is_cached_until_shortly_before_exp(hub_api, fresh):
     hub_api.answers = [hub_api.user(fresh["alice"]), hub_api.user(fresh["bob"])]
     assert access_token() == fresh["alice"]
@@ -189,7 +200,7 @@ def test_an_expired_hub_token_says_how_the_hub_refreshes(hub_api, fresh):
 
 
 @pytest.mark.parametrize("answer, words", [
-    ((200, {"kind": "user", "name": "alice"}), ["no auth_state in GET /user", "admin:auth_state!user",
+    ((200, {"kind": "user", "name": "alice"}), ["no auth_state in GET users/alice", "admin:auth_state!user",
                                                 "enable_auth_state"]),
     ((200, {"kind": "user", "name": "alice", "auth_state": None}), ["keeps no auth_state for you",
                                                                      "log out and in again"]),
@@ -201,7 +212,7 @@ def test_every_hub_problem_is_a_clear_error(hub_api, answer, words):
     hub_api.answers = [answer]
     with pytest.raises(TokenError) as err:
         access_token()
-    assert str(err.value).startswith(f"{hub_api.api}/user: ")
+    assert str(err.value).startswith(f"{hub_api.api}/users/alice: ")
     for w in words:
         assert w in str(err.value), (w, str(err.value))
 

@@ -86,6 +86,7 @@ server.service.on(Events.BeforeUserinfo, (response, req) => {
   const auth = req.headers.authorization ?? '';
   try {
     const payload = JSON.parse(Buffer.from(auth.split(' ')[1].split('.')[1], 'base64url').toString());
+    if (payload.exp <= Date.now() / 1000) throw new Error('expired');
     response.body = { sub: payload.sub, preferred_username: payload.preferred_username, name: payload.sub };
   } catch {
     response.statusCode = 401;

@@ -1,0 +1,110 @@
+"""The mission's last mile, with real parts: a physicist logs into a real JupyterHub through a real
+OIDC authorization-code login (the loopback issuer, in Chromium), opens a notebook on the
+single-user server the hub spawned, and sends a job to a real ``mlaas4hep serve`` with
+``%mlaas4hep train --remote ... --wait``, as themselves, without pasting a token anywhere: the
+kernel takes the user's access token from the hub's auth_state. The job belongs to that user on
+the service; another user cannot see it."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from .conftest import ARTIFACTS, run_all_cells, write_notebook
+from mlaas4hep.datagen import write_tth
+from support import need, torch_model
+
+pytestmark = [pytest.mark.slow, pytest.mark.ui]
+
+PARAMS = {"chunk_size": 1000, "epochs": 2, "batch_size": 128, "identifier": "run,event,luminosityBlock"}
+
+
+@pytest.fixture(scope="session")
+def hub_and_service(oidc_issuer, tmp_path_factory):
+    """One hub (GenericOAuthenticator at the issuer, auth_state on, the server role may read it)
+    and one service accepting the same issuer's tokens (scope 'mlaas4hep' required), for the
+    session; user servers know the service as the remote 'cern'."""
+    from servers import JupyterHubProcess, ServiceProcess, hub_available
+
+    need(hub_available(), "jupyterhub, oauthenticator (pip install mlaas4hep-lab[test]) and "
+                          "tests/hub/node_modules (npm ci --prefix tests/hub)")
+    root = tmp_path_factory.mktemp("hub")
+    service = ServiceProcess(oidc_issuer.url, root / "service", audience="mlaas4hep", required_scope="mlaas4hep")
+    runtime = root / "runtime"  # an empty XDG_RUNTIME_DIR: no WLCG token file is found before the hub
+    runtime.mkdir()
+    environment = {"MLAAS4HEP_REMOTES": json.dumps({"cern": service.url}), "XDG_RUNTIME_DIR": str(runtime),
+                   "MLAAS4HEP_JOB_ROOT": str(root / "local-jobs"), "MLAAS4HEP_CACHE_DIR": str(root / "cache")}
+    try:
+        hub = JupyterHubProcess(oidc_issuer.url, root / "jupyterhub", environment)
+    except Exception:
+        service.stop()
+        raise
+    yield hub, service
+    hub.close()
+    service.stop()
+
+
+def login(page, issuer: str, hub, user: str) -> None:
+    """Log in at the IdP, then at the hub ("Sign in with ..."): the authorization-code flow."""
+    page.goto(f"{issuer}/test/login?user={user}")
+    assert page.locator("#who").inner_text() == f"logged in at the IdP as {user}"
+    page.goto(hub.url + "/hub/login")
+    page.locator("a", has_text=re.compile("Sign in with", re.IGNORECASE)).first.click()
+    # the hub spawns the server, then sends the browser to it
+    page.wait_for_url(re.compile(rf"/user/{user}/"), timeout=180_000)
+
+
+def test_a_hub_user_trains_on_the_remote_service_with_their_own_token(hub_and_service, oidc_issuer, page):
+    from mlaas4hep.client import Client, ServerError
+
+    hub, service = hub_and_service
+    home = hub.home("alice")
+    home.mkdir(parents=True, exist_ok=True)
+    write_tth(home / "sig.root", 2000, signal=True, seed=5, separation=1.5)
+    write_tth(home / "bkg.root", 2000, signal=False, seed=5, separation=1.5)
+    (home / "model.py").write_text(torch_model())
+    (home / "params.json").write_text(json.dumps(PARAMS))
+    write_notebook(home / "train.ipynb", [
+        "%load_ext mlaas4hep_lab\n"
+        "job = %mlaas4hep train --remote cern --files sig.root,bkg.root --labels 1,0 --model model.py "
+        "--params params.json --wait\nprint('JOB', job)",
+    ])
+
+    login(page, oidc_issuer.url, hub, "alice")
+    page.goto(hub.url + "/user/alice/lab/tree/train.ipynb")
+    page.wait_for_selector(".jp-Notebook", timeout=120_000)
+    page.wait_for_selector("[data-status='idle']", timeout=120_000)
+
+    run_all_cells(page)
+    outputs = page.locator(".jp-OutputArea-output")
+    deadline = time.monotonic() + 420
+    text = ""
+    while time.monotonic() < deadline:
+        text = "\n".join(outputs.all_inner_texts())
+        if "JOB " in text or "mlaas4hep: error" in text:
+            break
+        time.sleep(1)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "hub-remote-train.png"))
+    found = re.search(r"JOB ([0-9a-f]{6,})", text)
+    assert found, f"no job id in the notebook's output:\n{text}\n--- hub log:\n{hub.log.read_text()[-3000:]}"
+    job_id = found.group(1)
+    assert re.search(rf"job {job_id} \(.*\): succeeded", text), text
+
+    # on the service, the job is alice's (the issuer's subject 'alice'), and it succeeded
+    alice = Client(service.url + "/api/v1", token=oidc_issuer.token("alice"))
+    me = alice._call("GET", "/whoami")
+    assert (me["issuer"], me["subject"]) == (oidc_issuer.url, "alice")
+    info = alice.job(job_id)
+    assert info.status == "succeeded" and info.owner == me["id"], info
+    assert job_id in [j.id for j in alice.jobs()]
+    assert info.metrics.get("test_auc", 0) > 0.6, info.metrics
+    # bob cannot see it
+    bob = Client(service.url + "/api/v1", token=oidc_issuer.token("bob"))
+    with pytest.raises(ServerError) as err:
+        bob.job(job_id)
+    assert err.value.status == 404
+    assert job_id not in [j.id for j in bob.jobs()]
