@@ -39,4 +39,7 @@ echo "setup: installing torch (CPU) and the project with its test extras into .v
 # the OIDC token issuer of the service tests (npm oauth2-mock-server, pinned by its lock file)
 echo "setup: installing the test OIDC issuer into tests/oidc/node_modules"
 npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+# JupyterHub's proxy for the hub test (npm configurable-http-proxy, pinned by its lock file)
+echo "setup: installing configurable-http-proxy into tests/hub/node_modules"
+npm ci --prefix tests/hub --no-audit --no-fund --loglevel=error
 echo "setup: done; run the tests with: .venv/bin/python -m pytest"
