@@ -279,3 +279,50 @@ def test_an_unreachable_service_is_reported_before_any_token_problem():
 
     with pytest.raises(ServerError, match="cannot reach the MLaaS4HEP server: connection refused"):
         Client(f"http://127.0.0.1:{free_port()}").jobs()
+
+
+# -- the command line -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_cli_submits_to_a_remote_service_and_lists_the_job(service, monkeypatch, fresh, tmp_path, capsys):
+    from mlaas4hep.cli import main
+    from mlaas4hep.datagen import write_tth
+    from support import torch_model
+
+    write_tth(tmp_path / "sig.root", 1500, signal=True, seed=3, separation=1.5)
+    write_tth(tmp_path / "bkg.root", 1500, signal=False, seed=3, separation=1.5)
+    (tmp_path / "files.txt").write_text("sig.root\nbkg.root\n")  # relative to files.txt
+    (tmp_path / "model.py").write_text(torch_model())
+    (tmp_path / "params.json").write_text(json.dumps({"chunk_size": 1000, "epochs": 1, "batch_size": 128,
+                                                      "identifier": "run,event,luminosityBlock"}))
+    monkeypatch.setenv("MLAAS4HEP_TOKEN", fresh["alice"])
+    monkeypatch.setenv("MLAAS4HEP_REMOTES", json.dumps({"cern": service.url}))
+    code = main(["submit", "--remote", "cern", "--files", str(tmp_path / "files.txt"), "--labels", "1,0",
+                 "--model", str(tmp_path / "model.py"), "--params", str(tmp_path / "params.json"), "--wait"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    job_id = out.split()[1]
+    assert f"job {job_id} (model): succeeded" in out and "auc: " in out
+    # the service ran it on the uploaded copies of the local files
+    job = Client(service.url + "/api/v1", token=fresh["alice"]).job(job_id)
+    assert job.status == "succeeded"
+    assert main(["jobs", "--remote", service.url]) == 0
+    listed = capsys.readouterr().out
+    assert job_id in listed and "succeeded" in listed
+    monkeypatch.setenv("MLAAS4HEP_TOKEN", fresh["bob"])  # bob does not see alice's job
+    assert main(["jobs", "--remote", service.url]) == 0
+    assert job_id not in capsys.readouterr().out
+
+
+def test_cli_mistakes_say_what_to_do(service, capsys, monkeypatch, fresh):
+    from mlaas4hep.cli import main
+
+    assert main(["jobs", "--remote", "nowhere"]) == 2
+    assert "unknown remote 'nowhere'" in capsys.readouterr().err
+    assert main(["jobs", "--remote", service.url]) == 2  # no token anywhere
+    err = capsys.readouterr().err
+    assert err.startswith("mlaas4hep: error: ") and "no access token for the MLaaS4HEP service" in err
+    monkeypatch.setenv("MLAAS4HEP_TOKEN", fresh["expired"])
+    assert main(["jobs", "--remote", service.url]) == 2
+    assert "MLAAS4HEP_TOKEN: the access token expired" in capsys.readouterr().err

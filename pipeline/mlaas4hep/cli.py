@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_arguments(p)
     p.set_defaults(run=cmd_serve)
 
+    from .cli_remote import add_parsers as _remote_parsers
+
+    _remote_parsers(verbs)
+
     p = verbs.add_parser("generate", help="write a seeded ttH-like signal/background dataset with inputs")
     p.add_argument("--out", default="demo-run", help="folder for the files (default: demo-run)")
     p.add_argument("--events", type=int, default=50_000, help="events per file (default: 50000)")
