@@ -1,0 +1,94 @@
+"""The dynamic batcher and the registry's LRU in process, with a real trained model: N requests
+queued while the model is busy are served by one further model call (counted, not timed), each
+with its own rows' scores; the LRU unloads the least recently used model."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import wait
+
+import numpy as np
+import pytest
+
+from mlaas4hep.serving.batcher import BatcherClosed, DynamicBatcher
+from mlaas4hep.serving.registry import BadInput, ModelNotFound, ModelRegistry
+
+
+class Gated:
+    """The real model's predict, counted; the first call waits until the test opens the gate."""
+
+    def __init__(self, predict):
+        self.predict = predict
+        self.calls: list[int] = []
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def __call__(self, X):
+        self.calls.append(len(X))
+        self.entered.set()
+        self.gate.wait(30)
+        return self.predict(X)
+
+
+@pytest.mark.parametrize("max_batch, n, expected_calls", [(1000, 40, 2), (10, 40, 5), (1, 12, 12)])
+def test_requests_queued_while_the_model_is_busy_share_model_calls(served_artifacts, max_batch, n,
+                                                                    expected_calls):
+    adapter = served_artifacts["torch"].adapter
+    gated = Gated(adapter.predict)
+    batcher = DynamicBatcher(gated, max_batch=max_batch, max_delay=0.0, name="t")
+    rows = np.random.default_rng(1).random((n, len(served_artifacts["torch"].feature_names))).astype(np.float32)
+    first = batcher.submit(rows[:1])
+    assert gated.entered.wait(30)  # the worker is inside the first call; the rest queue up
+    rest = [batcher.submit(rows[i:i + 1]) for i in range(1, n)]
+    gated.gate.set()
+    wait([first, *rest], timeout=60)
+    got = np.concatenate([f.result() for f in [first, *rest]])
+    np.testing.assert_allclose(got, adapter.predict(rows), rtol=1e-6, atol=1e-7)
+    # one call for the first request, then the queued ones in calls of at most max_batch rows
+    assert len(gated.calls) == expected_calls, gated.calls
+    assert sum(gated.calls) == n and max(gated.calls) <= max_batch
+    assert batcher.stats() == {"requests": n, "calls": expected_calls, "rows": n, "largest_call": max(gated.calls)}
+    batcher.close()
+    with pytest.raises(BatcherClosed):
+        batcher.submit(rows[:1])
+
+
+def test_a_model_error_reaches_every_request_of_the_call_and_the_batcher_goes_on(served_artifacts):
+    adapter = served_artifacts["torch"].adapter
+    width = len(served_artifacts["torch"].feature_names)
+
+    def predict(X):
+        if (X < 0).any():
+            raise ValueError("negative rows")
+        return adapter.predict(X)
+
+    batcher = DynamicBatcher(predict, max_batch=100, max_delay=0.0)
+    with pytest.raises(ValueError, match="negative"):
+        batcher(np.full((2, width), -1.0, np.float32), timeout=60)
+    ok = batcher(np.full((3, width), 0.5, np.float32), timeout=60)
+    assert ok.shape == (3,) and np.isfinite(ok).all()
+    batcher.close()
+
+
+def test_lru_unloads_the_least_recently_used_and_checks_rows(served_artifacts, tmp_path):
+    registry = ModelRegistry(tmp_path / "models", max_loaded=1, max_delay=0.0)
+    a = registry.publish("alice", "a", served_artifacts["torch"].path)
+    b = registry.publish("alice", "b", served_artifacts["torch"].path, public=True)
+    assert registry.resolve("bob", "b").version == 1
+    with pytest.raises(ModelNotFound):
+        registry.resolve("bob", "a")
+    first = registry.model(a)
+    assert registry.loaded() == [("a", 1)]
+    registry.model(b)
+    assert registry.loaded() == [("b", 1)] and registry.loads == 2
+    with pytest.raises(BatcherClosed):  # the unloaded model's batcher takes no more requests
+        first.batcher.submit(np.zeros((1, first.n_features), np.float32))
+    served = registry.model(a)
+    assert registry.loaded() == [("a", 1)] and registry.loads == 3
+    with pytest.raises(BadInput, match="features"):
+        served.rows([[0.0] * (served.n_features + 1)])
+    with pytest.raises(BadInput, match="finite"):
+        served.rows([float("inf")] * served.n_features)
+    registry.delete("alice", "a")
+    assert registry.loaded() == [] and [m["name"] for m in registry.list("alice")] == ["b"]
+    registry.close()
