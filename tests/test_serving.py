@@ -438,3 +438,38 @@ def test_serving_only_service(oidc_issuer, service, published, tokens, tmp_path)
         assert abs(r.json()[0]["probability"] - float(expected[0])) < 1e-6
     finally:
         svc.stop()
+
+
+def test_client_predict_and_predict_remote_equal_the_local_predict(service, published, served_artifacts, tokens,
+                                                                    tmp_path, monkeypatch, capsys):
+    from mlaas4hep.cli import main
+    from mlaas4hep.client import Client
+
+    artifact = published["kmlp"]
+    arrays = raw_events(artifact, served_artifacts["fresh"], stop=None)
+    client = Client(service.url + "/api/v1", token=tokens["alice"])
+    assert "kmlp" in [m["name"] for m in client.models()]
+    remote = client.predict("kmlp", {b: arrays[b] for b in arrays.fields})
+    local = artifact.predict({b: arrays[b] for b in arrays.fields})
+    assert remote.dtype == np.float32 and remote.shape == local.shape == (400,)
+    np.testing.assert_array_equal(np.isnan(remote), np.isnan(local))
+    np.testing.assert_allclose(remote, local, rtol=1e-5, atol=1e-6)
+
+    monkeypatch.setenv("MLAAS4HEP_TOKEN", tokens["alice"])
+    local_out, remote_out = tmp_path / "local.root", tmp_path / "remote.root"
+    assert main(["predict", "--artifact", str(artifact.path), "--files", str(served_artifacts["fresh"]),
+                 "--out", str(local_out)]) == 0
+    assert main(["predict", "--remote", service.url + "/api/v1", "--model", "kmlp", "--files",
+                 str(served_artifacts["fresh"]), "--out", str(remote_out)]) == 0
+    with uproot.open(local_out) as a, uproot.open(remote_out) as b:
+        ta, tb = a[artifact.tree], b[artifact.tree]
+        assert set(ta.keys()) == set(tb.keys())
+        for key in ta.keys():
+            np.testing.assert_allclose(tb[key].array(library="np"), ta[key].array(library="np"), rtol=1e-5,
+                                       atol=1e-6)
+    # another user's private model: the command says so, nothing is written
+    monkeypatch.setenv("MLAAS4HEP_TOKEN", tokens["bob"])
+    code = main(["predict", "--remote", service.url + "/api/v1", "--model", "kmlp", "--files",
+                 str(served_artifacts["fresh"]), "--out", str(tmp_path / "bob.root")])
+    assert code != 0 and "no model 'kmlp'" in capsys.readouterr().err
+    assert not (tmp_path / "bob.root").exists()

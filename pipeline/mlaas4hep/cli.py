@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Streams the inputs in chunks, applies the training preprocessing and the model, "
                                      "and writes a tree (named like the input tree) with the identifier branches and "
                                      "the score.")
-    p.add_argument("--artifact", required=True, help="the artifact folder written by workflow")
+    p.add_argument("--artifact", help="the artifact folder written by workflow (or --remote and --model)")
+    p.add_argument("--remote", help="score through a model served by an MLaaS4HEP service instead: its URL "
+                                    "(http://host:8080/api/v1); the token comes from MLAAS4HEP_TOKEN or a token file")
     p.add_argument("--files", required=True, nargs="+", help="ROOT files (or a files.txt)")
     p.add_argument("--out", required=True, help="the ROOT file to write")
     p.add_argument("--branch", default="score", help="name of the score branch (default: score)")
@@ -96,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events failing the preproc cuts: keep them with the sentinel score (default; the tree "
                         "is then a friend of the input) or omit them")
     p.add_argument("--sentinel", type=float, default=-1.0, help="score of events failing the cuts (default -1)")
-    p.add_argument("--model", help="the model.py (only for PyTorch models without TorchScript)")
+    p.add_argument("--model", help="the model.py (only for PyTorch models without TorchScript); with --remote: the "
+                                   "served model's name")
+    p.add_argument("--version", type=int, help="with --remote: the served model's version (default: the latest)")
     p.set_defaults(run=cmd_predict)
 
     p = verbs.add_parser("evaluate", help="ROC, AUC, score distributions, KS and confusion of a trained artifact",
@@ -372,6 +376,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .config import load_list
     from .console import ProgressBar
 
+    if args.remote:
+        return _predict_remote(args)
+    if not args.artifact:
+        raise MLaaS4HEPError("give --artifact FOLDER, or --remote URL with --model NAME")
     artifact = Artifact.load(args.artifact, model=args.model)
     files = [e.value for f in args.files for e in load_list(f, "files")]
     _check_output_file(args.out, "--out", "scores.root")
@@ -387,6 +395,77 @@ def cmd_predict(args: argparse.Namespace) -> int:
     bar.close()
     print(f"wrote {args.out}: tree {artifact.tree!r}, {counts['events']:,} events, {counts['scored']:,} scored, "
           f"{counts['failed_cuts']:,} failing the cuts ({'score ' + str(args.sentinel) if args.failed == 'sentinel' else 'omitted'})")
+    return 0
+
+
+def _predict_remote(args: argparse.Namespace, step: int = 2000) -> int:
+    """``predict --remote URL --model NAME``: the ROOT files streamed through the service's raw-event
+    route in blocks; the same friend tree as the local predict (identifiers and the score, the
+    sentinel where an event fails the cuts)."""
+    import numpy as np
+    import uproot
+
+    from .client import Client
+    from .config import load_list
+    from .console import ProgressBar
+    from .read import RootFile, resolve_path
+
+    if not args.model:
+        raise MLaaS4HEPError("--remote needs --model NAME, the served model's name")
+    if args.artifact:
+        raise MLaaS4HEPError("give either --artifact (score here) or --remote (score on a service), not both")
+    files = [e.value for f in args.files for e in load_list(f, "files")]
+    _check_output_file(args.out, "--out")
+    client = Client(args.remote)
+    meta = client.model(args.model, args.version)
+    branches, ids, tree_name = list(meta["branches"]), list(meta.get("identifier") or []), meta.get("tree")
+    if not branches or not tree_name:
+        raise MLaaS4HEPError(f"model {args.model!r} has no feature contract (a TFaaS-style model): it scores "
+                             "feature rows, not ROOT files", where="--model")
+    n_classes = len(meta.get("classes") or [0, 1])
+    names = [args.branch] if n_classes <= 2 else [f"{args.branch}_{c}" for c in range(n_classes)]
+    read = list(dict.fromkeys(branches + ids))
+    total = 0
+    for name in files:
+        with RootFile(resolve_path(name), tree_name) as rfile:
+            total += rfile.num_entries
+    bar = ProgressBar(total, "predict")
+    counts = {"events": 0, "scored": 0, "failed_cuts": 0}
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".part")
+    try:
+        with uproot.recreate(tmp) as rout:
+            tree = None
+            for i, name in enumerate(files):
+                with RootFile(resolve_path(name), tree_name) as rfile:
+                    rfile.check_branches(read, "needed by the model")
+                    for start, _, arrays in rfile.iterate(read, step=step):
+                        scores = client.predict(args.model, {b: arrays[b] for b in branches}, meta["version"])
+                        scores = scores.reshape(len(scores), -1)
+                        passed = ~np.isnan(scores[:, 0])
+                        keep = passed if args.failed == "omit" else np.ones(len(passed), bool)
+                        columns = {k: np.asarray(arrays[k])[keep] for k in ids}
+                        if args.failed == "omit":
+                            columns["file"] = np.full(int(keep.sum()), i, np.int32)
+                            columns["entry"] = (start + np.flatnonzero(passed)).astype(np.int64)
+                        for c, branch in enumerate(names):
+                            column = np.where(passed, scores[:, c], np.float32(args.sentinel)).astype(np.float32)
+                            columns[branch] = column[keep]
+                        if tree is None:
+                            tree = rout.mktree(tree_name, {k: v.dtype for k, v in columns.items()},
+                                               title=f"scores from {args.model} v{meta['version']}")
+                        tree.extend(columns)
+                        counts["events"] += len(passed)
+                        counts["scored"] += int(passed.sum())
+                        counts["failed_cuts"] += int((~passed).sum())
+                        bar.update(counts["events"])
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    bar.close()
+    print(f"wrote {args.out}: tree {tree_name!r}, {counts['events']:,} events, {counts['scored']:,} scored by "
+          f"{args.model} v{meta['version']} at {args.remote}, {counts['failed_cuts']:,} failing the cuts")
     return 0
 
 

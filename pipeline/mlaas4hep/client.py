@@ -261,6 +261,47 @@ class Client:
             body["model_path"] = remote.get(model, model)
         return body
 
+    # -- served models (a remote MLaaS4HEP service) ------------------------------------------------
+
+    def _service_only(self, what: str) -> None:
+        if self._manager:
+            raise ConfigError(f"{what} needs a remote MLaaS4HEP service", hint="give Client(url, token=...) of a "
+                                                                               "service (mlaas4hep serve)")
+
+    def models(self) -> list[dict[str, Any]]:
+        """The models this user may use on the service (their own and public ones)."""
+        self._service_only("the model registry")
+        return self._call("GET", "/models")["models"]
+
+    def model(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """A model's metadata: features, branches, preproc, labels, framework, metrics."""
+        self._service_only("the model registry")
+        return self._call("GET", f"/models/{name}" + (f"/{version}" if version is not None else ""))
+
+    def publish(self, job_id: str, name: str, public: bool = False) -> dict[str, Any]:
+        """Publish a succeeded job's artifact on the service as model ``name``."""
+        self._service_only("publishing")
+        return self._call("POST", f"/jobs/{job_id}/publish", json={"name": name, "public": public})
+
+    def predict(self, model: str, events: Any, version: int | None = None):
+        """Scores of raw events from a served model: ``events`` maps branch names to arrays (numpy
+        for flat branches, awkward or lists of lists for jagged ones), as read from the ROOT file.
+        The service applies the model's own preproc and normalisation. Returns float32 scores (one
+        column per class for several classes) with NaN where an event fails the cuts, like
+        :meth:`Artifact.predict <mlaas4hep.artifact.Artifact.predict>`."""
+        import numpy as np
+
+        self._service_only("predict")
+        body: dict[str, Any] = {"events": json_columns(events)}
+        if version is not None:
+            body["version"] = version
+        answer = self._call("POST", f"/models/{model}/predict", json=body)
+        scores = answer["scores"]
+        width = next((len(s) for s in scores if isinstance(s, list)), None)
+        if width is None:
+            return np.array([np.nan if s is None else s for s in scores], np.float32)
+        return np.array([[np.nan] * width if s is None else s for s in scores], np.float32).reshape(-1, width)
+
     def kernels(self) -> KernelList:
         if self._manager:
             from .jobs.kernels import DEFAULT, find_kernels
@@ -286,6 +327,35 @@ class Client:
     def close(self) -> None:
         if self._manager:
             self._manager.close()
+
+
+def json_columns(events: Any) -> dict[str, list]:
+    """Branch arrays as JSON columns: a flat branch a list of numbers, a jagged one a list of lists;
+    NaN as null (strict JSON has no NaN)."""
+    import awkward as ak
+    import numpy as np
+
+    out: dict[str, list] = {}
+    for name, values in dict(events).items():
+        if isinstance(values, ak.Array) and values.ndim > 1:
+            counts = np.asarray(ak.num(values, axis=1))
+            flat = _nan_as_none(np.asarray(ak.flatten(values, axis=1)))
+            bounds = np.cumsum(counts)[:-1]
+            out[name] = [part.tolist() for part in np.split(flat, bounds)] if len(counts) else []
+        elif isinstance(values, (list, tuple)):
+            out[name] = list(values)
+        else:
+            out[name] = _nan_as_none(np.asarray(values)).tolist()
+    return out
+
+
+def _nan_as_none(array):
+    import numpy as np
+
+    if array.dtype.kind == "f" and np.isnan(array).any():
+        array = array.astype(object)
+        array[np.isnan(array.astype(float))] = None
+    return array
 
 
 _SHARED: dict[tuple, Client] = {}

@@ -37,6 +37,8 @@ class ModelInfo(BaseModel):
     classes: list[str] | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     tree: str | None = None
+    identifier: list[str] = Field(default_factory=list, description="branches that identify an event (run, event, "
+                                                                      "...), copied beside the scores")
     params: dict[str, Any] | None = Field(None, description="a TFaaS-style model's params.json")
     source: dict[str, Any] = Field(default_factory=dict, description="where it came from (a job id, an upload)")
     loaded: bool = Field(..., description="whether it is in memory now")

@@ -457,11 +457,12 @@ class ModelRegistry:
             info.update(framework=contract.get("framework"), features=list(contract.get("features") or []),
                         branches=list(contract.get("branches") or []), preproc=contract.get("preproc"),
                         labels=contract.get("labels"), metrics=contract.get("metrics") or {},
-                        classes=_classes(contract, n_classes), tree=contract.get("tree"))
+                        classes=_classes(contract, n_classes), tree=contract.get("tree"),
+                        identifier=list(contract.get("identifier") or []))
         else:
             params = json.loads((entry.folder / TFAAS_FILE).read_text())
             info.update(framework="tfaas", features=list(params.get("features") or []), branches=[], preproc=None,
-                        labels=None, metrics={}, classes=None, tree=None, params=params)
+                        labels=None, metrics={}, classes=None, tree=None, identifier=[], params=params)
         key = (entry.name, entry.version)
         loaded = self._loaded.get(key)
         info["loaded"] = loaded is not None
