@@ -68,6 +68,8 @@ class BranchExplorer(w.VBox):
         self.updates = 0
         self.hidden: dict[str, str] = {}  # new branches not listed, and why
         self._plotter = HepPlotter()
+        self._wanted: str | None = None  # the branch the user picked last
+        self._updating: int | None = None  # the thread listing the branches, while it does
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self._drawing = threading.Lock()  # one update at a time: the figure is not thread-safe
@@ -107,7 +109,11 @@ class BranchExplorer(w.VBox):
             self._update(options)
 
     def _branch_picked(self, change: dict) -> None:
-        """A new branch: its unit from its title in the file, unless the user typed one."""
+        """A new branch: its unit from its title in the file, unless the user typed one. A pick
+        by the user (not by an update listing the branches) is remembered, so that an update
+        running at the same moment never puts the previous branch back."""
+        if threading.get_ident() != self._updating:
+            self._wanted = change["new"]
         try:
             sample = self.state.sample()
         except MLaaS4HEPError:
@@ -128,14 +134,20 @@ class BranchExplorer(w.VBox):
             self.banner.value = invalid_banner(self.state.preproc_error, preproc or {}, self.hidden)
             names = [n for n in evaluation.kinds if n not in self.hidden]
             if options or list(self.branch.options) != names:
-                current = self.branch.value
+                current = self._wanted or self.branch.value
                 if current not in names:
                     self._clear()  # what is drawn is of a branch no longer listed
-                self.branch.options = names
-                if current in names:
-                    self.branch.value = current
-                elif names:
-                    self.branch.value = self._interesting(names, preproc or {})
+                self._updating = threading.get_ident()
+                try:
+                    self.branch.options = names
+                    if current in names:
+                        self.branch.value = current
+                    elif names:
+                        self.branch.value = self._interesting(names, preproc or {})
+                finally:
+                    self._updating = None
+            elif self._wanted in names and self.branch.value != self._wanted:
+                self.branch.value = self._wanted
             name = self.branch.value
             if not name:
                 self._clear()
