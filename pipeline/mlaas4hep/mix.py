@@ -78,11 +78,13 @@ def concat_blocks(blocks: Sequence[Block], jagged: Sequence[str]) -> Block | Non
     arrays: dict[str, Any] = {}
     for name in blocks[0].arrays:
         if name in jagged:
-            parts = [packed(b.arrays[name]) for b in blocks]
+            parts = [_packed_piece(b.arrays[name]) for b in blocks]
             if len({values.dtype for _, values in parts}) != 1:
                 return None
-            offsets = np.zeros(sum(len(o) - 1 for o, _ in parts) + 1, np.int64)
-            np.cumsum(np.concatenate([np.diff(o) for o, _ in parts]), out=offsets[1:])
+            # offsets of the joined array: each part's own, moved to where its values land
+            starts = np.cumsum([0] + [len(v) for _, v in parts])
+            offsets = np.concatenate([o[:-1] - (o[0] - start) for (o, _), start in zip(parts, starts)]
+                                     + [starts[-1:]]).astype(np.int64, copy=False)
             arrays[name] = Jagged(offsets, np.concatenate([values for _, values in parts]))
         else:
             parts = [np.asarray(b.arrays[name]) for b in blocks]
@@ -153,6 +155,14 @@ class FileStream:
                 pass
         self._pending = None
         self._blocks.close()
+
+
+def _packed_piece(array: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``packed`` without its checks for a slice of the row store (contiguous by construction)."""
+    if isinstance(array, Jagged):
+        o = array.offsets
+        return o, array.content[o[0]:o[-1]]
+    return packed(array)
 
 
 class StoreStream:
