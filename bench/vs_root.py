@@ -66,12 +66,13 @@ print(json.dumps({"first": times[0], "later": times[1], "rows": rows, "columns":
 """
 
 OURS_CHILD = r"""
-import json, resource, sys, tempfile, time
+import json, resource, shutil, sys, tempfile, time
 import mlaas4hep
 path = sys.argv[1]
+cache = tempfile.mkdtemp(prefix="mlaas4hep-vsroot-")
 start = time.perf_counter()
 ds = mlaas4hep.Dataset([path], params={"chunk_size": 10000, "cache": True, "specs_cache": False, "seed": 1,
-                                       "cache_dir": tempfile.mkdtemp(prefix="mlaas4hep-vsroot-")},
+                                       "cache_dir": cache},
                        preproc={"new_branch": {"ht": {"def": "f10 + f11", "type": "flat", "keys_to_remove": ["f11"]}},
                                 "flat_cut": {"f2": {"cut": "f2 > -1"}, "f3": {"cut": "f3 < 1.5"}},
                                 "jagged_cut": {"v0": {"cut": ["v0 > 10", "any"]}}})
@@ -86,6 +87,8 @@ for epoch in range(2):
     start = time.perf_counter()
 print(json.dumps({"first": times[0], "later": times[1], "rows": rows, "columns": width,
                   "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+ds.close()
+shutil.rmtree(cache, ignore_errors=True)  # the row store kept with cache: true
 """
 
 
