@@ -248,3 +248,11 @@ def test_explorer_weights_significance_and_classes(tth):
     explorer.update()
     assert explorer.histogram.n_minus_1 and explorer.histogram.cut_values == [200.0]
     assert explorer.image.value[:4] == b"\x89PNG"
+
+
+def test_units_come_from_branch_titles():
+    from mlaas4hep_lab.widgets.hepplot import unit_from_title
+
+    assert unit_from_title("jet p_{T} [GeV]") == "GeV"
+    assert unit_from_title("missing E_T (GeV)") == "GeV"
+    assert unit_from_title("HT/F") == "" and unit_from_title("") == ""
