@@ -326,3 +326,48 @@ def test_cli_mistakes_say_what_to_do(service, capsys, monkeypatch, fresh):
     monkeypatch.setenv("MLAAS4HEP_TOKEN", fresh["expired"])
     assert main(["jobs", "--remote", service.url]) == 2
     assert "MLAAS4HEP_TOKEN: the access token expired" in capsys.readouterr().err
+
+
+# -- the workbench's remote target ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_submit_panel_remote_target_uploads_and_its_monitor_follows_the_remote_job(service, monkeypatch, fresh,
+                                                                                  tmp_path):
+    """SubmitPanel (target: a remote) -> state.job_id -> TrainingMonitor on the same state, against
+    the real service: the local files are uploaded, the job is alice's there, the monitor replays
+    its events exactly as for a local job."""
+    from mlaas4hep.datagen import write_tth
+    from mlaas4hep_lab.widgets import SubmitPanel, TrainingMonitor, WorkbenchState
+    from support import torch_model
+
+    write_tth(tmp_path / "sig.root", 1500, signal=True, seed=8, separation=1.5)
+    write_tth(tmp_path / "bkg.root", 1500, signal=False, seed=8, separation=1.5)
+    monkeypatch.setenv("MLAAS4HEP_TOKEN", fresh["alice"])
+    monkeypatch.setenv("MLAAS4HEP_REMOTES", json.dumps({"cern": service.url}))
+    monkeypatch.setenv("MLAAS4HEP_JOB_ROOT", str(tmp_path / "local-jobs"))
+    state = WorkbenchState()
+    state.files = [str(tmp_path / "sig.root"), str(tmp_path / "bkg.root")]
+    state.labels = ["1", "0"]
+    state.model_source = torch_model()
+    _ = state.params
+    state.params = {"chunk_size": 1000, "epochs": 2, "identifier": "run,event,luminosityBlock"}
+    monitor = TrainingMonitor(state=state)
+    panel = SubmitPanel(state)
+    try:
+        panel.target.value = "cern"
+        job = panel.submit()
+        assert job is not None, panel.message.value
+        assert state.job_id == job.id == monitor.job_id and "on cern" in panel.message.value
+        assert monitor.client.api == service.url + "/api/v1"  # it follows the job there
+        assert monitor.wait(240), (monitor.status, monitor.error, monitor.client_error)
+        assert monitor.status == "succeeded", (monitor.error, monitor.log_lines)
+        # 3000 events in chunks of 1000, 2 epochs each: one epoch event per (chunk, epoch)
+        assert [(e["chunk"], e["epoch"]) for e in monitor.history] == [(c, e) for c in range(3) for e in (1, 2)]
+        assert monitor.done == monitor.total == 3000 and monitor.metrics["auc"] > 0.6
+        remote = Client(service.url + "/api/v1", token=fresh["alice"])
+        assert remote.job(job.id).status == "succeeded"
+        assert panel.client.local and job.id not in [j.id for j in panel.client.jobs()]  # not run here
+    finally:
+        monitor.close()
+        panel.close()

@@ -4,6 +4,7 @@ curves. Jobs run in-process (``Client()`` without a server) under a temporary jo
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -320,23 +321,30 @@ def test_submit_mistakes_are_shown_not_raised(lab, finished):
     panel.close()
 
 
-def test_remote_targets_say_why_they_cannot_submit(lab, finished, monkeypatch):
-    monkeypatch.setenv("MLAAS4HEP_REMOTES", '{"cern": "https://mlaas.example.org/api"}')
+def test_remote_targets_submit_there_and_say_so(lab, finished, monkeypatch):
+    from servers import free_port
+
+    monkeypatch.setenv("MLAAS4HEP_REMOTES", json.dumps({"cern": f"http://127.0.0.1:{free_port()}"}))
+    monkeypatch.setenv("MLAAS4HEP_TOKEN", "a-token")
     state = make_state(lab)
     panel = SubmitPanel(state, client=finished["client"])
     try:
         labels = [label for label, _ in panel.target.options]
         assert labels[0] == "this machine (in-process jobs)" and "cern" in labels[1]
-        assert not panel.submit_button.disabled
         panel.target.value = "cern"
-        assert state.target == "cern" and panel.submit_button.disabled
-        assert "not available yet" in panel.message.value and "remote service" in panel.message.value
-        assert "OIDC" in panel.message.value
-        assert panel.submit() is None and state.job_id == ""
+        assert state.target == "cern" and not panel.submit_button.disabled
+        assert "Jobs go to cern" in panel.message.value and "uploaded there first" in panel.message.value
         panel.target.value = ""
-        assert state.target == "" and not panel.submit_button.disabled and panel.message.value == ""
+        assert state.target == "" and panel.message.value == ""  # the notice goes with the remote
+        panel.target.value = "cern"
+        before = len(finished["client"].jobs())
+        # the service is not there: said, nothing queued here either
+        assert panel.submit() is None and state.job_id == ""
+        assert "cannot reach the MLaaS4HEP server" in panel.message.value and "cannot reach" in state.message
+        assert len(finished["client"].jobs()) == before
+        panel.target.value = ""
         state.target = "cern"  # another panel may choose it too
-        assert panel.target.value == "cern" and panel.submit_button.disabled
+        assert panel.target.value == "cern"
     finally:
         panel.close()
 

@@ -111,6 +111,7 @@ class TrainingMonitor(JobFollower, widgets.VBox):
         self.poll = poll
         self.state = state
         self._client = client
+        self._job_client: Client | None = None
         self._lock = threading.RLock()
         self._generation = 0
         self._follow: _Follow | None = None
@@ -118,7 +119,9 @@ class TrainingMonitor(JobFollower, widgets.VBox):
         self._reset("")
         if state is not None:
             state.observe(self._on_state_job, names="job_id")
-        job_id = job_id or (state.job_id if state is not None else "")
+        if not job_id and state is not None and state.job_id:
+            job_id = state.job_id
+            self._job_client = self._target_client()
         if job_id:
             self.attach(job_id)
         else:
@@ -128,9 +131,25 @@ class TrainingMonitor(JobFollower, widgets.VBox):
 
     @property
     def client(self) -> Client:
+        """The client of the job shown: its remote service's, when the state's target named one
+        as the job was attached; else the monitor's own (default: this server)."""
+        if self._job_client is not None:
+            return self._job_client
         if self._client is None:
             self._client = default_client()
         return self._client
+
+    def _target_client(self) -> Client | None:
+        """The shared client of ``state.target`` (a remote service), None for "here"."""
+        target = getattr(self.state, "target", "") if self.state is not None else ""
+        if not target:
+            return None
+        from mlaas4hep.client import remote_client
+
+        try:
+            return remote_client(target)
+        except MLaaS4HEPError:  # not a configured remote (the panel offers only those): here
+            return None
 
     # -- attaching ----------------------------------------------------------------------------
 
@@ -171,6 +190,9 @@ class TrainingMonitor(JobFollower, widgets.VBox):
 
     def _on_state_job(self, change: dict) -> None:
         if change["new"] != self.job_id:
+            with self._lock:
+                self._stop_follow()  # the old job's poller must not use the new job's client
+                self._job_client = self._target_client() if change["new"] else None
             self.attach(change["new"])
 
     def _stop_follow(self) -> None:

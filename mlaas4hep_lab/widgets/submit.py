@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import glob
 import html
-import json
 import os
 from typing import Any
 
 import ipywidgets as widgets
 
-from mlaas4hep.client import Client
+from mlaas4hep.client import Client, remote_client, remotes
 from mlaas4hep.console import human_time
 from mlaas4hep.datagen import DEMO_MODEL
 from mlaas4hep.errors import ConfigError, MLaaS4HEPError
@@ -23,10 +22,9 @@ DEFAULT_MODEL = DEMO_MODEL  # a small Keras classifier, the original def model(i
 # the params this panel edits, with the defaults of params.json
 TRAINING_DEFAULTS = {"mode": "chunk", "epochs": 5, "chunk_size": 10000, "batch_size": 100}
 
-REMOTE_UNAVAILABLE = (
-    "Remote submission is not available yet: sending a job to {name} ({url}) needs the MLaaS4HEP remote "
-    "service and your JupyterHub (OIDC) token; it comes with the remote-service work. "
-    "Choose \u201c{here}\u201d to run the job here.")
+REMOTE_TARGET = (
+    "Jobs go to {name} ({url}) as you, with your own OIDC token (JupyterHub's, or MLAAS4HEP_TOKEN); "
+    "input files on this server are uploaded there first, root:// and https:// files are read there.")
 
 ERROR_COLOR = "var(--jp-error-color1, #d32f2f)"
 OK_COLOR = "var(--jp-success-color1, #388e3c)"
@@ -58,18 +56,13 @@ def cpu_count() -> int:
 
 
 def remotes_from_env() -> tuple[dict[str, str], str]:
-    """The remote endpoints of ``MLAAS4HEP_REMOTES`` (a JSON object name -> URL), and a
-    problem to show ("" when none)."""
-    text = os.environ.get("MLAAS4HEP_REMOTES", "").strip()
-    if not text:
-        return {}, ""
+    """The remote MLaaS4HEP services of ``MLAAS4HEP_REMOTES`` (name -> URL; see
+    :func:`mlaas4hep.client.remotes`), and a problem to show ("" when none)."""
     try:
-        data = json.loads(text)
-    except ValueError as err:
-        return {}, f"MLAAS4HEP_REMOTES is not valid JSON ({err.msg}); no remote endpoints"
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        return {}, 'MLAAS4HEP_REMOTES must be a JSON object {"name": "URL", ...}; no remote endpoints'
-    return {k: v for k, v in data.items() if k}, ""
+        found = remotes()
+    except MLaaS4HEPError as err:
+        return {}, f"{err}; no remote endpoints"
+    return {name: entry["url"] for name, entry in found.items()}, ""
 
 
 class SubmitPanel(widgets.VBox):
@@ -79,9 +72,11 @@ class SubmitPanel(widgets.VBox):
     server, or in-process jobs without one), shared with the other panels.
 
     - **Target**: "this server" (``Client()``; "this machine (in-process jobs)" when there is no
-      server), or a remote endpoint of ``MLAAS4HEP_REMOTES`` (a JSON object name -> URL). Sets
-      ``state.target`` (``""`` = here). Remote submission is not available yet: choosing a
-      remote says so and disables Submit.
+      server), or a remote MLaaS4HEP service of ``MLAAS4HEP_REMOTES`` (a JSON object name -> URL;
+      on JupyterLab also ``c.MLaaS4HEPLab.remotes``). Sets ``state.target`` (``""`` = here). A
+      remote job goes there with the user's own token (``mlaas4hep_lab.hub.access_token``); input
+      files that are on this server are uploaded first; it runs in the service's default kernel.
+      A monitor on the same state follows it there.
     - **Job**: a name; the model as source (a textarea, from ``state.model_source`` or a small
       Keras model.py; edits go back to ``state.model_source``) or as the path of a model.py;
       the kernel whose Python runs the job (``client.kernels()``, default its ``default``).
@@ -245,17 +240,19 @@ class SubmitPanel(widgets.VBox):
 
     def submit(self) -> JobInfo | None:
         """Queue the job; returns it, or None (the reason is in the message line)."""
-        if self.target.value:
-            self._on_target({"new": self.target.value})
-            return None
+        target = self.target.value
         self.submit_button.disabled = True
-        self.submit_button.description = "Submitting…"
+        self.submit_button.description = "Uploading and submitting…" if target else "Submitting…"
         self._show("")
         try:
             body = self.request()
             if body["params"] != dict(self.state.params):
                 self.state.params = body["params"]
-            job = self.client.submit(**body)
+            if target:
+                body["kernel"] = None  # this server's kernels mean nothing there
+                job = remote_client(target).submit(**body)
+            else:
+                job = self.client.submit(**body)
         except Exception as err:  # noqa: BLE001 - every problem is shown, nothing raised
             message = str(err) if isinstance(err, MLaaS4HEPError) else f"unexpected error: {type(err).__name__}: {err}"
             self._show(message, ERROR_COLOR)
@@ -263,11 +260,12 @@ class SubmitPanel(widgets.VBox):
             return None
         finally:
             self.submit_button.description = "Submit"
-            self.submit_button.disabled = bool(self.target.value)
+            self.submit_button.disabled = False
         self.last_job = job
         self.name.value = ""  # the next job gets its own name (or the default), not this one's
         self.state.message = ""
-        self._show(f"queued job {_esc(job.name)} (<code>{_esc(job.id)}</code>)", OK_COLOR, escape=False)
+        where = f" on {_esc(target)}" if target else ""
+        self._show(f"queued job {_esc(job.name)} (<code>{_esc(job.id)}</code>){where}", OK_COLOR, escape=False)
         self.state.job_id = job.id
         return job
 
@@ -277,10 +275,8 @@ class SubmitPanel(widgets.VBox):
         name = change["new"] or ""
         if self.state.target != name:
             self.state.target = name
-        self.submit_button.disabled = bool(name)
         if name:
-            self._show(REMOTE_UNAVAILABLE.format(name=name, url=self.remotes.get(name, "?"), here=self.here_label),
-                       WARN_COLOR)
+            self._show(REMOTE_TARGET.format(name=name, url=self.remotes.get(name, "?")))
             self._remote_notice = True
         elif self._remote_notice:
             self._show("")
