@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -16,6 +17,7 @@ from jupyter_server.utils import url_path_join
 from traitlets import Dict, Float, Integer, List, Type, Unicode, default
 
 from mlaas4hep.client import default_root
+from mlaas4hep.errors import MLaaS4HEPError
 from mlaas4hep.jobs import JobManager, KernelInfo
 from mlaas4hep.jobs.executor import make_executor
 from mlaas4hep.jobs.inputs import MODEL_SIZE_LIMIT
@@ -48,6 +50,11 @@ class MLaaS4HEPLab(ExtensionApp):
                                 "share (default: $MLAAS4HEP_DASK, else this machine).")
     dask_resources = Dict(value_trait=Float(), config=True,
                           help="Resource tags a job needs on a Dask worker, e.g. {'GPU': 1}.")
+    remotes = Dict(config=True,
+                   help="Remote MLaaS4HEP services (mlaas4hep serve) jobs may go to: name -> URL, or name -> "
+                        "{'url': URL, 'token': TOKEN}. Merged with MLAAS4HEP_REMOTES (which wins on a name); kernels "
+                        "see the union as MLAAS4HEP_REMOTES. Requests carry the user's own token "
+                        "(mlaas4hep_lab.hub.access_token) unless an entry has one.")
     demo_notebook = Unicode(config=True,
                             help="The notebook that the launcher's 'MLaaS4HEP demo' copies to mlaas4hep-demo/demo.ipynb "
                                  "(default: the packaged demo; in an editable install, the repository's "
@@ -65,6 +72,7 @@ class MLaaS4HEPLab(ExtensionApp):
                                           model_dirs=[self.serverapp.root_dir, *self.model_dirs],
                                           model_size_limit=self.max_model_size,
                                           executor=make_executor(self.dask_address or None, self.dask_resources or None))
+        self._merge_remotes()
         secret = secrets.token_urlsafe(32)
         # kernels started by this server inherit these: that is how they reach their server
         os.environ["MLAAS4HEP_LAB_URL"] = self.kernel_url()
@@ -73,6 +81,22 @@ class MLaaS4HEPLab(ExtensionApp):
                              mlaas4hep_kernels=self.kernels, mlaas4hep_default_kernel=self.default_kernel,
                              mlaas4hep_demo_notebook=self.demo_notebook, mlaas4hep_max_body_size=self.max_body_size)
         self.log.info("MLaaS4HEP jobs in %s (concurrency %d)", self.manager.root, self.concurrency)
+
+    def _merge_remotes(self) -> None:
+        """c.MLaaS4HEPLab.remotes and MLAAS4HEP_REMOTES as one MLAAS4HEP_REMOTES, for this server's
+        routes and its kernels; a malformed entry is logged with what is wrong and left out."""
+        from mlaas4hep.client import remotes
+
+        merged: dict = {}
+        for origin, text in (("c.MLaaS4HEPLab.remotes", json.dumps(dict(self.remotes))),
+                             ("MLAAS4HEP_REMOTES", os.environ.get("MLAAS4HEP_REMOTES", ""))):
+            try:
+                merged.update(remotes(text))
+            except MLaaS4HEPError as err:
+                self.log.error("MLaaS4HEP: %s: %s; its remote services are left out", origin, err.message)
+        os.environ["MLAAS4HEP_REMOTES"] = json.dumps(merged)
+        if merged:
+            self.log.info("MLaaS4HEP remote services: %s", ", ".join(f"{k} ({v['url']})" for k, v in merged.items()))
 
     def kernel_url(self) -> str:
         """This server's URL as its kernels (on the same machine) should use it: a loopback IP

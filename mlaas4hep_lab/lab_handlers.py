@@ -76,3 +76,12 @@ class DemoNotebookHandler(BaseHandler):
 LAB_ROUTES: list[tuple[str, type[BaseHandler]]] = [
     ("/demo", DemoNotebookHandler),
 ]
+
+
+def _remote_routes() -> list[tuple[str, type[BaseHandler]]]:
+    from .remote_handlers import REMOTE_ROUTES
+
+    return REMOTE_ROUTES
+
+
+LAB_ROUTES += _remote_routes()

@@ -87,21 +87,35 @@ class Client:
 
     # -- HTTP ---------------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
-              timeout: float | None = None, raw: bool = False, files: dict | None = None) -> Any:
+    def send(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
+             timeout: float | None = None, files: dict | None = None, data: bytes | None = None,
+             headers: dict[str, str] | None = None) -> Any:
+        """One request to the server (``path`` under its API), with the user's token and one retry
+        with a fresh token after a 401; the ``requests.Response`` whatever its status. An
+        unreachable server, and a 401/403 where no token could be found, raise :class:`ServerError`."""
+        response, _source = self._send(method, path, json=json, params=params, timeout=timeout, files=files,
+                                       data=data, headers=headers)
+        return response
+
+    def _send(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
+              timeout: float | None = None, files: dict | None = None, data: bytes | None = None,
+              headers: dict[str, str] | None = None) -> tuple[Any, str | None]:
         import requests
 
         url = self.api + path
-        headers, problem, source = self._user_auth(refresh=False)
+        auth, problem, source = self._user_auth(refresh=False)
+
+        def request() -> Any:
+            return self._http.request(method, url, json=json, params=params, files=files, data=data,
+                                      headers={**(headers or {}), **(auth or {})}, timeout=timeout or self.timeout)
+
         try:
-            response = self._http.request(method, url, json=json, params=params, files=files, headers=headers,
-                                          timeout=timeout or self.timeout)
+            response = request()
             if response.status_code == 401 and self.user_token and problem is None:
                 # the token may have expired since it was cached: once more with a fresh one
-                headers, problem, source = self._user_auth(refresh=True)
+                auth, problem, source = self._user_auth(refresh=True)
                 if problem is None:
-                    response = self._http.request(method, url, json=json, params=params, files=files,
-                                                  headers=headers, timeout=timeout or self.timeout)
+                    response = request()
         except requests.ConnectionError as err:
             raise ServerError(f"cannot reach the MLaaS4HEP server: {_reason(err)}", 0, where=self.api,
                               hint="is the server running, and the URL right?") from None
@@ -112,6 +126,12 @@ class Client:
             found = f"{problem.where}: {problem.message}" if problem.where else problem.message
             raise ServerError(f"{_message(response)} (HTTP {response.status_code}); {found}",
                               response.status_code, where=f"{method} {url}", hint=problem.hint)
+        return response, source
+
+    def _call(self, method: str, path: str, *, json: Any = None, params: dict | None = None,
+              timeout: float | None = None, raw: bool = False, files: dict | None = None) -> Any:
+        url = self.api + path
+        response, source = self._send(method, path, json=json, params=params, timeout=timeout, files=files)
         if response.status_code >= 400:
             message = _message(response)
             hint = None
