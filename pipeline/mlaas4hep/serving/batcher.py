@@ -1,7 +1,9 @@
 """Dynamic batching: requests to one model queue up; one worker thread takes the first waiting
 request, then keeps taking more until ``max_batch`` rows are gathered or ``max_delay`` seconds
 have passed since the first was taken, calls the model once on all their rows, and hands each
-request its own slice of the result.
+request its own slice of the result. Requests that queue while the model is busy always go into
+the next call; the batcher waits up to ``max_delay`` for more only under concurrent load (the last
+call served several requests, or more are already waiting), so a lone client pays no delay.
 
 The model is only ever called from the worker thread, so a model that is not thread-safe is
 served safely; callers wait on a :class:`concurrent.futures.Future` (``asyncio.wrap_future`` in
@@ -53,6 +55,7 @@ class DynamicBatcher:
         self.calls = 0
         self.rows = 0
         self.largest = 0
+        self._last_served = 0
 
     def stats(self) -> dict[str, int]:
         return {"requests": self.requests, "calls": self.calls, "rows": self.rows, "largest_call": self.largest}
@@ -94,7 +97,10 @@ class DynamicBatcher:
                 return
             batch = [first]
             count = len(first.rows)
-            deadline = time.monotonic() + self.max_delay
+            # wait for more only under concurrent load (the last call served several requests, or
+            # more are queued): a lone client is not delayed by max_delay on every request
+            busy = self._last_served > 1 or not self._queue.empty()
+            deadline = time.monotonic() + (self.max_delay if busy else 0.0)
             stop = False
             while count < self.max_batch:
                 wait = deadline - time.monotonic()
@@ -144,6 +150,7 @@ class DynamicBatcher:
             self.requests += len(live)
             self.rows += len(rows)
             self.largest = max(self.largest, len(rows))
+            self._last_served = len(live)
         start = 0
         for r in live:
             stop = start + len(r.rows)

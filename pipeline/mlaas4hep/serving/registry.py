@@ -108,7 +108,8 @@ class ServedModel:
             self.feature_names = self.artifact.feature_names
             self.n_features = len(self.feature_names)
             self.classes = _classes(self.artifact.contract, self.artifact.n_classes)
-            self._call = adapter.predict
+            # Keras: one batch straight through the model (model.predict sets up a pipeline per call)
+            self._call = getattr(adapter, "predict_batch", adapter.predict)
         else:
             tf = TFaaSModel(entry.folder)
             self.feature_names, self.n_features, self.classes = tf.features, tf.n_features, tf.classes
