@@ -398,22 +398,41 @@ class ModelRegistry:
         self._loaded: OrderedDict[tuple[str, int], ServedModel] = OrderedDict()
         self._loading: dict[tuple[str, int], threading.Lock] = {}
         self.loads = 0  # models loaded from disk so far (evictions make it grow)
+        self._version_cache: dict[str, tuple[int, list[int]]] = {}
+        self._entry_cache: dict[tuple[str, int], tuple[tuple[int, int], Entry]] = {}
 
     # -- what is there ---------------------------------------------------------------------------
 
     def _versions(self, name: str) -> list[int]:
+        """The published versions of ``name``; remembered until its folder changes (another
+        service on the same folder publishing or deleting changes it too)."""
         folder = self.root / name
-        if not folder.is_dir():
+        try:
+            stamp = folder.stat().st_mtime_ns
+        except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(int(p.name) for p in folder.iterdir()
-                      if p.name.isdigit() and (p / "entry.json").exists())
+        cached = self._version_cache.get(name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        versions = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / "entry.json").exists())
+        self._version_cache[name] = (stamp, versions)
+        return versions
 
     def _entry(self, name: str, version: int) -> Entry:
+        """entry.json of one version (never rewritten once published; remembered per folder
+        identity, so a version deleted and published again is read again)."""
         folder = self.root / name / str(version)
+        stat = folder.stat()
+        key = (name, version)
+        cached = self._entry_cache.get(key)
+        if cached is not None and cached[0] == (stat.st_ino, stat.st_mtime_ns):
+            return cached[1]
         data = json.loads((folder / "entry.json").read_text())
-        return Entry(name=name, version=version, owner=data["owner"], public=bool(data.get("public")),
-                     created=float(data.get("created", 0)), kind=data["kind"], source=dict(data.get("source") or {}),
-                     folder=folder / "model")
+        entry = Entry(name=name, version=version, owner=data["owner"], public=bool(data.get("public")),
+                      created=float(data.get("created", 0)), kind=data["kind"], source=dict(data.get("source") or {}),
+                      folder=folder / "model")
+        self._entry_cache[key] = ((stat.st_ino, stat.st_mtime_ns), entry)
+        return entry
 
     def owner_of(self, name: str) -> str | None:
         versions = self._versions(name)
@@ -471,6 +490,15 @@ class ModelRegistry:
         return info
 
     # -- loading ---------------------------------------------------------------------------------
+
+    def loaded_model(self, entry: Entry) -> ServedModel | None:
+        """The model of ``entry`` if it is in memory (marked as just used), without loading it."""
+        key = (entry.name, entry.version)
+        with self._lock:
+            served = self._loaded.get(key)
+            if served is not None:
+                self._loaded.move_to_end(key)
+            return served
 
     def model(self, entry: Entry) -> ServedModel:
         """The loaded model of ``entry`` (loaded now if it is not; the least recently used one is

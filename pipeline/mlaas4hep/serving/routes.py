@@ -120,6 +120,11 @@ class ModelService:
             raise MLaaS4HEPError(f"{err}; send the request again") from None
 
 
+async def loaded(registry: ModelRegistry, entry: Entry) -> ServedModel:
+    """The model in memory (no thread hop), else loaded in a worker thread."""
+    return registry.loaded_model(entry) or await run_in_threadpool(registry.model, entry)
+
+
 def _service(request: Request):
     return request.app.state.service
 
@@ -170,7 +175,7 @@ def add_model_routes(api: APIRouter) -> None:
         body = EventsRequest.model_validate(await json_body(request))
         models = _models(request)
         entry = models.registry.resolve(user.id, name, body.version)
-        served = await run_in_threadpool(models.registry.model, entry)
+        served = await loaded(models.registry, entry)
         n = max((len(v) for v in body.events.values()), default=0)
         models.check_rows(n)
         X, mask = await run_in_threadpool(served.events, body.events)
@@ -289,7 +294,7 @@ def tfaas_router() -> APIRouter:
         body = TFaaSRequest.model_validate(await json_body(request))
         models = _models(request)
         entry = models.registry.resolve(user.id, body.model, body.version)
-        served = await run_in_threadpool(models.registry.model, entry)
+        served = await loaded(models.registry, entry)
         X = served.rows(body.values, body.keys)
         scores = await models.scores(served, X)
         rows = [_labelled(served.classes, s) for s in scores.tolist()]
@@ -390,7 +395,7 @@ def v2_router() -> APIRouter:
         models = _models(request)
         entry = models.registry.resolve(user.id, name, version)
         body = InferenceRequest.model_validate(await json_body(request))
-        served = await run_in_threadpool(models.registry.model, entry)
+        served = await loaded(models.registry, entry)
         X = _tensor(body, served)
         if body.outputs:
             unknown = [o.name for o in body.outputs if o.name != OUTPUT]
