@@ -102,6 +102,11 @@ def test_a_hub_user_trains_on_the_remote_service_with_their_own_token(hub_and_se
     assert info.status == "succeeded" and info.owner == me["id"], info
     assert job_id in [j.id for j in alice.jobs()]
     assert info.metrics.get("test_auc", 0) > 0.6, info.metrics
+    # the lab's routes on alice's server list it too: the browser sends only its cookies, the
+    # server adds her token from the hub's auth_state
+    answer = page.request.get(hub.url + "/user/alice/mlaas4hep/lab/remotes/cern/jobs")
+    assert answer.status == 200, answer.text()
+    assert job_id in [j["id"] for j in answer.json()["jobs"]]
     # bob cannot see it
     bob = Client(service.url + "/api/v1", token=oidc_issuer.token("bob"))
     with pytest.raises(ServerError) as err:
