@@ -1,14 +1,11 @@
 /**
  * Where jobs come from: the jobs API of a server (pipeline/mlaas4hep/jobs/openapi.json).
  *
- * The sidebar and the job view talk to an `IJobSource`, never to URLs. Today there is one:
- * `ServerJobSource`, this Jupyter server's extension under `<base_url>/mlaas4hep/api/v1/`.
- *
- * Remote endpoints (the MLaaS4HEP service, `MLAAS4HEP_REMOTES`) are the seam left open: the
- * service does not exist yet. When it does, a remote source is another `IJobSource` (id = the
- * endpoint's name) whose requests go through this server (e.g. `<base_url>/mlaas4hep/api/v1/
- * remotes/<name>/jobs`), which adds the user's JupyterHub token; the token never reaches the
- * browser. `JobsModel` already lists jobs per source.
+ * The sidebar and the job view talk to an `IJobSource`, never to URLs: `ServerJobSource`, this
+ * Jupyter server's extension under `<base_url>/mlaas4hep/api/v1/`, and one `RemoteJobSource` per
+ * remote MLaaS4HEP service (`c.MLaaS4HEPLab.remotes` / `MLAAS4HEP_REMOTES`), whose requests go
+ * through this server (`<base_url>/mlaas4hep/lab/remotes/<name>/jobs...`), which adds the user's
+ * own token: the token never reaches the browser. `JobsModel` lists jobs per source.
  */
 
 import { URLExt } from '@jupyterlab/coreutils';
@@ -34,8 +31,8 @@ export interface IJobSource {
 
 /** The jobs API of this Jupyter server (the mlaas4hep_lab server extension). */
 export class ServerJobSource implements IJobSource {
-  readonly id = 'local';
-  readonly label = 'This server';
+  readonly id: string = 'local';
+  readonly label: string = 'This server';
 
   constructor(
     readonly settings: ServerConnection.ISettings = ServerConnection.makeSettings(),
@@ -100,6 +97,42 @@ export class ServerJobSource implements IJobSource {
     }
     return response;
   }
+}
+
+/**
+ * A remote MLaaS4HEP service's jobs API, through this server's forwarding routes: the same API,
+ * under `<base_url>/mlaas4hep/lab/remotes/<name>/`.
+ */
+export class RemoteJobSource extends ServerJobSource {
+  readonly id: string;
+  readonly label: string;
+
+  constructor(
+    readonly name: string,
+    readonly remoteUrl: string,
+    settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+  ) {
+    super(settings, `mlaas4hep/lab/remotes/${enc(name)}`);
+    this.id = `remote:${name}`;
+    this.label = `${name} (remote)`;
+  }
+}
+
+export interface IRemoteInfo {
+  name: string;
+  url: string;
+}
+
+/** The remote services this server forwards to (`GET <base>/mlaas4hep/lab/remotes`). */
+export async function listRemotes(
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<IRemoteInfo[]> {
+  const url = URLExt.join(settings.baseUrl, 'mlaas4hep/lab/remotes');
+  const response = await ServerConnection.makeRequest(url, {}, settings);
+  if (!response.ok) {
+    throw await ServerConnection.ResponseError.create(response);
+  }
+  return ((await response.json()) as { remotes: IRemoteInfo[] }).remotes;
 }
 
 /**

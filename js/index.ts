@@ -15,7 +15,7 @@ import { ILauncher } from '@jupyterlab/launcher';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { refreshIcon } from '@jupyterlab/ui-components';
 
-import { IJobSource, requestDemoNotebook, ServerJobSource } from './api';
+import { IJobSource, listRemotes, RemoteJobSource, requestDemoNotebook, ServerJobSource } from './api';
 import { CommandIDs } from './commands';
 import { mlaas4hepIcon } from './icons';
 import { JobsModel, message } from './jobsmodel';
@@ -42,7 +42,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ) => {
     const { commands, shell, serviceManager } = app;
     const local = new ServerJobSource(serviceManager.serverSettings);
-    // remote endpoints join here as more IJobSource objects once the MLaaS4HEP service exists
     const sources: IJobSource[] = [local];
     let sidebar: JobsSidebar | null = null;
     const model = new JobsModel({
@@ -55,6 +54,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       restorer.add(sidebar, 'mlaas4hep-sidebar');
     }
     model.start();
+    // each remote MLaaS4HEP service this server forwards to: its own section of the sidebar
+    void listRemotes(serviceManager.serverSettings)
+      .then(remotes => {
+        for (const remote of remotes) {
+          model.addSource(new RemoteJobSource(remote.name, remote.url, serviceManager.serverSettings));
+        }
+      })
+      .catch(reason => console.error('mlaas4hep-lab: cannot list the remote services', reason));
 
     if (settingRegistry) {
       void settingRegistry

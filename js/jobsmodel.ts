@@ -54,6 +54,16 @@ export class JobsModel {
     return null;
   }
 
+  /** Add a source (a remote service found after start-up); its jobs come with the next refresh. */
+  addSource(source: IJobSource): void {
+    if (this.source(source.id)) {
+      return;
+    }
+    this._sources.push({ source, jobs: [], error: '', loaded: false });
+    this._changed.emit();
+    void this.refresh();
+  }
+
   source(id: string): IJobSource | null {
     return this._sources.find(s => s.source.id === id)?.source ?? null;
   }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,13 @@ def hub_and_service(oidc_issuer, tmp_path_factory):
     runtime.mkdir()
     environment = {"MLAAS4HEP_REMOTES": json.dumps({"cern": service.url}), "XDG_RUNTIME_DIR": str(runtime),
                    "MLAAS4HEP_JOB_ROOT": str(root / "local-jobs"), "MLAAS4HEP_CACHE_DIR": str(root / "cache")}
+    built = Path(__file__).parents[2] / "mlaas4hep_lab" / "labextension"
+    if (built / "package.json").exists():
+        # the frontend of these sources (an editable install builds it there), ahead of any
+        # copy installed into the environment earlier
+        (root / "jupyter" / "labextensions").mkdir(parents=True)
+        (root / "jupyter" / "labextensions" / "mlaas4hep-lab").symlink_to(built)
+        environment["JUPYTER_PATH"] = str(root / "jupyter")
     try:
         hub = JupyterHubProcess(oidc_issuer.url, root / "jupyterhub", environment)
     except Exception:
@@ -107,6 +115,19 @@ def test_a_hub_user_trains_on_the_remote_service_with_their_own_token(hub_and_se
     answer = page.request.get(hub.url + "/user/alice/mlaas4hep/lab/remotes/cern/jobs")
     assert answer.status == 200, answer.text()
     assert job_id in [j["id"] for j in answer.json()["jobs"]]
+    # ... and the MLaaS4HEP sidebar shows it in the section of the remote service
+    page.goto(hub.url + "/user/alice/lab")
+    page.locator(".jp-SideBar [title*='MLaaS4HEP'], .jp-SideBar [data-id*='mlaas4hep']").first.click()
+    row = page.locator(f".mlaas4hep-job-row[data-source='remote:cern'][data-job-id='{job_id}']")
+    row.wait_for(timeout=60_000)
+    assert row.get_attribute("data-status") == "succeeded"
+    assert page.locator(".mlaas4hep-source[data-source='remote:cern']").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "hub-sidebar-remote.png"))
+    # its job view (curves from the remote job's events, the log) works through the same routes
+    row.locator(".mlaas4hep-job-name").click()
+    page.wait_for_function("() => { const p = document.querySelector('.mlaas4hep-jobview path.mlaas4hep-series-loss');"
+                           " return p && (p.getAttribute('d') || '').includes('L'); }", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "hub-jobview-remote.png"))
     # bob cannot see it
     bob = Client(service.url + "/api/v1", token=oidc_issuer.token("bob"))
     with pytest.raises(ServerError) as err:
