@@ -192,6 +192,8 @@ def test_every_serving_route_needs_a_token(service, published):
         for headers in ({}, {"Authorization": "Bearer not-a-token"}):
             r = requests.request(method, service.url + path, headers=headers, timeout=30)
             assert r.status_code == 401, (method, path, r.status_code)
+            if path.startswith("/v2"):
+                assert r.json()["error"]
     assert requests.get(service.url + "/api/v1/models/tmlp", timeout=30).status_code == 401
 
 
@@ -249,6 +251,8 @@ def test_hostile_inputs_get_a_4xx_with_a_reason_while_a_steady_client_is_served(
         ("/tfaas/json", {"model": "nosuch", "values": row}, 404, "nosuch"),
         ("/tfaas/json", {"model": "tmlp", "keys": ["x"] * width, "values": row}, 400, "keys"),
         ("/tfaas/json", {"model": "tmlp", "values": []}, 400, "non-empty"),
+        ("/tfaas/json", {"model": "tmlp", "values": [10 ** 400] * width}, 400, "number"),
+        ("/tfaas/json", {"model": "tmlp", "values": [1e39] * width}, 400, "32-bit"),
         ("/tfaas/json", {"model": "tmlp", "values": [row] * 5001}, 413, "5000"),
         (v2, {"inputs": [{"name": "input", "shape": [1, width + 1], "datatype": "FP32", "data": row}]}, 400,
          "shape"),
@@ -268,6 +272,9 @@ def test_hostile_inputs_get_a_4xx_with_a_reason_while_a_steady_client_is_served(
         ("/api/v1/models/tmlp/predict", {"events": {b: ["x"] for b in artifact.contract["branches"]}}, 400,
          "number"),
         ("/api/v1/models/tmlp/predict", {"rows": []}, 400, "events"),
+        ("/api/v1/models/tmlp/predict", {"events": {b: [10 ** 400] if artifact.contract["kinds"][b] == "flat"
+                                                    else [[10 ** 400]] for b in artifact.contract["branches"]}},
+         400, "number"),
         ("/api/v1/models/tmlp/versions/9/predict", {"events": {}}, 404, ""),
     ]
     try:

@@ -224,7 +224,10 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, err: AuthError):
         headers = {"WWW-Authenticate": err.www_authenticate()}
-        return JSONResponse(auth_error_body(err), status_code=err.status, headers=headers)
+        body = auth_error_body(err)
+        if request.url.path.startswith("/v2"):  # the Open Inference Protocol's error body
+            body = {"error": body.get("message", "not authenticated"), **body}
+        return JSONResponse(body, status_code=err.status, headers=headers)
 
     @app.exception_handler(IssuerUnavailable)
     async def _issuer_error(request: Request, err: IssuerUnavailable):

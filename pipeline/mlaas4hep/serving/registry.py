@@ -204,7 +204,7 @@ def _numbers(values: Any, where: str) -> np.ndarray:
         raise BadInput("expected a non-empty list of numbers or of rows", where=where)
     try:
         X = np.array(values, dtype=np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise BadInput("every value must be a number, and every row as long as the first", where=where) from None
     if X.dtype == object or X.size == 0:
         raise BadInput("expected numbers", where=where)
@@ -256,7 +256,7 @@ def _finite(values: list, dtype: np.dtype, where: str) -> np.ndarray:
         raise BadInput(f"the branch holds {dtype.name} values; got null", where=where)
     try:
         raw = np.asarray([np.nan if v is None else v for v in values] if floating else values, dtype=np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise BadInput("every value must be a number", where=where) from None
     if not floating:
         if not np.isfinite(raw).all():
@@ -452,7 +452,10 @@ class ModelRegistry:
                 raise ModelNotFound(f"model {name!r} has no version {text!r}", where="version")
             versions = [int(text)]
         for v in reversed(versions):
-            entry = self._entry(name, v)
+            try:
+                entry = self._entry(name, v)
+            except (FileNotFoundError, NotADirectoryError):  # deleted meanwhile
+                continue
             if self.visible(entry, user):
                 return entry
         raise ModelNotFound(f"no model {name!r}" + (f" version {version}" if version not in (None, "") else ""),

@@ -36,6 +36,12 @@ INPUT = "input"  # the v2 input tensor's name
 OUTPUT = "scores"  # the v2 output tensor's name
 
 
+class Unavailable(MLaaS4HEPError):
+    """The model went away while the request waited (503: try again)."""
+
+    http_status = 503
+
+
 class ModelService:
     """The registry of one ``mlaas4hep serve``, and the watcher that publishes jobs which asked to
     be published when they succeed."""
@@ -117,7 +123,7 @@ class ModelService:
         try:
             return await asyncio.wrap_future(served.batcher.submit(X))
         except BatcherClosed as err:
-            raise MLaaS4HEPError(f"{err}; send the request again") from None
+            raise Unavailable(f"{err} (unloaded or deleted meanwhile); send the request again") from None
 
 
 async def loaded(registry: ModelRegistry, entry: Entry) -> ServedModel:
