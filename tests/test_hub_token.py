@@ -234,7 +234,7 @@ def service(oidc_issuer, tmp_path_factory):
     from servers import ServiceProcess
 
     svc = ServiceProcess(oidc_issuer.url, tmp_path_factory.mktemp("hubtoken") / "data", audience="mlaas4hep",
-                         required_scope="mlaas4hep")
+                         required_scope="mlaas4hep", max_upload_bytes=4 << 20)
     yield svc
     svc.stop()
 
@@ -371,3 +371,64 @@ def test_submit_panel_remote_target_uploads_and_its_monitor_follows_the_remote_j
     finally:
         monitor.close()
         panel.close()
+
+
+def test_an_upload_too_large_says_so(service, monkeypatch, fresh, tmp_path):
+    import numpy as np
+
+    big = tmp_path / "big.root"
+    big.write_bytes(np.random.default_rng(1).bytes(5 << 20))  # incompressible, over the 4 MiB limit
+    monkeypatch.setenv("MLAAS4HEP_TOKEN", fresh["alice"])
+    with pytest.raises(ServerError) as err:
+        Client(service.url + "/api/v1").submit(files=[str(big)], labels=[1], model="def model(idim): pass")
+    assert err.value.status == 413 and "the upload is larger than the service accepts" in str(err.value)
+
+
+@pytest.mark.slow
+def test_the_magic_lists_shows_and_cancels_remote_jobs(service, monkeypatch, fresh, tmp_path, capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from mlaas4hep.datagen import write_tth
+    from mlaas4hep_lab import magics
+    from support import torch_model
+
+    write_tth(tmp_path / "sig.root", 1500, signal=True, seed=9, separation=1.5)
+    write_tth(tmp_path / "bkg.root", 1500, signal=False, seed=9, separation=1.5)
+    (tmp_path / "model.py").write_text(torch_model())
+    (tmp_path / "p.json").write_text(json.dumps({"chunk_size": 500, "epochs": 30,
+                                                 "identifier": "run,event,luminosityBlock"}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLAAS4HEP_TOKEN", fresh["alice"])
+    monkeypatch.setenv("MLAAS4HEP_REMOTES", json.dumps({"cern": service.url}))
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config)
+    shell.run_line_magic("load_ext", "mlaas4hep_lab")
+    try:
+        job_id = shell.run_line_magic("mlaas4hep", "train --remote cern --files sig.root,bkg.root --labels 1,0 "
+                                                   "--model model.py --params p.json")
+        assert job_id, capsys.readouterr()
+        shell.run_line_magic("mlaas4hep", "jobs --remote cern")
+        out = capsys.readouterr().out
+        assert job_id in out and "model" in out
+        shell.run_line_magic("mlaas4hep", f"status {job_id} --remote cern")
+        assert f"job {job_id} (model): " in capsys.readouterr().out
+        shell.run_line_magic("mlaas4hep", f"cancel {job_id} --remote cern")
+        out = capsys.readouterr().out
+        assert f"job {job_id} (model): " in out and ("cancel" in out or "succeeded" in out)
+        alice = Client(service.url + "/api/v1", token=fresh["alice"])
+        info = alice.follow(job_id, timeout=120)
+        assert info.status in ("cancelled", "succeeded")
+        shell.run_line_magic("mlaas4hep", f"logs {job_id} --remote cern")
+        text = alice.logs(job_id).text
+        assert text.strip() and capsys.readouterr().out.strip() == text.strip()
+        # bob's token: the same id is not his
+        monkeypatch.setenv("MLAAS4HEP_TOKEN", fresh["bob"])
+        magics.close_clients()
+        shell.run_line_magic("mlaas4hep", f"status {job_id} --remote cern")
+        err = capsys.readouterr().err
+        assert err.startswith("mlaas4hep: error: ") and "404" in err
+    finally:
+        magics.close_clients()
+        InteractiveShell.clear_instance()
