@@ -92,3 +92,23 @@ def test_lru_unloads_the_least_recently_used_and_checks_rows(served_artifacts, t
     registry.delete("alice", "a")
     assert registry.loaded() == [] and [m["name"] for m in registry.list("alice")] == ["b"]
     registry.close()
+
+
+def test_lru_bound_on_the_models_size(served_artifacts, tmp_path):
+    """Models are unloaded, least recently used first, when their files together pass the bound;
+    the one just loaded stays even alone over it."""
+    path = served_artifacts["keras"].path
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    registry = ModelRegistry(tmp_path / "models", max_loaded=8, max_delay=0.0, max_loaded_bytes=int(size * 2.5))
+    entries = [registry.publish("alice", name, path) for name in ("k1", "k2", "k3")]
+    for entry in entries:
+        registry.model(entry)
+    assert registry.loaded() == [("k2", 1), ("k3", 1)]
+    assert registry.loaded_bytes() <= size * 2.5
+    tiny = ModelRegistry(tmp_path / "models", max_loaded=8, max_delay=0.0, max_loaded_bytes=1)
+    tiny.model(entries[0])
+    assert tiny.loaded() == [("k1", 1)]
+    tiny.model(entries[1])
+    assert tiny.loaded() == [("k2", 1)]
+    registry.close()
+    tiny.close()

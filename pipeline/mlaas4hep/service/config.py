@@ -49,6 +49,7 @@ class ServeConfig:
     batch_max_size: int = 256  # rows in one model call of the dynamic batcher
     batch_max_delay: float = 0.002  # seconds the batcher waits for more requests after the first
     max_loaded_models: int = 8  # models kept in memory (least recently used ones are unloaded)
+    max_loaded_bytes: int = 4 * GiB  # their files' size together (an estimate of their memory)
     max_predict_rows: int = 100_000  # rows (or events) in one prediction request
     source: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # option -> where it came from
 
@@ -57,7 +58,8 @@ class ServeConfig:
 
 
 _INT = {"port", "concurrency", "max_active_jobs", "max_upload_bytes", "max_disk_bytes", "max_archive_members",
-        "max_unpacked_bytes", "batch_max_size", "max_loaded_models", "max_predict_rows"}
+        "max_unpacked_bytes", "batch_max_size", "max_loaded_models", "max_predict_rows",
+        "max_loaded_bytes"}
 _FLOAT = {"leeway", "jwks_refresh_interval", "batch_max_delay"}
 _BOOL = {"no_jobs"}
 _LIST = {"allowed_groups", "trusted_proxies"}
@@ -95,6 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                  "request)")
     add("--batch-max-delay", help="seconds the batcher waits for more requests after the first (default 0.002)")
     add("--max-loaded-models", help="models kept in memory; the least recently used are unloaded (default 8)")
+    add("--max-loaded-bytes", help="size of the loaded models' files together; beyond it the least recently used "
+                                   "are unloaded (default 4 GiB)")
     add("--max-predict-rows", help="rows or events in one prediction request (default 100000)")
 
 

@@ -115,6 +115,7 @@ class ServedModel:
             self.feature_names, self.n_features, self.classes = tf.features, tf.n_features, tf.classes
             self._call = tf.predict
         self.batcher = DynamicBatcher(self._call, max_batch, max_delay, name=f"{entry.name}/{entry.version}")
+        self.size = sum(p.stat().st_size for p in entry.folder.rglob("*") if p.is_file() and not p.is_symlink())
 
     @property
     def output_width(self) -> int:
@@ -386,12 +387,15 @@ class ModelRegistry:
     """Published models of every user, and the LRU of loaded ones. Thread-safe."""
 
     def __init__(self, root: str | os.PathLike, max_loaded: int = 8, max_batch: int = 256,
-                 max_delay: float = 0.002):
+                 max_delay: float = 0.002, max_loaded_bytes: int = 4 << 30):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.pending_dir = self.root / ".pending"
         self.pending_dir.mkdir(exist_ok=True)
         self.max_loaded = max(1, int(max_loaded))
+        # memory of the loaded models, estimated by the size of their files (the weights); the
+        # model just loaded always stays, even alone over the bound
+        self.max_loaded_bytes = int(max_loaded_bytes)
         self.max_batch = max_batch
         self.max_delay = max_delay
         self._lock = threading.RLock()
@@ -525,11 +529,16 @@ class ModelRegistry:
                 self._loaded[key] = served
                 self._loading.pop(key, None)
                 evicted = []
-                while len(self._loaded) > self.max_loaded:
+                while len(self._loaded) > 1 and (len(self._loaded) > self.max_loaded or
+                                                 self.loaded_bytes() > self.max_loaded_bytes):
                     evicted.append(self._loaded.popitem(last=False)[1])
             for old in evicted:
                 old.close()
             return served
+
+    def loaded_bytes(self) -> int:
+        with self._lock:
+            return sum(m.size for m in self._loaded.values())
 
     def loaded(self) -> list[tuple[str, int]]:
         with self._lock:

@@ -49,7 +49,8 @@ class ModelService:
     def __init__(self, config, manager=None):
         self.config = config
         root = Path(config.models_dir or Path(config.data_dir) / "models").expanduser().resolve()
-        self.registry = ModelRegistry(root, config.max_loaded_models, config.batch_max_size, config.batch_max_delay)
+        self.registry = ModelRegistry(root, config.max_loaded_models, config.batch_max_size, config.batch_max_delay,
+                                      config.max_loaded_bytes)
         self.manager = manager
         self._stop = threading.Event()
         self._watcher = None
