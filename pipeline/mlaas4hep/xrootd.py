@@ -10,11 +10,18 @@ of a crash (a notebook that ran ``import keras`` before ``import mlaas4hep``, sa
 from __future__ import annotations
 
 import sys
+import warnings
 from types import ModuleType
 
 from .errors import DataError
 
 _TF_MODULES = ("tensorflow", "keras.src.backend.tensorflow")
+
+
+def _quiet_exit() -> None:
+    # The bindings' exit handler looks at every object alive (isinstance on each); PyTorch answers
+    # that with a FutureWarning on stderr at every exit. It says nothing to the user: hide it.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"XRootD\.client\.finalize")
 
 
 def preload() -> None:
@@ -24,7 +31,8 @@ def preload() -> None:
     try:
         import XRootD.client  # noqa: F401
     except ImportError:
-        pass
+        return
+    _quiet_exit()
 
 
 def client(where: str) -> ModuleType:
@@ -42,4 +50,5 @@ def client(where: str) -> ModuleType:
     except ImportError:
         raise DataError("reading root:// URLs needs the XRootD Python bindings", where=where,
                         hint="pip install xrootd") from None
+    _quiet_exit()
     return xrd
