@@ -324,7 +324,7 @@ c.GenericOAuthenticator.scope = ["openid", "profile", "offline_access", "mlaas4h
 c.GenericOAuthenticator.allow_all = True
 c.Authenticator.enable_auth_state = True  # JUPYTERHUB_CRYPT_KEY is in the hub's environment
 c.Authenticator.refresh_pre_spawn = True
-c.Authenticator.auth_refresh_age = 300
+c.Authenticator.auth_refresh_age = 10  # short: the refresh test waits for a token to expire
 # the user's server may read its user's auth_state (the access token) through the hub API; the
 # server's token gets only scopes its user holds, so the user role has it too
 c.JupyterHub.load_roles = [

@@ -36,12 +36,14 @@ server.service.on(Events.BeforeTokenSigning, (token, req) => {
     if (token.payload.aud === undefined) {  // the access token (the id token's aud is the client)
       token.payload.aud = [AUDIENCE, client];
       token.payload.scope = grant.scope;
+      if (lifetimes.has(grant.user)) token.payload.exp = token.payload.iat + lifetimes.get(grant.user);
     }
   }
 });
 
 // The authorization-code flow (JupyterHub's login): GET /test/login?user=NAME is the IdP's login
-// page (it sets the cookie mock_user=NAME, then shows who is logged in); /authorize gives a code
+// page (it sets the cookie mock_user=NAME, then shows who is logged in; &ttl=S makes that user's
+// access tokens live S seconds); /authorize gives a code
 // to the logged-in user only (error=login_required without the cookie). The tokens of that code,
 // and of its refresh tokens, are the user's: sub and preferred_username NAME, aud [AUD, client]
 // (AUD: $ISSUER_AUDIENCE, default mlaas4hep), scope as asked at /authorize. /userinfo answers
@@ -56,9 +58,12 @@ const cookieUser = (req) => {
 const grantOf = (body) => body.grant_type === 'authorization_code' ? codes.get(body.code)
   : body.grant_type === 'refresh_token' ? refresh.get(body.refresh_token) : undefined;
 
+const lifetimes = new Map();  // user -> access token lifetime in seconds (GET /test/login?ttl=)
 server.service.addRoute('GET', '/test/login', (req, res) => {
-  const user = new URL(req.url, 'http://x').searchParams.get('user') ?? '';
+  const query = new URL(req.url, 'http://x').searchParams;
+  const user = query.get('user') ?? '';
   if (!/^[A-Za-z0-9_.-]+$/.test(user)) { res.statusCode = 400; res.end('bad user'); return; }
+  if (query.get('ttl')) lifetimes.set(user, Number(query.get('ttl')));
   res.setHeader('Set-Cookie', `mock_user=${user}; Path=/; HttpOnly; SameSite=Lax`);
   res.setHeader('Content-Type', 'text/html');
   res.end(`<html><body><p id="who">logged in at the IdP as ${user}</p></body></html>`);
@@ -80,6 +85,7 @@ server.service.on(Events.BeforeResponse, (response, req) => {
   const grant = grantOf(req.body ?? {});
   if (grant && response.body.refresh_token) refresh.set(response.body.refresh_token, grant);
   if (grant) response.body.scope = grant.scope;
+  if (grant && lifetimes.has(grant.user)) response.body.expires_in = lifetimes.get(grant.user);
 });
 
 server.service.on(Events.BeforeUserinfo, (response, req) => {

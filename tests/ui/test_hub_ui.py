@@ -55,9 +55,10 @@ def hub_and_service(oidc_issuer, tmp_path_factory):
     service.stop()
 
 
-def login(page, issuer: str, hub, user: str) -> None:
-    """Log in at the IdP, then at the hub ("Sign in with ..."): the authorization-code flow."""
-    page.goto(f"{issuer}/test/login?user={user}")
+def login(page, issuer: str, hub, user: str, ttl: int | None = None) -> None:
+    """Log in at the IdP (access tokens living ``ttl`` seconds), then at the hub ("Sign in
+    with ..."): the authorization-code flow."""
+    page.goto(f"{issuer}/test/login?user={user}" + (f"&ttl={ttl}" if ttl else ""))
     assert page.locator("#who").inner_text() == f"logged in at the IdP as {user}"
     page.goto(hub.url + "/hub/login")
     page.locator("a", has_text=re.compile("Sign in with", re.IGNORECASE)).first.click()
@@ -134,3 +135,39 @@ def test_a_hub_user_trains_on_the_remote_service_with_their_own_token(hub_and_se
         bob.job(job_id)
     assert err.value.status == 404
     assert job_id not in [j.id for j in bob.jobs()]
+
+
+def test_an_expired_token_is_renewed_by_the_hub(hub_and_service, oidc_issuer, page):
+    """carol's access tokens live 20 s: once hers has expired, reading the hub again gives a
+    fresh one (the hub refreshes it at the IdP with the refresh token: auth_refresh_age), and
+    the remote service takes it."""
+    hub, service = hub_and_service
+    home = hub.home("carol")
+    home.mkdir(parents=True, exist_ok=True)
+    write_notebook(home / "renew.ipynb", [
+        "%load_ext mlaas4hep_lab\n"
+        "import time\n"
+        "from mlaas4hep_lab.hub import find_token\n"
+        "first = find_token()\n"
+        "time.sleep(max(0.0, first.exp - time.time()) + 12)\n"
+        "second = find_token()\n"
+        "print('RENEWED', second.value != first.value, second.exp > time.time(), second.source)\n"
+        "%mlaas4hep jobs --remote cern\n"
+        "print('DONE')",
+    ])
+    login(page, oidc_issuer.url, hub, "carol", ttl=20)
+    page.goto(hub.url + "/user/carol/lab/tree/renew.ipynb")
+    page.wait_for_selector(".jp-Notebook", timeout=120_000)
+    page.wait_for_selector("[data-status='idle']", timeout=120_000)
+    run_all_cells(page)
+    outputs = page.locator(".jp-OutputArea-output")
+    deadline = time.monotonic() + 180
+    text = ""
+    while time.monotonic() < deadline:
+        text = "\n".join(outputs.all_inner_texts())
+        if "DONE" in text or "Error" in text:
+            break
+        time.sleep(1)
+    page.screenshot(path=str(ARTIFACTS / "hub-token-renewed.png"))
+    assert "RENEWED True True JupyterHub" in text, text
+    assert "no jobs" in text and "mlaas4hep: error" not in text, text
