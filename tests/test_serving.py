@@ -467,7 +467,7 @@ def test_client_predict_and_predict_remote_equal_the_local_predict(service, publ
     local_out, remote_out = tmp_path / "local.root", tmp_path / "remote.root"
     assert main(["predict", "--artifact", str(artifact.path), "--files", str(served_artifacts["fresh"]),
                  "--out", str(local_out)]) == 0
-    assert main(["predict", "--remote", service.url + "/api/v1", "--model", "kmlp", "--files",
+    assert main(["predict", "--remote", service.url, "--model", "kmlp", "--files",
                  str(served_artifacts["fresh"]), "--out", str(remote_out)]) == 0
     with uproot.open(local_out) as a, uproot.open(remote_out) as b:
         ta, tb = a[artifact.tree], b[artifact.tree]

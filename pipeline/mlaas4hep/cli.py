@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "the score.")
     p.add_argument("--artifact", help="the artifact folder written by workflow (or --remote and --model)")
     p.add_argument("--remote", help="score through a model served by an MLaaS4HEP service instead: its URL "
-                                    "(http://host:8080/api/v1); the token comes from MLAAS4HEP_TOKEN or a token file")
+                                    "(http://host:8080); the token comes from MLAAS4HEP_TOKEN or a token file")
     p.add_argument("--files", required=True, nargs="+", help="ROOT files (or a files.txt)")
     p.add_argument("--out", required=True, help="the ROOT file to write")
     p.add_argument("--branch", default="score", help="name of the score branch (default: score)")
@@ -416,7 +416,8 @@ def _predict_remote(args: argparse.Namespace, step: int = 2000) -> int:
         raise MLaaS4HEPError("give either --artifact (score here) or --remote (score on a service), not both")
     files = [e.value for f in args.files for e in load_list(f, "files")]
     _check_output_file(args.out, "--out")
-    client = Client(args.remote)
+    url = args.remote.rstrip("/")
+    client = Client(url if url.endswith("/api/v1") else url + "/api/v1")  # the service's API, base URL or not
     meta = client.model(args.model, args.version)
     branches, ids, tree_name = list(meta["branches"]), list(meta.get("identifier") or []), meta.get("tree")
     if not branches or not tree_name:
