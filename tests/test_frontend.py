@@ -201,7 +201,9 @@ def test_the_lab_route_stays_out_of_the_jobs_api():
     from mlaas4hep.jobs.api import DOCUMENT
     from mlaas4hep_lab.handlers import API, ROUTES
     from mlaas4hep_lab.lab_handlers import LAB, LAB_ROUTES
+    from mlaas4hep_lab.remote_handlers import REMOTE_ROUTES
 
-    assert not LAB.startswith(API) and [p for p, _ in LAB_ROUTES] == ["/demo"]
+    # the demo notebook, and the forwarding routes to remote services (the token stays server-side)
+    assert not LAB.startswith(API) and [p for p, _ in LAB_ROUTES] == ["/demo", *(p for p, _ in REMOTE_ROUTES)]
     assert all("demo" not in path for path, _ in ROUTES)
     assert not any("demo" in path for path in json.loads(DOCUMENT.read_text())["paths"])

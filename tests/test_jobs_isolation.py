@@ -38,9 +38,9 @@ def model(idim):
 """
 
 
-def slow(data, model: str, **resources) -> WorkflowRequest:
+def slow(data, model: str, epochs: int = 40, **resources) -> WorkflowRequest:
     return WorkflowRequest(files=data["files"], labels=["1", "0"], model=model,
-                           params={"chunk_size": 200, "epochs": 40, "batch_size": 64}, resources=resources)
+                           params={"chunk_size": 200, "epochs": epochs, "batch_size": 64}, resources=resources)
 
 
 def wait_for_child(manager, job_id, pidfile) -> int:
@@ -82,7 +82,8 @@ def test_a_timeout_stops_the_whole_process_group(data, tmp_path):
     child = None
     with JobManager(tmp_path / "jobs", base_dir=data["folder"], poll_interval=0.2) as manager:
         try:
-            job = manager.submit(slow(data, spawning_model(pidfile), timeout=40))
+            # far more epochs than 40 s allow even on a fast, idle machine: the timeout ends it
+            job = manager.submit(slow(data, spawning_model(pidfile), epochs=2000, timeout=40))
             child = wait_for_child(manager, job.id, pidfile)
             done = manager.wait(job.id, timeout=240)
             assert done.status == "cancelled" and "timed out" in done.error

@@ -48,9 +48,8 @@ def test_chunk_mode_reports_progress_after_each_epoch(files, tmp_path):
     assert processed == sorted(processed)  # never goes back
     (finished,) = [e for e in events if e["event"] == "finished"]
     assert finished["events_processed"] == 3000 and finished["rate"] > 0
-    # the rate is training events over training time (the specs pass not counted)
-    last = [e for e in events if e["event"] == "progress"][-1]
-    assert finished["rate"] == pytest.approx(last["rate"], rel=0.5)
+    # the rate is training events over training time (the specs pass not counted); that every UI
+    # shows this one number is test_job_info_and_progress_bar_show_the_engines_rate
 
 
 def test_job_info_and_progress_bar_show_the_engines_rate(files, tmp_path, monkeypatch):

@@ -58,8 +58,9 @@ class Client:
             self.api = url if url.endswith("/api/v1") else url + API_PATH
             # the kernels' secret is for their own server only, never sent to another host
             own = bool(own_url) and url == own_url.rstrip("/")
-            #: another server than the kernel's own: local input files are uploaded to it
-            self.remote = not own
+            #: a remote MLaaS4HEP service (``.../api/v1``, not a Jupyter server's jobs API, which
+            #: reads files where it runs and takes no uploads): local input files are uploaded to it
+            self.remote = not own and not self.api.endswith(API_PATH)
             if token is None and own:
                 token = os.environ.get("MLAAS4HEP_LAB_TOKEN")
             self.token = token
