@@ -176,7 +176,7 @@ class MLaaS4HEPMagics(Magics):
             raise ConfigError("no model: give --model model.py, or use %%mlaas4hep train with model.py as the "
                               "cell body")
         request: dict[str, Any] = {
-            "files": [_local_name(e) for e in load_list(args.files, "files")],
+            "files": [e.local_path() for e in load_list(args.files, "files")],
             "labels": [e.value for e in load_list(args.labels, "labels")],
             "name": args.name or (Path(args.model).stem if args.model else None), "kernel": args.kernel,
             "resources": {"threads": args.threads, "gpu": not args.no_gpu, "timeout": args.timeout}}
@@ -340,16 +340,6 @@ def _read_text(path: str, what: str) -> str:
         raise ConfigError(f"{what} file not found", where=path) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read the {what} file: {err}", where=path) from None
-
-
-def _local_name(entry: Any) -> str:
-    """A relative name from a files.txt, taken relative to that file when it is there."""
-    name = entry.value
-    if entry.base_dir and "://" not in name and not os.path.isabs(name) and not os.path.exists(name):
-        candidate = os.path.join(entry.base_dir, name)
-        if os.path.exists(candidate):
-            return candidate
-    return name
 
 
 class _TextProgress:

@@ -55,22 +55,12 @@ def _json_file(path: str, what: str) -> dict:
         raise ConfigError(f"cannot read the {what} file: {err}", where=path) from None
 
 
-def _local(entry: Any) -> str:
-    """A relative name of a files.txt, taken relative to that file when it is there."""
-    name = entry.value
-    if entry.base_dir and "://" not in name and not os.path.isabs(name) and not os.path.exists(name):
-        candidate = os.path.join(entry.base_dir, name)
-        if os.path.exists(candidate):
-            return candidate
-    return name
-
-
 def cmd_submit(args: argparse.Namespace) -> int:
     from .config import load_list, load_params, load_preproc
 
     if not os.path.isfile(args.model):
         raise ConfigError("model file not found", where=args.model)
-    request: dict[str, Any] = {"files": [_local(e) for e in load_list(args.files, "files")],
+    request: dict[str, Any] = {"files": [e.local_path() for e in load_list(args.files, "files")],
                                "labels": [e.value for e in load_list(args.labels, "labels")],
                                "name": args.name or Path(args.model).stem, "model_path": args.model}
     if args.params:

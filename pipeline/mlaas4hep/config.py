@@ -39,6 +39,16 @@ class ListEntry:
     origin: str  # "files.txt:3", "--files[1]", "files[0]"
     base_dir: str | None = None  # folder of the list file, for relative paths
 
+    def local_path(self) -> str:
+        """The value as a path to send elsewhere: a relative name that is not found here but is
+        next to its list file is taken from there; URLs and everything else as written."""
+        name = self.value
+        if self.base_dir and "://" not in name and not os.path.isabs(name) and not os.path.exists(name):
+            candidate = os.path.join(self.base_dir, name)
+            if os.path.exists(candidate):
+                return candidate
+        return name
+
 
 def load_list(source: str | os.PathLike | Sequence[str], what: str = "files") -> list[ListEntry]:
     """Entries of a list: a path to a text file (one per line, ``#`` comments, blank lines
