@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -14,6 +15,7 @@ import time
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 
 def free_port() -> int:
@@ -30,6 +32,40 @@ def wait_for_port(port: int, timeout: float = 15.0) -> None:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
+
+
+def stop_process(process: subprocess.Popen, grace: float, kill_group: bool = False) -> None:
+    """SIGTERM ``process``; after ``grace`` seconds SIGKILL it (or its whole process group)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            if kill_group:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
+            process.wait()
+
+
+def wait_for_health(process: subprocess.Popen, url: str, log: Path, name: str, timeout: float,
+                    stop: Callable[[], None], interval: float = 0.1, tail: int = 2000) -> None:
+    """Poll ``url`` until it answers 200. If ``process`` exits first, or nothing answers within
+    ``timeout`` seconds (then ``stop()`` is called), raise with the last ``tail`` characters of ``log``."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited ({process.returncode}): {log.read_text()[-tail:]}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(interval)
+    stop()
+    raise RuntimeError(f"{name} did not answer within {timeout}s: {log.read_text()[-tail:]}")
 
 
 class XRootDServer:
@@ -69,13 +105,7 @@ class XRootDServer:
         return f"root://127.0.0.1:{self.port}//{name}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 10)
 
     def close(self) -> None:
         self.stop()
@@ -223,13 +253,7 @@ class OIDCIssuer:
         return response.json()["access_token"]
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 10)
         if self.process.stdout:
             self.process.stdout.close()
         if self.process.stdin:
@@ -256,33 +280,14 @@ class ServiceProcess:
         self.start()
 
     def start(self, timeout: float = 60.0) -> None:
-        import requests
-
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                             start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the service exited ({self.process.returncode}): {self.log.read_text()[-2000:]}")
-            try:
-                if requests.get(self.url + "/api/v1/health", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the service did not answer within {timeout}s: {self.log.read_text()[-2000:]}")
+        wait_for_health(self.process, self.url + "/api/v1/health", self.log, "the service", timeout, self.stop)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 15)
 
     def restart(self) -> None:
         self.stop()
@@ -379,32 +384,12 @@ class JupyterHubProcess:
             self.process = subprocess.Popen([str(bindir / "jupyterhub"), "-f", str(self.root / "jupyterhub_config.py")],
                                             cwd=self.root, stdout=log, stderr=subprocess.STDOUT, env=env,
                                             start_new_session=True)
-        import requests
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited ({self.process.returncode}): {self.log.read_text()[-3000:]}")
-            try:
-                if requests.get(self.url + "/hub/health", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.close()
-        raise RuntimeError(f"jupyterhub did not answer within {timeout}s: {self.log.read_text()[-3000:]}")
+        wait_for_health(self.process, self.url + "/hub/health", self.log, "jupyterhub", timeout, self.close,
+                        interval=0.2, tail=3000)
 
     def home(self, user: str) -> Path:
         return self.root / "home" / user
 
     def close(self) -> None:
         """Stop the hub; it stops the user servers and the proxy it started (cleanup_servers)."""
-        import signal
-
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process(self.process, 60, kill_group=True)
