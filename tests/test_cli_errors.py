@@ -13,7 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import uproot
 
 PREFIX = "mlaas4hep: error: "
 
@@ -312,6 +314,15 @@ def test_wrong_tree_name_lists_the_trees(cli, inputs, tmp_path, tth):
 
 def test_branches_verb_wrong_tree_lists_the_trees(cli, zmumu):
     user_error(cli("branches", zmumu, "--tree", "Events"), zmumu, "no tree 'Events'", "trees in it: 'events'")
+
+
+def test_wrong_tree_name_lists_rntuples_too(cli, tmp_path):
+    path = tmp_path / "ntuple.root"
+    with uproot.recreate(path) as out:
+        out["Evnts"] = {"x": np.arange(3.0)}  # uproot 5 writes a dict as an RNTuple
+    assert uproot.open(path).classnames() == {"Evnts;1": "ROOT::RNTuple"}
+    user_error(cli("specs", "--files", str(path)), "no tree 'Events'", "trees in it: 'Evnts' (RNTuple)",
+               "did you mean 'Evnts'")
 
 
 def test_branches_verb_on_a_missing_file(cli):

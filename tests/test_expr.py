@@ -193,7 +193,9 @@ def test_small_integer_branches_neither_wrap_nor_refuse_literals():
     assert compile_expression("c + 300")(env).tolist() == [400, 200]  # out of bounds for int8
     assert compile_expression("u - 5")(env).tolist() == [-4, -3]  # uint16 would wrap
     assert compile_expression("n * 4")(env).tolist() == [8_000_000_000]  # int32 would wrap
-    assert compile_expression("n + 9223372036854775000")(env).dtype == np.int64
+    assert compile_expression("n + 9223372030000000000")(env).tolist() == [9223372032000000000]
+    with pytest.raises(ExpressionError, match="overflows 64-bit integers"):  # was wrapped silently
+        compile_expression("n + 9223372036854775000")(env)
 
 
 @pytest.mark.parametrize("values", [
@@ -289,3 +291,28 @@ def test_an_unusable_branch_named_pi_is_refused_not_taken_as_the_constant():
         Preprocessor(preproc, {"x": "flat"}, {"pi": "a string branch"})
     assert Preprocessor(load_preproc({"new_branch": {"y": {"def": "x * np.pi"}}}), {"x": "flat"},
                         {"pi": "a string branch"}).inputs == {"x"}
+
+
+@pytest.mark.parametrize(("text", "env"), [
+    ("n * 4", {"n": np.array([1, 2**62], dtype=np.int64)}),
+    ("n * n", {"n": np.array([3, 3_037_000_500], dtype=np.int64)}),
+    ("n + m", {"n": np.array([2**62, 1]), "m": np.array([2**62, 1])}),
+    ("n - m", {"n": np.array([-(2**62), 0]), "m": np.array([2**62 + 1, 0])}),
+    ("-n", {"n": np.array([5, -(2**63)], dtype=np.int64)}),
+    ("n * 1000", {"n": ak.Array([[1, 2], [], [2**61]])}),
+    ("n + m", {"n": ak.Array([[1, 2**62], []]), "m": np.array([2**62, 0])}),
+])
+def test_integer_overflow_depending_on_the_data_is_refused_not_wrapped(text, env):
+    with pytest.raises(ExpressionError, match="overflows 64-bit integers"):
+        compile_expression(text)(env)
+
+
+def test_integer_arithmetic_near_the_limits_stays_exact():
+    big = np.array([2**62, -(2**62), 3_037_000_499, 0], dtype=np.int64)
+    assert compile_expression("n * 2 - 1")({"n": np.array([2**62 - 1])}).tolist() == [2**63 - 3]
+    assert compile_expression("n * n")({"n": big[2:]}).tolist() == [3_037_000_499**2, 0]
+    assert compile_expression("n + m")({"n": big, "m": -big}).tolist() == [0, 0, 0, 0]
+    assert compile_expression("n - 1")({"n": np.array([-(2**63) + 1])}).tolist() == [-(2**63)]
+    jagged = compile_expression("n * 1000")({"n": ak.Array([[1, 2], [], [2**50]])})
+    assert jagged.tolist() == [[1000, 2000], [], [2**50 * 1000]]
+    assert compile_expression("n * 1.0 * n")({"n": np.array([2**62])}).tolist() == [2.0**124]

@@ -20,7 +20,9 @@ Exactness rules:
 * Names are matched exactly as written (Python's parser NFKC-normalises identifiers, so ``ﬁ``
   would become ``fi``; the text as written is used instead).
 * Integer branches are computed in 64 bits (int8/16/32 values never wrap or refuse a literal
-  that does not fit them), float16 in float32; integer literals must fit in 64 bits.
+  that does not fit them), float16 in float32; integer literals must fit in 64 bits. An integer
+  ``+ - *`` or negation whose result for some event does not fit in 64 bits is refused when it is
+  computed, never wrapped.
 * Parts without any branch are folded when compiled; one that overflows or divides by zero is
   refused. Nesting deeper than :data:`MAX_DEPTH` is refused.
 """
@@ -399,12 +401,37 @@ class _Compiler:
         if op is None:
             raise self.fail(node, f"operator {_OP_TEXT.get(type(node.op), type(node.op).__name__)!r} is not allowed", _ALLOWED_HINT)
         left, right = self.compile(node.left), self.compile(node.right)
+        if isinstance(node.op, (ast.Add, ast.Sub, ast.Mult)):
+            checked = _OVERFLOW_CHECKS[type(node.op)]
+            part = ast.unparse(node)
+
+            def arithmetic(env):
+                a, b = left(env), right(env)
+                result = op(a, b)
+                folded = isinstance(a, int) and isinstance(b, int)  # constants: checked exactly when folded
+                if not folded and _int64_result(result) and checked(a, b, result):
+                    raise ExpressionError(
+                        f"{part!r} overflows 64-bit integers for some events in {self.text!r}; integer "
+                        "branches are computed exactly or not at all", where=self.where,
+                        hint="compute it in floating point, e.g. multiply one side by 1.0")
+                return result
+
+            return arithmetic
         return lambda env: op(left(env), right(env))
 
     def visit_UnaryOp(self, node: ast.UnaryOp):
         operand = self.compile(node.operand)
         if isinstance(node.op, ast.USub):
-            return lambda env: np.negative(operand(env))
+            part = ast.unparse(node)
+
+            def negative(env):
+                value = operand(env)
+                if _int64_result(value) and np.any(_flat_values(value) == np.iinfo(np.int64).min):
+                    raise ExpressionError(f"{part!r} overflows 64-bit integers (-(-2**63)) in {self.text!r}",
+                                          where=self.where, hint="compute it in floating point")
+                return np.negative(value)
+
+            return negative
         if isinstance(node.op, ast.UAdd):
             return operand
         # ``not`` and ``~`` are both element-wise logical negation
@@ -520,6 +547,51 @@ def _widen(value: Any) -> Any:
         if dtype.kind == "f" and dtype.itemsize < 4:
             return ak.values_astype(value, np.float32)
     return value
+
+
+def _flat_values(x: Any) -> np.ndarray:
+    """All the numbers of a flat or jagged value, as one numpy array."""
+    if _is_ak(x):
+        return np.asarray(ak.to_numpy(ak.flatten(x, axis=None)))
+    return np.asarray(x)
+
+
+def _int64_result(x: Any) -> bool:
+    if _is_ak(x):
+        return _content_dtype(x) == np.int64
+    return isinstance(x, (np.ndarray, np.integer)) and x.dtype == np.int64
+
+
+def _operands(a: Any, b: Any, result: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``a``, ``b`` and ``result`` as flat int64 numpy arrays of one length (broadcast like the op)."""
+    if _is_ak(result):
+        a, b = ak.broadcast_arrays(a, b)
+        return (_flat_values(a).astype(np.int64, copy=False), _flat_values(b).astype(np.int64, copy=False),
+                _flat_values(result))
+    a, b = np.broadcast_arrays(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64))
+    return a.ravel(), b.ravel(), np.asarray(result).ravel()
+
+
+def _add_overflows(a: Any, b: Any, result: Any) -> bool:
+    x, y, r = _operands(a, b, result)
+    return bool(np.any(((x ^ r) & (y ^ r)) < 0))  # both operands' signs differ from the result's
+
+
+def _sub_overflows(a: Any, b: Any, result: Any) -> bool:
+    x, y, r = _operands(a, b, result)
+    return bool(np.any(((x ^ y) & (x ^ r)) < 0))
+
+
+def _mul_overflows(a: Any, b: Any, result: Any) -> bool:
+    x, y, _ = _operands(a, b, result)
+    approx = np.abs(x.astype(np.float64) * y.astype(np.float64))
+    near = np.flatnonzero(approx >= 2.0**62)  # float64 is exact enough below this
+    return any(not -_INT64_MAX - 1 <= int(x[i]) * int(y[i]) <= _INT64_MAX for i in near)
+
+
+_OVERFLOW_CHECKS: dict[type, Callable[[Any, Any, Any], bool]] = {
+    ast.Add: _add_overflows, ast.Sub: _sub_overflows, ast.Mult: _mul_overflows,
+}
 
 
 def _describe(node: ast.AST) -> str:

@@ -297,8 +297,10 @@ class RootFile:
                 raise DataError(f"'{self.tree_name}' is an RNTuple in ROOT's experimental format "
                                 f"({ntuples[self.tree_name]}, ROOT before 6.34), which uproot cannot read",
                                 where=self.where, hint="write the data again as a TTree")
-            hint = did_you_mean(self.tree_name, trees)
-            listing = ", ".join(repr(t) for t in trees) if trees else "none"
+            readable = trees + sorted(n for n, c in ntuples.items() if c == "ROOT::RNTuple")
+            hint = did_you_mean(self.tree_name, readable)
+            listing = ", ".join([repr(t) for t in trees] + [f"{n!r} (RNTuple)" for n in readable[len(trees):]])
+            listing = listing or "none"
             raise DataError(
                 f"no tree {self.tree_name!r} in this file (trees in it: {listing})", where=self.where,
                 hint=hint or "set 'branch' in params.json (--tree for the branches verb) to the tree name",
