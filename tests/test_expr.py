@@ -316,3 +316,16 @@ def test_integer_arithmetic_near_the_limits_stays_exact():
     jagged = compile_expression("n * 1000")({"n": ak.Array([[1, 2], [], [2**50]])})
     assert jagged.tolist() == [[1000, 2000], [], [2**50 * 1000]]
     assert compile_expression("n * 1.0 * n")({"n": np.array([2**62])}).tolist() == [2.0**124]
+
+
+def test_min_and_max_of_an_event_with_nan_are_nan_like_sum_and_mean():
+    values = ak.Array([[1.0, np.nan, 3.0], [np.nan], [], [2.0, 5.0]])
+    env = {"j": values, "f": ak.values_astype(values, np.float32)}
+    for name in ("j", "f"):
+        for reducer in ("min", "max", "sum", "mean"):
+            out = compile_expression(f"{reducer}({name})")(env)
+            assert np.isnan(out[:2]).all(), (reducer, name, out)  # never skipped, never ±inf
+        assert compile_expression(f"min({name})")(env)[3] == 2.0
+        assert compile_expression(f"max({name})")(env)[3] == 5.0
+    # a cut on such an event fails, as every cut on NaN does
+    assert compile_expression("min(j) > 0")(env).tolist() == [False, False, False, True]

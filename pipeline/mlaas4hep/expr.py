@@ -55,8 +55,12 @@ def _where(cond, a, b):
     return np.where(cond, a, b)
 
 
-def _reducer(func: Callable, integer: bool = False) -> Callable:
-    """A per-event reducer; booleans count as 0/1 (``sum`` of a condition counts the passes)."""
+def _reducer(func: Callable, integer: bool = False, propagate_nan: bool = False) -> Callable:
+    """A per-event reducer; booleans count as 0/1 (``sum`` of a condition counts the passes).
+
+    ``propagate_nan``: an event with a NaN element reduces to NaN, as ``sum`` and ``mean`` do
+    (awkward's ``min``/``max`` skip NaN, and give ±inf for an event of NaN only).
+    """
 
     def reduce(x):
         if not _is_ak(x):
@@ -64,8 +68,12 @@ def _reducer(func: Callable, integer: bool = False) -> Callable:
         kind = _content_kind(x)
         if kind == "b" or (kind in "iu" and not integer):
             x = ak.values_astype(x, np.int64 if integer else np.float64)
-        out = func(x, axis=1)
-        return ak.to_numpy(ak.fill_none(out, 0 if integer else np.nan))
+        out = ak.to_numpy(ak.fill_none(func(x, axis=1), 0 if integer else np.nan))
+        if propagate_nan and kind == "f":
+            has_nan = ak.to_numpy(ak.any(np.isnan(x), axis=1))
+            if has_nan.any():
+                out = np.where(has_nan, np.nan, out)
+        return out
 
     return reduce
 
@@ -111,8 +119,10 @@ FUNCTIONS["absolute"] = FUNCTIONS["abs"]
 FUNCTIONS["where"] = Function(_where, 3, doc="where(cond, a, b)")
 FUNCTIONS["count"] = Function(_count, 1, reducer=True, doc="number of elements per event")
 FUNCTIONS["sum"] = Function(_reducer(ak.sum, integer=True), 1, reducer=True, doc="0 for an empty event")
-FUNCTIONS["min"] = Function(_reducer(ak.min), 1, reducer=True, doc="NaN for an empty event")
-FUNCTIONS["max"] = Function(_reducer(ak.max), 1, reducer=True, doc="NaN for an empty event")
+FUNCTIONS["min"] = Function(_reducer(ak.min, propagate_nan=True), 1, reducer=True,
+                            doc="NaN for an empty event or one with a NaN element")
+FUNCTIONS["max"] = Function(_reducer(ak.max, propagate_nan=True), 1, reducer=True,
+                            doc="NaN for an empty event or one with a NaN element")
 FUNCTIONS["mean"] = Function(_reducer(ak.mean), 1, reducer=True, doc="NaN for an empty event")
 
 FUNCTIONS["nth"] = Function(physics.nth, 3, reducer=True, flat_args=(1, 2),
