@@ -21,36 +21,51 @@ GiB = 1 << 30
 MiB = 1 << 20
 
 
+def _setting(default: Any, help: str | None = None, flag: str | None = None) -> Any:
+    """A :class:`ServeConfig` field and its ``serve`` flag: ``--NAME`` (or ``flag``) with ``help``;
+    a setting without ``help`` has no flag (environment and config file only)."""
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
 @dataclass(frozen=True)
 class ServeConfig:
-    """Everything ``mlaas4hep serve`` needs."""
+    """Everything ``mlaas4hep serve`` needs; the fields' order is the order of ``serve --help``."""
 
-    issuer: str = ""
-    audience: str = ""
-    host: str = "127.0.0.1"
-    port: int = 8080
-    data_dir: str = "mlaas4hep-service"
-    required_scope: str | None = None
-    allowed_groups: tuple[str, ...] = ()
-    concurrency: int = 1
-    trusted_proxies: tuple[str, ...] = ()  # addresses / networks whose X-Forwarded-* headers count
-    leeway: float = 30.0  # seconds of clock skew allowed on exp / nbf
-    jwks_refresh_interval: float = 30.0  # the least time between two JWKS fetches for unknown kids
-    max_active_jobs: int = 10  # queued + running, per user
-    max_upload_bytes: int = 1 * GiB  # one request body
-    max_disk_bytes: int = 10 * GiB  # a user's folders, uploads and job folders together
-    max_archive_members: int = 10_000
-    max_unpacked_bytes: int = 4 * GiB  # one archive, unpacked
-    log_level: str = "info"
-    dask: str = ""  # a Dask scheduler address (or 'local'): jobs run on its workers
-    dask_resources: str = ""  # resource tags each job needs on a worker, "GPU=1,MEM=8e9"
-    models_dir: str = ""  # the model registry (default DATA_DIR/models)
-    no_jobs: bool = False  # serve models only: no jobs, uploads or original verbs
-    batch_max_size: int = 256  # rows in one model call of the dynamic batcher
-    batch_max_delay: float = 0.002  # seconds the batcher waits for more requests after the first
-    max_loaded_models: int = 8  # models kept in memory (least recently used ones are unloaded)
-    max_loaded_bytes: int = 4 * GiB  # their files' size together (an estimate of their memory)
-    max_predict_rows: int = 100_000  # rows (or events) in one prediction request
+    host: str = _setting("127.0.0.1", "address to listen on (default 127.0.0.1)")
+    port: int = _setting(8080, "port to listen on (default 8080)")
+    data_dir: str = _setting("mlaas4hep-service",
+                             "where jobs, uploads and users' folders live (default ./mlaas4hep-service)")
+    issuer: str = _setting("", "the OIDC issuer URL whose tokens are accepted (required)")
+    audience: str = _setting("", "the audience ('aud') tokens must carry (required)")
+    required_scope: str | None = _setting(None, "a scope tokens must carry ('scope' or 'scp'), unless a group "
+                                                "allows them")
+    allowed_groups: tuple[str, ...] = _setting((), "comma-separated groups ('groups' or 'wlcg.groups') allowed in")
+    concurrency: int = _setting(1, "jobs running at once (default 1)")
+    trusted_proxies: tuple[str, ...] = _setting((), "comma-separated addresses or networks of proxies (OAuth2-Proxy) "
+                                                    "whose X-Forwarded-User / -Email / -Access-Token headers are "
+                                                    "believed")
+    leeway: float = _setting(30.0, "seconds of clock skew allowed on exp and nbf (default 30)")
+    jwks_refresh_interval: float = _setting(30.0)  # the least time between two JWKS fetches for unknown kids
+    max_active_jobs: int = _setting(10, "queued + running jobs per user (default 10)")
+    max_upload_bytes: int = _setting(1 * GiB, "largest upload (default 1 GiB)")  # one request body
+    max_disk_bytes: int = _setting(10 * GiB, "disk per user: folders, uploads and jobs (default 10 GiB)")
+    max_archive_members: int = _setting(10_000, "files in one archive (default 10000)")
+    max_unpacked_bytes: int = _setting(4 * GiB, "bytes one archive may unpack to (default 4 GiB)")
+    log_level: str = _setting("info", "uvicorn's log level (default info)")
+    dask: str = _setting("", "run jobs on the workers of this Dask scheduler (tcp://host:8786, or 'local'); "
+                             "the data folder must be shared with them (default: jobs run on this machine)")
+    dask_resources: str = _setting("", "resource tags a job needs on a Dask worker, e.g. GPU=1 (default none)")
+    models_dir: str = _setting("", "the model registry's folder (default DATA_DIR/models)", flag="--models")
+    no_jobs: bool = _setting(False, "serve models only (no jobs, uploads or original verbs)")
+    batch_max_size: int = _setting(256, "rows in one model call of the dynamic batcher (default 256; 1 = one call "
+                                        "per request)")
+    batch_max_delay: float = _setting(0.002, "seconds the batcher waits for more requests after the first "
+                                             "(default 0.002)")
+    max_loaded_models: int = _setting(8, "models kept in memory; the least recently used are unloaded (default 8)")
+    # the loaded models' files' size together: an estimate of their memory
+    max_loaded_bytes: int = _setting(4 * GiB, "size of the loaded models' files together; beyond it the least "
+                                              "recently used are unloaded (default 4 GiB)")
+    max_predict_rows: int = _setting(100_000, "rows or events in one prediction request (default 100000)")
     source: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # option -> where it came from
 
     def where(self, name: str) -> str:
@@ -67,39 +82,18 @@ _NAMES = [f.name for f in fields(ServeConfig) if f.name != "source"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``serve`` flags; none has a default here, so that unset ones fall through to the
-    environment and the config file."""
-    add = parser.add_argument
-    add("--config", help="a JSON or TOML file with any of these settings (keys as the flags, with _)")
-    add("--host", help="address to listen on (default 127.0.0.1)")
-    add("--port", help="port to listen on (default 8080)")
-    add("--data-dir", help="where jobs, uploads and users' folders live (default ./mlaas4hep-service)")
-    add("--issuer", help="the OIDC issuer URL whose tokens are accepted (required)")
-    add("--audience", help="the audience ('aud') tokens must carry (required)")
-    add("--required-scope", help="a scope tokens must carry ('scope' or 'scp'), unless a group allows them")
-    add("--allowed-groups", help="comma-separated groups ('groups' or 'wlcg.groups') allowed in")
-    add("--concurrency", help="jobs running at once (default 1)")
-    add("--trusted-proxies", help="comma-separated addresses or networks of proxies (OAuth2-Proxy) whose "
-                                  "X-Forwarded-User / -Email / -Access-Token headers are believed")
-    add("--leeway", help="seconds of clock skew allowed on exp and nbf (default 30)")
-    add("--max-active-jobs", help="queued + running jobs per user (default 10)")
-    add("--max-upload-bytes", help="largest upload (default 1 GiB)")
-    add("--max-disk-bytes", help="disk per user: folders, uploads and jobs (default 10 GiB)")
-    add("--max-archive-members", help="files in one archive (default 10000)")
-    add("--max-unpacked-bytes", help="bytes one archive may unpack to (default 4 GiB)")
-    add("--log-level", help="uvicorn's log level (default info)")
-    add("--dask", help="run jobs on the workers of this Dask scheduler (tcp://host:8786, or 'local'); "
-                       "the data folder must be shared with them (default: jobs run on this machine)")
-    add("--dask-resources", help="resource tags a job needs on a Dask worker, e.g. GPU=1 (default none)")
-    add("--models", dest="models_dir", help="the model registry's folder (default DATA_DIR/models)")
-    add("--no-jobs", action="store_true", default=None, help="serve models only (no jobs, uploads or original verbs)")
-    add("--batch-max-size", help="rows in one model call of the dynamic batcher (default 256; 1 = one call per "
-                                 "request)")
-    add("--batch-max-delay", help="seconds the batcher waits for more requests after the first (default 0.002)")
-    add("--max-loaded-models", help="models kept in memory; the least recently used are unloaded (default 8)")
-    add("--max-loaded-bytes", help="size of the loaded models' files together; beyond it the least recently used "
-                                   "are unloaded (default 4 GiB)")
-    add("--max-predict-rows", help="rows or events in one prediction request (default 100000)")
+    """The ``serve`` flags, one per :class:`ServeConfig` setting that has a help text; none has a
+    default here, so that unset ones fall through to the environment and the config file."""
+    parser.add_argument("--config", help="a JSON or TOML file with any of these settings (keys as the flags, with _)")
+    for setting in fields(ServeConfig):
+        help = setting.metadata.get("help")
+        if help is None:
+            continue
+        flag = setting.metadata["flag"] or f"--{setting.name.replace('_', '-')}"
+        if setting.name in _BOOL:
+            parser.add_argument(flag, dest=setting.name, action="store_true", default=None, help=help)
+        else:
+            parser.add_argument(flag, dest=setting.name, help=help)
 
 
 def load_config(args: argparse.Namespace | Mapping[str, Any] | None = None,
