@@ -7,31 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SUDO=""
-if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-PY="${PYTHON:-python3}"
+source scripts/debian-venv.sh
 
 # Debian's XRootD server (remote-reading tests), Chromium (browser tests, driven by Playwright;
 # "playwright install" cannot download its own browsers here), node and npm (they build the
 # JupyterLab frontend during "pip install"), and python3-venv where the interpreter lacks venv.
-missing=""
-command -v xrootd >/dev/null 2>&1 || missing="$missing xrootd-server"
-command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
-command -v node >/dev/null 2>&1 || missing="$missing nodejs"
-command -v npm >/dev/null 2>&1 || missing="$missing npm"
-"$PY" -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$missing python3-venv"
-if [ -n "$missing" ]; then
-    echo "setup: installing Debian packages:$missing"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
-fi
-
-if [ ! -x .venv/bin/python ]; then
-    echo "setup: creating .venv with $("$PY" --version 2>&1)"
-    "$PY" -m venv .venv
-fi
-export PIP_DISABLE_PIP_VERSION_CHECK=1
-.venv/bin/python -m pip install --quiet --upgrade pip
+install_missing setup xrootd=xrootd-server chromium=chromium node=nodejs npm=npm
+make_venv setup
 # the CPU build of PyTorch first (a plain "torch" would pull the CUDA wheels), then the project
 echo "setup: installing torch (CPU) and the project with its test extras into .venv"
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
