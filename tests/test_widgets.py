@@ -256,3 +256,59 @@ def test_units_come_from_branch_titles():
     assert unit_from_title("jet p_{T} [GeV]") == "GeV"
     assert unit_from_title("missing E_T (GeV)") == "GeV"
     assert unit_from_title("HT/F") == "" and unit_from_title("") == ""
+
+
+def test_a_redraw_that_reuses_the_frame_gives_the_pixels_of_a_fresh_drawing():
+    """HepPlotter keeps the frame's pixels (axes, ticks, labels, legend) while they stay the same
+    and draws only the data over them: the PNG must equal a drawing from scratch, and a change
+    of the limits must draw a new frame."""
+    import io
+
+    from PIL import Image
+
+    from mlaas4hep.explore import Histogram
+    from mlaas4hep_lab.widgets.hepplot import HepPlotter, PlotOptions
+
+    edges = np.linspace(0.0, 10.0, 11)
+    before = {"signal": np.full(10, 1e5), "background": np.full(10, 1.2e5)}  # small error bars
+
+    def histogram(after_scale: float, top: float = 1.0) -> Histogram:
+        b = {g: v * top for g, v in before.items()}
+        after = {g: v * after_scale * np.linspace(0.2, 1.0, 10) for g, v in b.items()}
+        return Histogram("x", "values", edges, b, after, dict(b), dict(after))
+
+    def pixels(png: bytes) -> np.ndarray:
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+
+    opts = PlotOptions(colours={"signal": "#e42536", "background": "#3f90da"}, signal="signal", style="CMS",
+                       lower="signal / background", unit="GeV")
+    kept = HepPlotter()
+    kept.draw(histogram(0.9), opts)
+    second = kept.draw(histogram(0.4), opts)
+    assert kept.frame_reused == 1
+    np.testing.assert_array_equal(pixels(second), pixels(HepPlotter().draw(histogram(0.4), opts)))
+    assert not np.array_equal(pixels(second), pixels(kept.draw(histogram(0.9), opts)))  # the data did change
+    taller = kept.draw(histogram(0.4, top=3.0), opts)  # other y limits: other tick labels
+    assert kept.frame_reused == 2
+    np.testing.assert_array_equal(pixels(taller), pixels(HepPlotter().draw(histogram(0.4, top=3.0), opts)))
+
+
+def test_an_edit_after_a_quiet_time_is_shown_at_once_and_quick_ones_fold(state):
+    """The explorer's schedule: the first change after a quiet time updates after SETTLE, not the
+    whole debounce; a burst of changes costs one update, and a request to list the branches again
+    is not lost when a plain one folds into it."""
+    from mlaas4hep_lab.widgets.explorer import SETTLE
+
+    explorer = BranchExplorer(state, debounce=5.0)  # a debounce no test waits for
+    calls = []
+    explorer.update = lambda options=False: calls.append(options)
+    wait_until(lambda: len(calls) >= 1, timeout=10)  # the start-up update, if state had files
+    calls.clear()
+    time.sleep(0.05)
+    explorer._last_request = -1e9  # a quiet time
+    explorer.schedule(options=True)
+    explorer.schedule()
+    explorer.schedule()
+    wait_until(lambda: calls, timeout=2.0)  # well before the 5 s debounce
+    time.sleep(10 * SETTLE)
+    assert calls == [True]

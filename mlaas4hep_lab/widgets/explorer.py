@@ -26,6 +26,9 @@ from .hepplot import LOWER, STYLES, HepPlotter, PlotOptions, unit_from_title
 from .state import WorkbenchState
 from .theme import ThemeProbe
 
+#: how long the explorer waits after the first change of a quiet time for the rest of one edit
+SETTLE = 0.015
+
 WARN_STYLE = ("border-left: 4px solid var(--jp-warn-color1, #f57c00); padding: 4px 8px; "
               "background: rgba(245, 124, 0, 0.12); color: var(--jp-ui-font-color1, #222)")
 
@@ -71,6 +74,9 @@ class BranchExplorer(w.VBox):
         self._wanted: str | None = None  # the branch the user picked last
         self._updating: int | None = None  # the thread listing the branches, while it does
         self._timer: threading.Timer | None = None
+        self._last_request = -1e9  # when schedule() was last called (monotonic)
+        self._burst = -1e9  # when the present run of changes began
+        self._options = False  # whether a pending update lists the branches again
         self._lock = threading.Lock()
         self._drawing = threading.Lock()  # one update at a time: the figure is not thread-safe
         for control in (self.branch, self.show, self.normalise, self.log_y, self.bins, self.n_minus_1, self.style,
@@ -95,13 +101,27 @@ class BranchExplorer(w.VBox):
         self.state.sample_size = change["new"]
 
     def schedule(self, options: bool = False) -> None:
-        """Update after a short quiet time (several quick edits cost one update)."""
+        """Update soon. A change after a quiet time is shown at once (after ``SETTLE``: the
+        builder sets several traits for one edit, all within it); changes coming quicker than
+        ``debounce`` apart are folded into one update ``debounce`` after the last of them.
+        ``options`` (list the branches again) is kept when later calls without it fold in."""
         with self._lock:
+            now = time.monotonic()
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = threading.Timer(self.debounce, self.update, kwargs={"options": options})
+            if now - self._last_request >= self.debounce:
+                self._burst = now  # a change after a quiet time
+            delay = max(0.0, self._burst + SETTLE - now) if now - self._burst < SETTLE else self.debounce
+            self._last_request = now
+            self._options = self._options or options
+            self._timer = threading.Timer(delay, self._fire)
             self._timer.daemon = True
             self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            options, self._options = self._options, False
+        self.update(options=options)
 
     def update(self, options: bool = False) -> None:
         """Recompute the histogram and the cut flow now, in this thread."""

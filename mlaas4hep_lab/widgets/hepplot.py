@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
 import numpy as np
+import PIL.Image
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -27,6 +29,10 @@ DARK = {"figure.facecolor": "#111111", "axes.facecolor": "#111111", "savefig.fac
         "text.color": "#e0e0e0", "axes.labelcolor": "#e0e0e0", "axes.edgecolor": "#bdbdbd",
         "xtick.color": "#e0e0e0", "ytick.color": "#e0e0e0", "grid.color": "#616161",
         "legend.labelcolor": "#e0e0e0"}
+
+#: matplotlib's rcParams are one global: two plotters (two explorers in one kernel) drawing at
+#: once in threads would draw with each other's style
+_RC_LOCK = threading.Lock()
 
 _UNIT = re.compile(r"[\[(]\s*([^\[\]()]{1,20}?)\s*[\])]\s*$")
 
@@ -69,6 +75,10 @@ class HepPlotter:
     def __init__(self, size: tuple[float, float] = (7.2, 4.6), dpi: int = 90):
         self.size, self.dpi = size, dpi
         self._figures: dict[tuple, tuple[Figure, Any, Any, list]] = {}
+        # per figure: what its frame looked like (limits, scales, labels) and its pixels without
+        # the data, so that a redraw with the same frame draws only the data over them
+        self._frames: dict[tuple, tuple[tuple, Any]] = {}
+        self.frame_reused = 0  # redraws that reused the frame (for tests and the bench)
 
     def _rc(self, opts: PlotOptions) -> dict:
         rc = _style(opts.style)
@@ -110,13 +120,69 @@ class HepPlotter:
 
     def draw(self, h: Histogram, opts: PlotOptions) -> bytes:
         """The histogram (after the cuts with error bars, before them dashed) as PNG bytes."""
-        with matplotlib.rc_context(self._rc(opts)):
+        with _RC_LOCK, matplotlib.rc_context(self._rc(opts)):
             lower = opts.lower != "none" and opts.signal in h.after and len(h.after) > 1
-            fig, ax, low, _ = self._figure(opts, lower)
+            key = (opts.style, lower, opts.dark)
+            fig, ax, low, keep = self._figure(opts, lower)
             _plot(h, opts, ax, low)
-            out = io.BytesIO()
-            fig.savefig(out, format="png")
+            return self._render(key, fig, [a for a in (ax, low) if a is not None], keep)
+
+    def _render(self, key: tuple, fig: Figure, axes: list, keep: list) -> bytes:
+        """Rasterise the figure to PNG. The frame (axes, ticks, tick labels, axis labels: most
+        of the cost, with the legend) is drawn only when it differs from the last drawing of this
+        figure; else its pixels are restored and the data (curves, error bars, cut lines) drawn
+        over them. Both ways draw the data after the frame, so they give the same pixels."""
+        canvas = fig.canvas
+        data = sorted((a for target in axes for a in _data_artists(target, keep)), key=lambda a: a.get_zorder())
+        frame = _frame_signature(fig, axes)
+        known = self._frames.get(key)
+        if known is not None and known[0] == frame:
+            canvas.restore_region(known[1])
+            self.frame_reused += 1
+        else:
+            for artist in data:
+                artist.set_visible(False)
+            try:
+                canvas.draw()
+            finally:
+                for artist in data:
+                    artist.set_visible(True)
+            self._frames[key] = (frame, canvas.copy_from_bbox(fig.bbox))
+        renderer = canvas.get_renderer()
+        for artist in data:
+            artist.draw(renderer)
+        width, height = canvas.get_width_height()
+        image = PIL.Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+        out = io.BytesIO()
+        image.save(out, format="png", compress_level=1)
         return out.getvalue()
+
+
+def _data_artists(ax, keep: list) -> list:
+    """What a redraw replaces on ``ax``: curves, error bars, cut lines and their labels."""
+    return [a for a in [*ax.lines, *ax.collections, *ax.patches, *ax.texts] if a not in keep]
+
+
+def _frame_signature(fig: Figure, axes: list) -> tuple:
+    """Everything the frame's pixels depend on besides the figure's look: the limits and
+    scales (hence ticks and tick labels), the axis labels, the title and the legend (its
+    labels, and the colour and line style of each entry)."""
+    out: list = [fig.get_size_inches().tolist(), fig.dpi]
+    for ax in axes:
+        out.append((ax.get_xlim(), ax.get_ylim(), ax.get_xscale(), ax.get_yscale(), ax.get_xlabel(),
+                    ax.get_ylabel(), ax.get_title(loc="right"), ax.get_title(), ax.get_title(loc="left")))
+        legend = ax.get_legend()
+        if legend is not None:
+            out.append(tuple((text.get_text(), _look(handle)) for text, handle in
+                             zip(legend.get_texts(), legend.legend_handles)))
+    return tuple(out)
+
+
+def _look(artist) -> tuple:
+    """The colour, line style and width of a legend entry."""
+    colour = artist.get_edgecolor() if hasattr(artist, "get_edgecolor") else artist.get_color()
+    return (str(np.asarray(colour).round(4).tolist()), str(artist.get_linestyle()), float(artist.get_linewidth()),
+            float(artist.get_alpha() or 1.0))
 
 
 def draw(h: Histogram, opts: PlotOptions, size: tuple[float, float] = (7.2, 4.6), dpi: int = 90) -> bytes:
@@ -168,7 +234,7 @@ def _plot(h: Histogram, opts: PlotOptions, ax, low) -> None:
     if opts.log_y:  # headroom above the data for the label and the legend, as HEP plots leave
         ax.set_ylim(bottom, top * 30 if top > 0 else top)
     else:
-        ax.set_ylim(bottom, bottom + (top - bottom) * 1.35)
+        ax.set_ylim(*_nice_limits(ax, bottom, bottom + (top - bottom) * 1.35))
     ax.legend(frameon=False, ncol=2, loc="upper right")
     ax.grid(alpha=0.25)
     if low is not None:
@@ -211,6 +277,17 @@ def _lower_panel(low, h: Histogram, opts: PlotOptions, scaled: dict, centres: np
     low.errorbar(centres[good], value[good], yerr=np.where(np.isfinite(error), error, 0)[good], fmt="o",
                  markersize=3, color=opts.colours.get(signal, "#e42536"))
     low.grid(alpha=0.25)
+    low.set_ylim(*_nice_limits(low, *low.get_ylim()))
+
+
+def _nice_limits(ax, bottom: float, top: float) -> tuple[float, float]:
+    """The limits widened to the axis's own tick values: a small change of the data keeps the
+    same limits (and the frame can be reused; see HepPlotter._render)."""
+    if not (np.isfinite(bottom) and np.isfinite(top)) or top <= bottom:
+        return bottom, top
+    ticks = ax.yaxis.get_major_locator().tick_values(bottom, top)
+    below, above = ticks[ticks <= bottom], ticks[ticks >= top]
+    return (float(below.max()) if below.size else bottom), (float(above.min()) if above.size else top)
 
 
 def _experiment_label(ax, style: str) -> list:

@@ -86,7 +86,7 @@ class Sample:
         self._arrays: list[dict[str, Any]] = [{} for _ in self.files]
         self._evaluations: OrderedDict[str, Evaluation] = OrderedDict()
         self._weights: list[np.ndarray] | None = None
-        self._before: dict[str, tuple] = {}  # histograms before the cuts (see histogram)
+        self._binned: dict[str, tuple] = {}  # branches binned, element by element (see histogram)
         weight = self.params.weight
         self.weight_text: str | None = weight["expr"] if weight else None
         self._weight_expr = compile_expression(weight["expr"], f"{self.params.source}: weight") if weight else None
@@ -248,8 +248,6 @@ class Sample:
         span the values before the cuts, so both histograms share them. With weights, counts are
         Σw (each element of a jagged branch carries its event's weight) and Σw² is kept per bin.
         With ``n_minus_1``, "after" applies every cut except those on ``branch``."""
-        import hist
-
         evaluation = self.evaluate(preproc)
         if branch not in evaluation.kinds:
             raise ConfigError(f"no branch {branch!r} to show", hint=did_you_mean(branch, evaluation.kinds))
@@ -279,73 +277,69 @@ class Sample:
                         keep &= mask
                 selected.append(keep)
 
-        def per_event_values(values: Any, w: np.ndarray | None, mask: np.ndarray | None):
-            if mask is not None:
-                values = values[mask]
-                w = None if w is None else w[mask]
-            if multiplicity:
-                return ak.to_numpy(ak.num(values, axis=1)).astype(np.float64), w
-            if w is not None and isinstance(values, ak.Array) and values.ndim > 1:
-                w = np.repeat(w, ak.to_numpy(ak.num(values, axis=1)))  # each element: its event's weight
-            return _values(values).astype(np.float64), w
-
-        weighted = self.weighted
-
-        def fill(axis: Any, values: np.ndarray, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-            finite = np.isfinite(values)
-            if weighted:
-                h = hist.Hist(axis, storage=hist.storage.Weight())
-                h.fill(values[finite], weight=w[finite])
-                return h.values(), h.variances()
-            h = hist.Hist(axis)
-            h.fill(values[finite])
-            return h.values(), h.values()
-
-        # the histograms before the cuts do not depend on the cuts: kept while the branch, its
-        # definition (new branches) and the binning stay the same, so a cut edit fills only "after"
+        # the values binned once per branch, definition (new branches) and binning: each element's
+        # bin and the event it belongs to, so that a cut edit only selects and counts (bincount)
         preproc_raw = load_preproc(preproc if preproc else None).raw or {}
         key = json.dumps([branch, multiplicity, bins, range, preproc_raw.get("new_branch")], sort_keys=True,
                          default=str)
-        cached = self._before.get(key)
-        if cached is None:
-            before = [per_event_values(v, w, None) for v, w in zip(columns, weights)]
-            requested = range
-            if requested is None:
-                finite = np.concatenate([b[np.isfinite(b)] for b, _ in before]) if before else np.empty(0)
-                lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-                if finite.size and hi - lo < 200 and np.all(np.mod(finite, 1) == 0):
-                    lo, hi, bins = lo - 0.5, hi + 0.5, int(hi - lo + 1)  # integers: one bin each, centred
-                elif hi <= lo:
-                    lo, hi = lo - 0.5, hi + 0.5
-                range = (lo, hi)
-                top = np.nextafter(range[1], range[0])
-                before = [(np.where(b == range[1], top, b), w) for b, w in before]
-            axis = hist.axis.Regular(bins, range[0], range[1], name=branch)
-            counts: dict[str, np.ndarray] = {}
-            w2s: dict[str, np.ndarray] = {}
-            for group, (values, w) in zip(self.groups, before):
-                c, v = fill(axis, values, w)
-                counts[group] = counts.get(group, 0) + c
-                w2s[group] = w2s.get(group, 0) + v
-            cached = (bins, range, requested is None, counts, w2s)
-            self._before[key] = cached
-            while len(self._before) > 32:
-                self._before.pop(next(iter(self._before)))
-        bins, range, auto, before_counts, before_w2 = cached
-        axis = hist.axis.Regular(bins, range[0], range[1], name=branch)
-        after = [per_event_values(v, w, m) for v, w, m in zip(columns, weights, selected)]
-        if auto:  # bins exclude their upper edge: the maximum goes into the last bin, not the overflow
-            top = np.nextafter(range[1], range[0])
-            after = [(np.where(a == range[1], top, a), w) for a, w in after]
-        out: dict[str, dict[str, np.ndarray]] = {"before": dict(before_counts), "after": {},
-                                                 "before_w2": dict(before_w2), "after_w2": {}}
-        for group, (values, w) in zip(self.groups, after):
-            c, v = fill(axis, values, w)
-            out["after"][group] = out["after"].get(group, 0) + c
-            out["after_w2"][group] = out["after_w2"].get(group, 0) + v
-        return Histogram(branch, "multiplicity" if multiplicity else "values", axis.edges, out["before"],
-                         out["after"], out["before_w2"], out["after_w2"], weighted, n_minus_1, sorted(cut_values),
+        binned = self._binned.get(key)
+        if binned is None:
+            binned = self._bin(columns, weights, multiplicity, bins, range, branch)
+            self._binned[key] = binned
+            while len(self._binned) > 4:  # element arrays: a few branches' worth
+                self._binned.pop(next(iter(self._binned)))
+        else:
+            self._binned[key] = self._binned.pop(key)  # most recently used last
+        edges, per_file = binned
+        n_bins = len(edges) - 1
+        out: dict[str, dict[str, np.ndarray]] = {"before": {}, "after": {}, "before_w2": {}, "after_w2": {}}
+        for group, (index, owner, w, before), mask in zip(self.groups, per_file, selected):
+            after = _count(index, w, mask if owner is None else mask[owner], n_bins)
+            for which, (counts, w2) in (("before", before), ("after", after)):
+                out[which][group] = out[which].get(group, 0) + counts
+                out[which + "_w2"][group] = out[which + "_w2"].get(group, 0) + w2
+        return Histogram(branch, "multiplicity" if multiplicity else "values", edges, out["before"],
+                         out["after"], out["before_w2"], out["after_w2"], self.weighted, n_minus_1, sorted(cut_values),
                          excluded)
+
+    @staticmethod
+    def _bin(columns: list, weights: list, multiplicity: bool, bins: int, range: tuple[float, float] | None,
+             branch: str) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]]:
+        """The bin edges, and per file each element's bin + 1 (0: not finite or outside), the
+        event it belongs to (None: one element per event), its weight (its event's) and the
+        histogram of every element (Σw, Σw²)."""
+        import hist
+
+        flat = []
+        for values, w in zip(columns, weights):
+            if multiplicity:
+                flat.append((ak.to_numpy(ak.num(values, axis=1)).astype(np.float64), None, w))
+            elif isinstance(values, ak.Array) and values.ndim > 1:
+                counts = ak.to_numpy(ak.num(values, axis=1))
+                owner = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+                flat.append((_values(values).astype(np.float64), owner, None if w is None else w[owner]))
+            else:
+                flat.append((_values(values).astype(np.float64), None, w))
+        if range is None:  # the bins span the values before the cuts
+            finite = np.concatenate([v[np.isfinite(v)] for v, _, _ in flat]) if flat else np.empty(0)
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            if finite.size and hi - lo < 200 and np.all(np.mod(finite, 1) == 0):
+                lo, hi, bins = lo - 0.5, hi + 0.5, int(hi - lo + 1)  # integers: one bin each, centred
+            elif hi <= lo:
+                lo, hi = lo - 0.5, hi + 0.5
+            # bins exclude their upper edge: the maximum goes into the last bin, not the overflow
+            top = np.nextafter(hi, lo)
+            flat = [(np.where(v == hi, top, v), owner, w) for v, owner, w in flat]
+            range = (lo, hi)
+        axis = hist.axis.Regular(bins, range[0], range[1], name=branch)
+        per_file = []
+        for values, owner, w in flat:
+            index = np.zeros(values.shape, np.int64)
+            finite = np.isfinite(values)
+            inside = axis.index(values[finite])
+            index[finite] = np.where((inside >= 0) & (inside < bins), inside + 1, 0)
+            per_file.append((index, owner, w, _count(index, w, None, bins)))
+        return np.asarray(axis.edges), per_file
 
     def cutflow(self, preproc: Preproc | Mapping[str, Any] | None) -> list[dict[str, Any]]:
         """Events left after each cut (cumulative, in the order the user wrote the cuts), per file
@@ -372,6 +366,19 @@ class Sample:
     def close(self) -> None:
         for f in self.files:
             f.close()
+
+
+def _count(index: np.ndarray, w: np.ndarray | None, keep: np.ndarray | None, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Σw and Σw² per bin (the counts twice without weights) of the elements ``keep`` selects
+    (all with None); ``index`` is each element's bin + 1, 0 for none. The elements left out
+    weigh 0 rather than being copied out: faster on the sample's sizes."""
+    if w is None:
+        counts = np.bincount(index, weights=keep, minlength=bins + 1)[1:] if keep is not None else \
+            np.bincount(index, minlength=bins + 1)[1:].astype(np.float64)
+        return counts, counts
+    if keep is not None:
+        w = np.where(keep, w, 0.0)
+    return np.bincount(index, weights=w, minlength=bins + 1)[1:], np.bincount(index, weights=w * w, minlength=bins + 1)[1:]
 
 
 def _yields(alive: list[np.ndarray], weights: list[np.ndarray] | None) -> list[tuple[float, float]]:
