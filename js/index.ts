@@ -15,7 +15,13 @@ import { ILauncher } from '@jupyterlab/launcher';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { refreshIcon } from '@jupyterlab/ui-components';
 
-import { IJobSource, listRemotes, RemoteJobSource, requestDemoNotebook, ServerJobSource } from './api';
+import {
+  IJobSource,
+  listRemotes,
+  RemoteJobSource,
+  requestDemoNotebook,
+  ServerJobSource
+} from './api';
 import { CommandIDs } from './commands';
 import { mlaas4hepIcon } from './icons';
 import { JobsModel, message } from './jobsmodel';
@@ -23,6 +29,7 @@ import { createComparePanel } from './compare';
 import { confirmCancel, createJobPanel, JobView } from './jobview';
 import { workbenchNotebook } from './notebook';
 import { JobsSidebar } from './sidebar';
+import { findSource } from './sources';
 
 const PLUGIN_ID = 'mlaas4hep-lab:plugin';
 const CATEGORY = 'MLaaS4HEP';
@@ -55,10 +62,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
     model.start();
     // each remote MLaaS4HEP service this server forwards to: its own section of the sidebar
-    void listRemotes(serviceManager.serverSettings)
+    const remotesListed = listRemotes(serviceManager.serverSettings)
       .then(remotes => {
         for (const remote of remotes) {
-          model.addSource(new RemoteJobSource(remote.name, remote.url, serviceManager.serverSettings));
+          model.addSource(
+            new RemoteJobSource(remote.name, remote.url, serviceManager.serverSettings)
+          );
         }
       })
       .catch(reason => console.error('mlaas4hep-lab: cannot list the remote services', reason));
@@ -78,18 +87,25 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     const tracker = new WidgetTracker<MainAreaWidget<JobView>>({ namespace: 'mlaas4hep-job' });
-    const sourceOf = (args: { [key: string]: unknown }): IJobSource =>
-      model.source(String(args.source ?? 'local')) ?? local;
+    // a job view restored after a reload names its source before the remotes are listed
+    const sourceOf = (args: { [key: string]: unknown }): Promise<IJobSource> =>
+      findSource(id => model.source(id), String(args.source ?? local.id), local.id, remotesListed);
 
     commands.addCommand(CommandIDs.openJob, {
       label: args =>
         args.id ? `Open MLaaS4HEP job ${String(args.id).slice(0, 8)}` : 'Open MLaaS4HEP job',
-      execute: args => {
+      execute: async args => {
         const id = String(args.id ?? '');
         if (!id) {
           return;
         }
-        const source = sourceOf(args);
+        let source: IJobSource;
+        try {
+          source = await sourceOf(args);
+        } catch (err) {
+          await showErrorMessage(`Cannot open MLaaS4HEP job ${id.slice(0, 8)}`, message(err));
+          return;
+        }
         const open = tracker.find(w => w.content.jobId === id && w.content.source.id === source.id);
         if (open) {
           shell.activateById(open.id);
@@ -108,12 +124,19 @@ const plugin: JupyterFrontEndPlugin<void> = {
         Array.isArray(args.ids)
           ? `Compare ${args.ids.length} MLaaS4HEP jobs`
           : 'Compare MLaaS4HEP jobs',
-      execute: args => {
+      execute: async args => {
         const ids = Array.isArray(args.ids) ? args.ids.map(String) : [];
         if (ids.length < 2) {
           return;
         }
-        const panel = createComparePanel({ ids, source: sourceOf(args) });
+        let source: IJobSource;
+        try {
+          source = await sourceOf(args);
+        } catch (err) {
+          await showErrorMessage('Cannot compare the MLaaS4HEP jobs', message(err));
+          return;
+        }
+        const panel = createComparePanel({ ids, source });
         shell.add(panel, 'main');
         shell.activateById(panel.id);
         return panel;
@@ -129,7 +152,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return;
         }
         try {
-          await sourceOf(args).cancel(id);
+          await (await sourceOf(args)).cancel(id);
         } catch (err) {
           await showErrorMessage('Cannot cancel the job', message(err));
         }
