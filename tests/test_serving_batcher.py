@@ -4,6 +4,7 @@ with its own rows' scores; the LRU unloads the least recently used model."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import wait
 
@@ -51,6 +52,69 @@ def test_requests_queued_while_the_model_is_busy_share_model_calls(served_artifa
     batcher.close()
     with pytest.raises(BatcherClosed):
         batcher.submit(rows[:1])
+
+
+def test_awaited_requests_share_model_calls_and_each_gets_its_own_rows(served_artifacts):
+    """The async path of the routes: requests awaited in one event loop while the model is busy
+    go into one further call; each gets its own rows' scores (several rows for some), a request
+    cancelled while it waits does not disturb the others, and threads' requests mix in."""
+    adapter = served_artifacts["torch"].adapter
+    gated = Gated(adapter.predict)
+    batcher = DynamicBatcher(gated, max_batch=1000, max_delay=0.0, name="async")
+    width = len(served_artifacts["torch"].feature_names)
+    rows = np.random.default_rng(2).random((60, width)).astype(np.float32)
+    sizes = [1, 3, 1, 2] * 5  # 35 rows in 20 requests
+    starts = np.cumsum([0] + sizes[:-1])
+
+    async def main():
+        first = asyncio.ensure_future(batcher.scores(rows[:1]))
+        while not gated.entered.is_set():  # bounded by the test's timeout
+            await asyncio.sleep(0.01)
+        waiting = [asyncio.ensure_future(batcher.scores(rows[s:s + n])) for s, n in zip(starts, sizes)]
+        doomed = asyncio.ensure_future(batcher.scores(rows[40:45]))
+        from_thread = batcher.submit(rows[45:47])
+        await asyncio.sleep(0.05)  # the tasks have queued their requests
+        doomed.cancel()
+        gated.gate.set()
+        got = await asyncio.gather(first, *waiting)
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
+        return got, from_thread.result(60)
+
+    got, threaded = asyncio.run(main())
+    expected = adapter.predict(rows)
+    np.testing.assert_allclose(got[0], expected[:1], rtol=1e-6, atol=1e-7)
+    for (s, n), scores in zip(zip(starts, sizes), got[1:]):
+        assert scores.shape == (n,)
+        np.testing.assert_allclose(scores, expected[s:s + n], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(threaded, expected[45:47], rtol=1e-6, atol=1e-7)
+    # the first call, then one call for everything queued behind it (the cancelled request's rows
+    # are computed too: it was cancelled after it was queued)
+    assert gated.calls == [1, sum(sizes) + 5 + 2], gated.calls
+    assert batcher.stats()["requests"] == 1 + len(sizes) + 2
+    batcher.close()
+
+    async def after_close():
+        with pytest.raises(BatcherClosed):
+            await batcher.scores(rows[:1])
+
+    asyncio.run(after_close())
+
+
+def test_an_awaited_request_gets_the_model_error(served_artifacts):
+    width = len(served_artifacts["torch"].feature_names)
+
+    def predict(X):
+        raise ValueError("the model broke")
+
+    batcher = DynamicBatcher(predict, max_batch=10, max_delay=0.0)
+
+    async def main():
+        with pytest.raises(ValueError, match="broke"):
+            await batcher.scores(np.zeros((2, width), np.float32))
+
+    asyncio.run(main())
+    batcher.close()
 
 
 def test_a_model_error_reaches_every_request_of_the_call_and_the_batcher_goes_on(served_artifacts):
@@ -112,3 +176,20 @@ def test_lru_bound_on_the_models_size(served_artifacts, tmp_path):
     assert tiny.loaded() == [("k2", 1)]
     registry.close()
     tiny.close()
+
+
+def test_served_pytorch_models_use_the_configured_cpu_threads(served_artifacts, tmp_path):
+    import torch  # served_artifacts has trained a PyTorch model already
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        registry = ModelRegistry(tmp_path / "models", model_threads=1, max_delay=0.0)
+        entry = registry.publish("alice", "t", served_artifacts["torch"].path)
+        served = registry.model(entry)
+        assert torch.get_num_threads() == 1
+        X = np.random.default_rng(4).random((5, served.n_features)).astype(np.float32)
+        np.testing.assert_allclose(served.batcher(X, timeout=60), served_artifacts["torch"].adapter.predict(X),
+                                   rtol=1e-6, atol=1e-7)
+        registry.close()
+    finally:
+        torch.set_num_threads(before)

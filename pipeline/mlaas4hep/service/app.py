@@ -7,7 +7,6 @@ original service's verbs (:mod:`.legacy`). Routes are thin: the user comes from 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ from .._version import __version__
 from ..errors import ConfigError, MLaaS4HEPError
 from ..jobs import FINISHED, JobManager, JobNotFound, JobStateError, WorkflowRequest
 from ..jobs.models import EventsPage, JobInfo, JobList, KernelList, LogsPage
+from . import json_codec
 from .archive import UnsafeArchive
 from .auth import Authenticator, auth_error_body
 from .config import ServeConfig
@@ -172,7 +172,7 @@ async def json_body(request: Request, limit: int = MAX_JSON_BODY) -> Any:
         if len(data) > limit:
             raise LimitExceeded(f"the request body is larger than {limit} bytes", 413)
     try:
-        return json.loads(data or b"null")
+        return json_codec.loads(data or b"null")
     except ValueError as err:
         raise MLaaS4HEPError(f"the request body is not valid JSON: {err}") from None
     except RecursionError:
@@ -388,9 +388,10 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
     from ..serving.routes import add_model_routes, tfaas_router, v2_router
 
     add_model_routes(api)
-    app.include_router(api)
+    # the prediction routes first: a request is matched against the routes in order
     app.include_router(tfaas_router())
     app.include_router(v2_router())
+    app.include_router(api)
     app.state.api_router = api  # the test that the OpenAPI document covers every route reads it
 
     from .legacy import legacy_router

@@ -66,6 +66,8 @@ class ServeConfig:
     max_loaded_bytes: int = _setting(4 * GiB, "size of the loaded models' files together; beyond it the least "
                                               "recently used are unloaded (default 4 GiB)")
     max_predict_rows: int = _setting(100_000, "rows or events in one prediction request (default 100000)")
+    model_threads: int = _setting(1, "CPU threads of a served PyTorch model's calls (default 1: the batcher gives "
+                                     "it large calls, HTTP work needs the other cores)")
     source: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # option -> where it came from
 
     def where(self, name: str) -> str:
@@ -74,7 +76,7 @@ class ServeConfig:
 
 _INT = {"port", "concurrency", "max_active_jobs", "max_upload_bytes", "max_disk_bytes", "max_archive_members",
         "max_unpacked_bytes", "batch_max_size", "max_loaded_models", "max_predict_rows",
-        "max_loaded_bytes"}
+        "max_loaded_bytes", "model_threads"}
 _FLOAT = {"leeway", "jwks_refresh_interval", "batch_max_delay"}
 _BOOL = {"no_jobs"}
 _LIST = {"allowed_groups", "trusted_proxies"}

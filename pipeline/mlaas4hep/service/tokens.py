@@ -15,6 +15,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import jwt
@@ -59,7 +60,7 @@ class User:
     groups: tuple[str, ...] = ()
     via: str = "bearer"  # "bearer" or "proxy"
 
-    @property
+    @cached_property  # asked on every request; a frozen dataclass keeps it in its __dict__
     def id(self) -> str:
         """A stable name for (iss, sub), safe as a folder name and the jobs' owner."""
         digest = hashlib.sha256(f"{self.issuer}\n{self.subject}".encode()).hexdigest()

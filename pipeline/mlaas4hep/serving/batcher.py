@@ -6,26 +6,31 @@ the next call; the batcher waits up to ``max_delay`` for more only under concurr
 call served several requests, or more are already waiting), so a lone client pays no delay.
 
 The model is only ever called from the worker thread, so a model that is not thread-safe is
-served safely; callers wait on a :class:`concurrent.futures.Future` (``asyncio.wrap_future`` in
-an async route). ``max_batch=1`` is one model call per request (the baseline of the bench).
+served safely. Threads wait on a :class:`concurrent.futures.Future` (:meth:`submit`); an async
+route awaits :meth:`scores`, whose requests are asyncio futures of the caller's loop, handed their
+results by one ``call_soon_threadsafe`` per model call (not one thread hop per request).
+``max_batch=1`` is one model call per request (the baseline of the bench).
 """
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 
-@dataclass
+@dataclass(slots=True)
 class _Request:
     rows: np.ndarray
-    future: Future = field(default_factory=Future)
+    future: Any = field(default_factory=Future)  # a concurrent Future, or an asyncio one of ``loop``
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 class BatcherClosed(RuntimeError):
@@ -63,6 +68,17 @@ class DynamicBatcher:
     def submit(self, rows: np.ndarray) -> Future:
         """Queue ``rows`` (2-D); the future gives their scores, or the model's exception."""
         request = _Request(np.asarray(rows))
+        self._put(request)
+        return request.future
+
+    async def scores(self, rows: np.ndarray) -> np.ndarray:
+        """The scores of ``rows`` (2-D), awaited in the caller's event loop."""
+        loop = asyncio.get_running_loop()
+        request = _Request(np.asarray(rows), loop.create_future(), loop)
+        self._put(request)
+        return await request.future
+
+    def _put(self, request: _Request) -> None:
         with self._lock:
             if self._closed:
                 raise BatcherClosed(f"model {self.name!r} is no longer loaded")
@@ -70,7 +86,6 @@ class DynamicBatcher:
                 self._thread = threading.Thread(target=self._run, name=f"batcher-{self.name}", daemon=True)
                 self._thread.start()
             self._queue.put(request)
-        return request.future
 
     def __call__(self, rows: np.ndarray, timeout: float | None = None) -> np.ndarray:
         return self.submit(rows).result(timeout)
@@ -130,10 +145,12 @@ class DynamicBatcher:
             except queue.Empty:
                 return
             if item is not None:
-                item.future.set_exception(BatcherClosed(f"model {self.name!r} is no longer loaded"))
+                _hand_back([(item, None)], BatcherClosed(f"model {self.name!r} is no longer loaded"))
 
     def _serve(self, batch: list[_Request], count: int) -> None:
-        live = [r for r in batch if r.future.set_running_or_notify_cancel()]
+        # a thread's request cancelled meanwhile is dropped here; an async one is computed and
+        # its result dropped in its loop (its state can only be read safely there)
+        live = [r for r in batch if r.loop is not None or r.future.set_running_or_notify_cancel()]
         if not live:
             return
         rows = live[0].rows if len(live) == 1 else np.concatenate([r.rows for r in live])
@@ -142,8 +159,7 @@ class DynamicBatcher:
             if len(scores) != len(rows):
                 raise RuntimeError(f"the model gave {len(scores)} scores for {len(rows)} rows")
         except BaseException as err:  # noqa: BLE001 - handed to every waiting caller
-            for r in live:
-                r.future.set_exception(err)
+            _hand_back([(r, None) for r in live], err)
             return
         finally:
             self.calls += 1
@@ -151,8 +167,40 @@ class DynamicBatcher:
             self.rows += len(rows)
             self.largest = max(self.largest, len(rows))
             self._last_served = len(live)
+        results = []
         start = 0
         for r in live:
             stop = start + len(r.rows)
-            r.future.set_result(scores[start:stop])
+            results.append((r, scores[start:stop]))
             start = stop
+        _hand_back(results)
+
+
+def _hand_back(results: list[tuple[_Request, Any]], error: BaseException | None = None) -> None:
+    """Results (or one error) to their callers: a thread's future directly, the async ones of each
+    event loop in one call scheduled in that loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Any]]] = {}
+    for r, value in results:
+        if r.loop is None:
+            if error is not None:
+                r.future.set_exception(error)
+            else:
+                r.future.set_result(value)
+        else:
+            by_loop.setdefault(r.loop, []).append((r, value))
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, items, error)
+        except RuntimeError:  # the loop is closed: nobody is waiting for these any more
+            pass
+
+
+def _settle(items: list[tuple[_Request, Any]], error: BaseException | None) -> None:
+    """In the callers' loop: each future its result, unless it was cancelled meanwhile."""
+    for r, value in items:
+        if r.future.done():
+            continue
+        if error is not None:
+            r.future.set_exception(error)
+        else:
+            r.future.set_result(value)

@@ -6,7 +6,6 @@ exist."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import shutil
 import tempfile
@@ -23,12 +22,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
 
 from .._version import __version__
+from ..service import json_codec
 from ..service.app import CurrentUser, json_body, upload_limits
 from ..errors import MLaaS4HEPError
 from .batcher import BatcherClosed
 from .protocol import (EventScores, EventsRequest, InferenceRequest, InferenceResponse, LiveResponse, ModelInfo,
                        ModelList, ModelMetadata, ModelReady, PublishRequest, ReadyResponse, ResponseOutput,
-                       ServerMetadata, TensorMetadata, TFaaSRequest, TFaaSScore)
+                       ServerMetadata, TensorMetadata, TFaaSRequest)
 from .registry import BadInput, Entry, ModelRegistry, ServedModel, TooLarge, _numbers, check_model_name
 
 log = logging.getLogger("mlaas4hep.serving")
@@ -50,7 +50,7 @@ class ModelService:
         self.config = config
         root = Path(config.models_dir or Path(config.data_dir) / "models").expanduser().resolve()
         self.registry = ModelRegistry(root, config.max_loaded_models, config.batch_max_size, config.batch_max_delay,
-                                      config.max_loaded_bytes)
+                                      config.max_loaded_bytes, config.model_threads)
         self.manager = manager
         self._stop = threading.Event()
         self._watcher = None
@@ -122,7 +122,7 @@ class ModelService:
     async def scores(self, served: ServedModel, X: np.ndarray) -> np.ndarray:
         self.check_rows(len(X))
         try:
-            return await asyncio.wrap_future(served.batcher.submit(X))
+            return await served.batcher.scores(X)
         except BatcherClosed as err:
             raise Unavailable(f"{err} (unloaded or deleted meanwhile); send the request again") from None
 
@@ -295,7 +295,7 @@ def tfaas_router() -> APIRouter:
     router = APIRouter(prefix="/tfaas", include_in_schema=False)
 
     @router.post("/json")
-    async def tfaas_json(request: Request, user: CurrentUser) -> Any:
+    async def tfaas_json(request: Request, user: CurrentUser) -> Response:
         """TFaaS's predictions: already normalised rows in, per row a list of {label, probability}
         (a flat list for one row)."""
         body = TFaaSRequest.model_validate(await json_body(request))
@@ -306,7 +306,8 @@ def tfaas_router() -> APIRouter:
         scores = await models.scores(served, X)
         rows = [_labelled(served.classes, s) for s in scores.tolist()]
         single = not isinstance(body.values[0], list)
-        return rows[0] if single else rows
+        # encoded here (the hottest route): FastAPI's generic encoder walks every value again
+        return Response(json_codec.dumps(rows[0] if single else rows), media_type="application/json")
 
     @router.get("/models")
     def tfaas_models(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
@@ -329,9 +330,10 @@ def tfaas_router() -> APIRouter:
 
 
 def _labelled(classes: list[str], score: float | list[float]) -> list[dict[str, Any]]:
+    """TFaaS's answer for one row (the shape of :class:`.protocol.TFaaSScore`)."""
     if isinstance(score, list):
-        return [TFaaSScore(label=c, probability=p).model_dump() for c, p in zip(classes, score)]
-    return [TFaaSScore(label=classes[-1] if classes else "1", probability=score).model_dump()]
+        return [{"label": c, "probability": p} for c, p in zip(classes, score)]
+    return [{"label": classes[-1] if classes else "1", "probability": score}]
 
 
 # -- Open Inference Protocol v2 ------------------------------------------------------------------
@@ -395,7 +397,7 @@ def v2_router() -> APIRouter:
     async def ready_model_version(name: str, version: str, request: Request, user: CurrentUser) -> ModelReady:
         return await model_ready(request, user, name, version)
 
-    async def infer(request: Request, user, name: str, version: str | None) -> InferenceResponse:
+    async def infer(request: Request, user, name: str, version: str | None) -> Response:
         if request.headers.get("inference-header-content-length"):
             raise MLaaS4HEPError("binary tensor data is not accepted; send the tensors as JSON "
                                  "(tritonclient: binary_data=False)", where="Inference-Header-Content-Length")
@@ -409,16 +411,18 @@ def v2_router() -> APIRouter:
             if unknown:
                 raise BadInput(f"no output {unknown[0]!r}; the model's output is {OUTPUT!r}", where="outputs")
         scores = await models.scores(served, X)
-        return InferenceResponse(model_name=name, model_version=str(entry.version), id=body.id, outputs=[
+        answer = InferenceResponse(model_name=name, model_version=str(entry.version), id=body.id, outputs=[
             ResponseOutput(name=OUTPUT, shape=list(scores.shape), datatype="FP32",
                            data=scores.reshape(-1).tolist())])
+        # serialised once by pydantic, not dumped, validated and encoded again by FastAPI
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     @router.post("/models/{name}/infer", response_model=InferenceResponse)
-    async def infer_latest(name: str, request: Request, user: CurrentUser) -> InferenceResponse:
+    async def infer_latest(name: str, request: Request, user: CurrentUser) -> Response:
         return await infer(request, user, name, None)
 
     @router.post("/models/{name}/versions/{version}/infer", response_model=InferenceResponse)
-    async def infer_version(name: str, version: str, request: Request, user: CurrentUser) -> InferenceResponse:
+    async def infer_version(name: str, version: str, request: Request, user: CurrentUser) -> Response:
         return await infer(request, user, name, version)
 
     return router
