@@ -159,6 +159,15 @@ export function formatTick(value: number): string {
   return `${Number(value.toPrecision(4))}`;
 }
 
+/** The horizontal grid lines of a chart: each tick's pixel row (on the half pixel, for sharp
+ * 1 px lines) and its label. */
+export function gridRows(
+  ticks: ReadonlyArray<number>,
+  sy: (v: number) => number
+): { y: number; text: string }[] {
+  return ticks.map(t => ({ y: Math.round(sy(t)) + 0.5, text: formatTick(t) }));
+}
+
 /** A curve name as part of a CSS class: `val_loss` stays, anything odd becomes `-`. */
 export function cssName(name: string): string {
   return name.replace(/[^A-Za-z0-9_-]/g, '-');

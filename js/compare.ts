@@ -13,7 +13,7 @@ import { Widget } from '@lumino/widgets';
 import { IJobSource } from './api';
 import { linearScale, niceTicks, stepTicks } from './chart';
 import { compareRows, IRun, summarize } from './comparison';
-import { decadeTicks, frame, rocPoints } from './evaluation';
+import { frame, largestY, rocAxis, rocPoints } from './evaluation';
 import { mlaas4hepIcon } from './icons';
 import { message } from './jobsmodel';
 import { IJobEvent } from './types';
@@ -219,22 +219,7 @@ function rocSvg(runs: ReadonlyArray<IRun>, log: boolean): string {
   const y0 = H - M.bottom;
   const y1 = M.top;
   const sx = linearScale(0, 1, x0, x1);
-  let yt: number[];
-  let sy: (v: number) => number;
-  if (log) {
-    let max = 10;
-    for (const c of curves) {
-      for (const p of c.points) {
-        max = Math.max(max, p.y);
-      }
-    }
-    yt = decadeTicks(max);
-    const s = linearScale(0, Math.log10(yt[yt.length - 1]), y0, y1);
-    sy = v => s(Math.log10(Math.max(v, 1)));
-  } else {
-    yt = niceTicks(0, 1, 5);
-    sy = linearScale(0, 1, y0, y1);
-  }
+  const { ticks: yt, scale: sy } = rocAxis(largestY(curves.map(c => c.points)), log, y0, y1);
   const parts = [frame(niceTicks(0, 1, 5), yt, sx, sy, x0, x1, y0, y1)];
   parts.push(
     `<text class="mlaas4hep-chart-caption" x="${(x0 + x1) / 2}" y="${H - 4}" text-anchor="middle">signal efficiency</text>`,

@@ -5,7 +5,7 @@
  * overtraining flag. The geometry functions are pure (jest); `EvaluationPanel` draws SVG.
  */
 
-import { formatTick, linearScale, niceTicks } from './chart';
+import { formatTick, gridRows, linearScale, niceTicks } from './chart';
 
 export interface IRocCurve {
   class: number;
@@ -34,9 +34,25 @@ export interface IKsRow {
   n_test: number;
 }
 
+/**
+ * Which class is which (mlaas4hep.classes, carried by the evaluation): the name the views give
+ * it ("label 1" or the class name), its role, its colour (the same in Explore's plots) and what
+ * it is in words.
+ */
+export interface IClassInfo {
+  class: number;
+  name: string;
+  role: string;
+  colour: string;
+  description: string;
+}
+
 export interface IEvaluation {
   n_classes: number;
   classes: string[];
+  /** absent in evaluations written before it was added: those are drawn in theme colours */
+  class_info?: IClassInfo[];
+  score_meaning?: string;
   events: { test: number; train_sample: number };
   roc: IRocCurve[];
   auc: { value: number | null; std: number | null; interval68?: number[] | null };
@@ -84,6 +100,39 @@ export function rocPoints(curve: IRocCurve, log: boolean): IXY[] {
   return out;
 }
 
+/**
+ * The y ticks and scale of a ROC chart whose largest rejection is `top`: 1 - efficiency on
+ * [0, 1], or 1 / efficiency on decades from 1 (log). Plot area from y0 (bottom) to y1 (top).
+ */
+export function rocAxis(
+  top: number,
+  log: boolean,
+  y0: number,
+  y1: number
+): { ticks: number[]; scale: (v: number) => number } {
+  if (!log) {
+    return { ticks: niceTicks(0, 1, 5), scale: linearScale(0, 1, y0, y1) };
+  }
+  const ticks = decadeTicks(Math.max(top, 10));
+  const s = linearScale(0, Math.log10(ticks[ticks.length - 1]), y0, y1);
+  return { ticks, scale: v => s(Math.log10(Math.max(v, 1))) };
+}
+
+/**
+ * How a class is painted: `style` with its own colour when the evaluation says which class is
+ * which (the colour Explore gives it too), else a theme colour class by index.
+ */
+export function classPaint(
+  ev: IEvaluation,
+  cls: number
+): { css: string; colour: string | null; info: IClassInfo | null } {
+  const info = ev.class_info?.find(c => c.class === cls) ?? null;
+  if (info && /^#[0-9a-fA-F]{3,8}$/.test(info.colour)) {
+    return { css: 'mlaas4hep-mod-class-colour', colour: info.colour, info };
+  }
+  return { css: `mlaas4hep-color-${cls % 6}`, colour: null, info };
+}
+
 /** Decade ticks 1, 10, 100, ... covering [1, max]. */
 export function decadeTicks(max: number): number[] {
   const top = Math.max(1, Math.ceil(Math.log10(Math.max(max, 10))));
@@ -118,6 +167,7 @@ export class EvaluationPanel {
     this.node.innerHTML =
       '<h3 class="mlaas4hep-evaluation-title">Evaluation <span class="mlaas4hep-eval-auc"></span></h3>' +
       '<div class="mlaas4hep-overtraining" role="status"></div>' +
+      '<div class="mlaas4hep-eval-classes mlaas4hep-chart-legend"></div>' +
       '<div class="mlaas4hep-eval-grid">' +
       '<div class="mlaas4hep-chart-box mlaas4hep-eval-roc"><div class="mlaas4hep-chart-title">ROC ' +
       '<label class="mlaas4hep-eval-log"><input type="checkbox" class="mlaas4hep-roc-log"> log background rejection</label>' +
@@ -167,14 +217,16 @@ export class EvaluationPanel {
       this.logBox.checked
     );
     this.part('.mlaas4hep-eval-scores .mlaas4hep-eval-svg').innerHTML = this.scoresSvg(ev);
+    this.part('.mlaas4hep-eval-classes').innerHTML = classesLine(ev);
     this.part('.mlaas4hep-eval-ks').innerHTML = ev.score_histograms.classes
       .map(h => {
         const ks = ev.ks.find(k => k.class === h.class);
         const low = ks && ks.p_value !== null && ks.p_value < ev.overtraining.ks_alpha;
+        const paint = classPaint(ev, h.class);
         return (
           `<span class="mlaas4hep-legend-item mlaas4hep-eval-ks-item${low ? ' mlaas4hep-mod-warn' : ''}" ` +
-          `data-class="${h.class}"><span class="mlaas4hep-swatch mlaas4hep-color-${h.class % 6}"></span>` +
-          `${escape(h.name)}: KS ${ks ? formatP(ks.p_value) : 'p = – (no train sample)'}</span>`
+          `data-class="${h.class}">${swatch(paint)}` +
+          `${escape(paint.info?.name ?? h.name)}: KS ${ks ? formatP(ks.p_value) : 'p = – (no train sample)'}</span>`
         );
       })
       .join('');
@@ -188,32 +240,19 @@ export class EvaluationPanel {
     const y0 = H - M.bottom;
     const y1 = M.top;
     const sx = linearScale(0, 1, x0, x1);
-    let yt: number[];
-    let sy: (v: number) => number;
-    if (log) {
-      let max = 10;
-      for (const c of curves) {
-        for (const p of c.points) {
-          max = Math.max(max, p.y);
-        }
-      }
-      yt = decadeTicks(max);
-      const s = linearScale(0, Math.log10(yt[yt.length - 1]), y0, y1);
-      sy = v => s(Math.log10(Math.max(v, 1)));
-    } else {
-      yt = niceTicks(0, 1, 5);
-      sy = linearScale(0, 1, y0, y1);
-    }
+    const { ticks: yt, scale: sy } = rocAxis(largestY(curves.map(c => c.points)), log, y0, y1);
     const parts: string[] = [frame(niceTicks(0, 1, 5), yt, sx, sy, x0, x1, y0, y1)];
     parts.push(
       `<text class="mlaas4hep-chart-caption" x="${(x0 + x1) / 2}" y="${H - 4}" text-anchor="middle">signal efficiency</text>`,
       `<text class="mlaas4hep-chart-caption" transform="translate(11,${(y0 + y1) / 2}) rotate(-90)" ` +
         `text-anchor="middle">${log ? '1 / background efficiency' : 'background rejection (1 − ε_B)'}</text>`
     );
-    curves.forEach(({ curve, points }, i) => {
+    curves.forEach(({ curve, points }) => {
       const d = points.map((p, j) => `${j ? 'L' : 'M'}${r1(sx(p.x))},${r1(sy(p.y))}`).join('');
+      // binary: one curve, of the class the score is of (label 1)
+      const paint = classPaint(ev, curve.class);
       parts.push(
-        `<path class="mlaas4hep-series mlaas4hep-roc-curve mlaas4hep-color-${(ev.roc.length > 1 ? curve.class : i) % 6}" ` +
+        `<path class="mlaas4hep-series mlaas4hep-roc-curve ${paint.css}"${paint.colour ? ` style="stroke:${paint.colour}"` : ''} ` +
           `data-class="${curve.class}" data-auc="${curve.auc ?? ''}" d="${d}"><title>${escape(curve.name)}: AUC ${
             curve.auc === null ? '–' : curve.auc.toFixed(4)
           }</title></path>`
@@ -254,13 +293,17 @@ export class EvaluationPanel {
       }</text>`
     );
     for (const { h, test, train } of rows) {
-      const color = `mlaas4hep-color-${h.class % 6}`;
+      const paint = classPaint(ev, h.class);
+      const color = paint.css;
       let d = `M${r1(sx(edges[0]))},${r1(sy(0))}`;
       test.forEach((v, i) => {
         d += `L${r1(sx(edges[i]))},${r1(sy(v))}L${r1(sx(edges[i + 1]))},${r1(sy(v))}`;
       });
       d += `L${r1(sx(edges[edges.length - 1]))},${r1(sy(0))}Z`;
-      parts.push(`<path class="mlaas4hep-eval-test ${color}" data-class="${h.class}" d="${d}"/>`);
+      const fill = paint.colour ? ` style="fill:${paint.colour};stroke:${paint.colour}"` : '';
+      parts.push(
+        `<path class="mlaas4hep-eval-test ${color}"${fill} data-class="${h.class}" d="${d}"/>`
+      );
       if (train) {
         const dots = train
           .map((v, i) =>
@@ -269,7 +312,10 @@ export class EvaluationPanel {
               : ''
           )
           .join('');
-        parts.push(`<g class="mlaas4hep-eval-train ${color}" data-class="${h.class}">${dots}</g>`);
+        const dotFill = paint.colour ? ` style="fill:${paint.colour}"` : '';
+        parts.push(
+          `<g class="mlaas4hep-eval-train ${color}"${dotFill} data-class="${h.class}">${dots}</g>`
+        );
       }
     }
     return `<svg class="mlaas4hep-eval-chart" data-chart="scores" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="score distributions">${parts.join('')}</svg>`;
@@ -318,15 +364,14 @@ export function frame(
   y0: number,
   y1: number
 ): string {
+  const rows = gridRows(yt, sy);
   const out: string[] = ['<g class="mlaas4hep-chart-grid">'];
-  for (const t of yt) {
-    const y = Math.round(sy(t)) + 0.5;
+  for (const { y } of rows) {
     out.push(`<line x1="${x0}" x2="${x1}" y1="${y}" y2="${y}"/>`);
   }
   out.push('</g><g class="mlaas4hep-chart-axes">');
-  for (const t of yt) {
-    const y = Math.round(sy(t)) + 0.5;
-    out.push(`<text x="${x0 - 6}" y="${y + 4}" text-anchor="end">${formatTick(t)}</text>`);
+  for (const { y, text } of rows) {
+    out.push(`<text x="${x0 - 6}" y="${y + 4}" text-anchor="end">${text}</text>`);
   }
   for (const t of xt) {
     const x = Math.round(sx(t)) + 0.5;
@@ -341,6 +386,42 @@ export function frame(
     '</g>'
   );
   return out.join('');
+}
+
+/** The largest y of these point lists (0 when none). */
+export function largestY(series: ReadonlyArray<ReadonlyArray<IXY>>): number {
+  let max = 0;
+  for (const points of series) {
+    for (const p of points) {
+      max = Math.max(max, p.y);
+    }
+  }
+  return max;
+}
+
+/** Which class is which, in its colour, and what the score means (nothing for old evaluations). */
+function classesLine(ev: IEvaluation): string {
+  if (!ev.class_info?.length) {
+    return '';
+  }
+  const items = ev.class_info
+    .map(
+      c =>
+        `<span class="mlaas4hep-legend-item mlaas4hep-eval-class" data-class="${c.class}" data-colour="${escape(c.colour)}">` +
+        `${swatch(classPaint(ev, c.class))}<b>${escape(c.name)}</b>: ${escape(c.description)}</span>`
+    )
+    .join('');
+  return (
+    items +
+    (ev.score_meaning
+      ? `<span class="mlaas4hep-eval-meaning">${escape(ev.score_meaning)}</span>`
+      : '')
+  );
+}
+
+function swatch(paint: { css: string; colour: string | null }): string {
+  const style = paint.colour ? ` style="background:${paint.colour}"` : '';
+  return `<span class="mlaas4hep-swatch ${paint.css}"${style}></span>`;
 }
 
 function r1(v: number): number {

@@ -4,7 +4,17 @@
  * Plain DOM; the geometry comes from chart.ts.
  */
 
-import { cssName, extent, formatTick, linearScale, linePath, niceTicks, stepTicks, thinMarks } from './chart';
+import {
+  cssName,
+  extent,
+  formatTick,
+  gridRows,
+  linearScale,
+  linePath,
+  niceTicks,
+  stepTicks,
+  thinMarks
+} from './chart';
 import { baseName, IPoint } from './fold';
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -103,11 +113,10 @@ export class SvgChart {
   ): void {
     const grid: Element[] = [];
     const axes: Element[] = [];
-    for (const t of yt) {
-      const y = Math.round(sy(t)) + 0.5;
+    for (const { y, text } of gridRows(yt, sy)) {
       grid.push(svg('line', { x1: `${x0}`, x2: `${x1}`, y1: `${y}`, y2: `${y}` }));
       const label = svg('text', { x: `${x0 - 6}`, y: `${y + 4}`, 'text-anchor': 'end' });
-      label.textContent = formatTick(t);
+      label.textContent = text;
       axes.push(label);
     }
     const every = Math.max(1, Math.ceil(xt.length / Math.max(2, Math.floor((x1 - x0) / 48))));

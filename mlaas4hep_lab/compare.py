@@ -14,7 +14,7 @@ import json
 import math
 from typing import Any
 
-from .widgets.evaluation import COLORS, DIM, _frame, _scale, _ticks, roc_points
+from .widgets.evaluation import COLORS, DIM, _frame, _scale, _ticks, roc_axis, roc_points
 
 #: params that say where and how fast a run reads, not what it learns: left out of the table
 QUIET_PARAMS = {"verbose", "hist", "cache_dir", "specs_cache", "read_threads", "retries", "retry_wait", "timeout",
@@ -175,14 +175,7 @@ def roc_overlay_svg(runs: list[dict[str, Any]], log: bool = False) -> str:
     if not curves:
         return f"<div style='color:{DIM}'>no evaluation yet</div>"
     sx = _scale(0, 1, x0, x1)
-    if log:
-        decades = max(1, math.ceil(math.log10(max([10.0] + [y for _, _, pts in curves for _, y in pts]))))
-        yt = [10.0 ** i for i in range(decades + 1)]
-        s = _scale(0, decades, y0, y1)
-        sy = lambda v: s(math.log10(max(v, 1.0)))  # noqa: E731
-    else:
-        yt = _ticks(0, 1)
-        sy = _scale(0, 1, y0, y1)
+    yt, sy = roc_axis(max([0.0] + [y for _, _, pts in curves for _, y in pts]), log, y0, y1)
     body = _frame(_ticks(0, 1), yt, sx, sy, (x0, x1, y0, y1))
     body.append(f"<text x='{(x0 + x1) / 2}' y='{H - 4}' text-anchor='middle'>signal efficiency</text>")
     label = "1 / background efficiency" if log else "background rejection (1 − ε_B)"

@@ -256,6 +256,7 @@ def test_units_come_from_branch_titles():
     assert unit_from_title("jet p_{T} [GeV]") == "GeV"
     assert unit_from_title("missing E_T (GeV)") == "GeV"
     assert unit_from_title("HT/F") == "" and unit_from_title("") == ""
+    assert unit_from_title("jetPt[nJets]") == "" and unit_from_title("px[n]/F") == ""  # dimensions, not units
 
 
 def test_a_redraw_that_reuses_the_frame_gives_the_pixels_of_a_fresh_drawing():
@@ -293,22 +294,82 @@ def test_a_redraw_that_reuses_the_frame_gives_the_pixels_of_a_fresh_drawing():
     np.testing.assert_array_equal(pixels(taller), pixels(HepPlotter().draw(histogram(0.4, top=3.0), opts)))
 
 
-def test_an_edit_after_a_quiet_time_is_shown_at_once_and_quick_ones_fold(state):
+def test_an_edit_after_a_quiet_time_is_shown_at_once_and_quick_ones_fold():
     """The explorer's schedule: the first change after a quiet time updates after SETTLE, not the
     whole debounce; a burst of changes costs one update, and a request to list the branches again
     is not lost when a plain one folds into it."""
     from mlaas4hep_lab.widgets.explorer import SETTLE
 
-    explorer = BranchExplorer(state, debounce=5.0)  # a debounce no test waits for
+    explorer = BranchExplorer(WorkbenchState(), debounce=5.0)  # no files: nothing scheduled yet
     calls = []
     explorer.update = lambda options=False: calls.append(options)
-    wait_until(lambda: len(calls) >= 1, timeout=10)  # the start-up update, if state had files
-    calls.clear()
-    time.sleep(0.05)
-    explorer._last_request = -1e9  # a quiet time
     explorer.schedule(options=True)
     explorer.schedule()
     explorer.schedule()
     wait_until(lambda: calls, timeout=2.0)  # well before the 5 s debounce
     time.sleep(10 * SETTLE)
     assert calls == [True]
+
+
+TITLED_FILE = """
+import array, sys
+import ROOT
+f = ROOT.TFile(sys.argv[1], "RECREATE")
+t = ROOT.TTree("Events", "titled branches")
+pt, n = array.array("f", [0.0]), array.array("i", [0])
+t.Branch("jetPt", pt, "jetPt/F").SetTitle("leading jet p_{T} [GeV]")
+t.Branch("nJets", n, "nJets/I")
+for i in range(300):
+    pt[0], n[0] = 20.0 + i, i % 7
+    t.Fill()
+t.Write()
+f.Close()
+"""
+
+
+def _axis_label(explorer: BranchExplorer) -> str:
+    """The x axis label of the figure the explorer drew last."""
+    fig, ax, low, _ = next(iter(explorer._plotter._figures.values()))
+    return (low or ax).get_xlabel()
+
+
+def test_units_come_from_the_branch_title_in_a_root_written_file_or_from_the_user(tmp_path):
+    """A branch title with a unit (as ROOT writes them; uproot writes none) labels the axis; a
+    unit the user types is kept per branch in the workbench state and wins over the title."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from support import need
+
+    need(importlib.util.find_spec("ROOT") is not None, "CERN ROOT (PyROOT) is not installed")
+    path = tmp_path / "titled.root"
+    subprocess.run([sys.executable, "-c", TITLED_FILE, str(path)], check=True, timeout=300)
+    from mlaas4hep.explore import Sample
+
+    assert Sample([str(path)], n_events=10).branches["jetPt"].title == "leading jet p_{T} [GeV]"
+    state = WorkbenchState(files=[str(path)], sample_size=300)
+    explorer = BranchExplorer(state, debounce=0.01)
+    wait_until(lambda: explorer.updates >= 1)
+    explorer.branch.value = "jetPt"
+    wait_until(lambda: explorer.histogram is not None and explorer.histogram.branch == "jetPt")
+    assert explorer.unit.value == "GeV"
+    wait_until(lambda: _axis_label(explorer) == "jetPt [GeV]")
+    explorer.unit.value = "TeV"  # the user's unit for this branch
+    assert state.units == {"jetPt": "TeV"}
+    wait_until(lambda: _axis_label(explorer) == "jetPt [TeV]")
+    explorer.branch.value = "nJets"  # its title is ROOT's leaf list "nJets/I": no unit
+    assert explorer.unit.value == "" and state.units == {"jetPt": "TeV"}
+    wait_until(lambda: explorer.histogram.branch == "nJets" and _axis_label(explorer) == "nJets")
+    explorer.branch.value = "jetPt"
+    assert explorer.unit.value == "TeV"
+    explorer.unit.value = ""  # cleared: back to the title's
+    assert state.units == {} and explorer.unit_of("jetPt") == "GeV"
+
+
+def test_the_workbench_takes_units_per_branch(tth):
+    from mlaas4hep_lab import Workbench
+
+    wb = Workbench(files=[str(tth["signal"])], sample_size=500, units={"HT": "GeV"})
+    assert wb.state.units == {"HT": "GeV"} and wb.explorer.unit_of("HT") == "GeV"
+    assert wb.explorer.unit_of("MET") == ""  # uproot wrote the demo files: no titles, no unit

@@ -1,4 +1,14 @@
-import { cssName, extent, formatTick, linearScale, linePath, niceTicks, stepTicks, thinMarks } from '../chart';
+import {
+  cssName,
+  extent,
+  formatTick,
+  gridRows,
+  linearScale,
+  linePath,
+  niceTicks,
+  stepTicks,
+  thinMarks
+} from '../chart';
 
 describe('niceTicks', () => {
   it('covers the range with steps of 1, 2 or 5 times a power of ten', () => {
@@ -121,5 +131,16 @@ describe('thinMarks', () => {
     expect(thinned.length).toBeGreaterThanOrEqual(20);
     const gaps = thinned.slice(1).map((m, i) => m - thinned[i]);
     expect(new Set(gaps).size).toBe(1);
+  });
+});
+
+describe('gridRows', () => {
+  it('puts each tick on a half pixel row with its label', () => {
+    const sy = linearScale(0, 1, 200, 10);
+    expect(gridRows([0, 0.5, 1], sy)).toEqual([
+      { y: 200.5, text: '0' },
+      { y: 105.5, text: '0.5' },
+      { y: 10.5, text: '1' }
+    ]);
   });
 });

@@ -1,4 +1,14 @@
-import { asEvaluation, decadeTicks, density, formatP, IRocCurve, rocPoints } from '../evaluation';
+import {
+  asEvaluation,
+  classPaint,
+  decadeTicks,
+  density,
+  formatP,
+  IEvaluation,
+  IRocCurve,
+  rocAxis,
+  rocPoints
+} from '../evaluation';
 import { JobFold } from '../fold';
 
 const curve: IRocCurve = {
@@ -78,5 +88,59 @@ describe('JobFold', () => {
     expect(fold.evaluation?.overtraining.flag).toBe(true);
     expect(fold.earlyStop).toEqual({ epoch: 6, best_epoch: 3, monitor: 'val_loss', best: 0.3 });
     expect(asEvaluation({ event: 'log' })).toBeNull();
+  });
+});
+
+describe('rocAxis', () => {
+  it('spans decades from 1 on the log scale, [0, 1] on the linear one', () => {
+    const log = rocAxis(250, true, 200, 10);
+    expect(log.ticks).toEqual([1, 10, 100, 1000]);
+    expect(log.scale(1)).toBeCloseTo(200);
+    expect(log.scale(1000)).toBeCloseTo(10);
+    expect(log.scale(0.5)).toBeCloseTo(200); // below 1 sits on the axis
+    expect(rocAxis(3, true, 200, 10).ticks).toEqual([1, 10]); // at least one decade
+    const linear = rocAxis(250, false, 200, 10);
+    expect(linear.ticks[0]).toBe(0);
+    expect(linear.ticks[linear.ticks.length - 1]).toBe(1);
+    expect(linear.scale(0.5)).toBeCloseTo(105);
+  });
+});
+
+describe('classPaint', () => {
+  const base = {
+    class_info: [
+      {
+        class: 0,
+        name: 'label 0',
+        role: 'background',
+        colour: '#3f90da',
+        description: 'background, label 0'
+      },
+      {
+        class: 1,
+        name: 'label 1',
+        role: 'signal',
+        colour: '#e42536',
+        description: 'signal, label 1'
+      },
+      { class: 2, name: 'odd', role: 'class', colour: 'red" onload="x', description: '' }
+    ]
+  } as unknown as IEvaluation;
+
+  it("paints a class in the colour the evaluation gives it (Explore's too)", () => {
+    expect(classPaint(base, 1)).toMatchObject({
+      colour: '#e42536',
+      css: 'mlaas4hep-mod-class-colour'
+    });
+    expect(classPaint(base, 0).info?.role).toBe('background');
+  });
+
+  it('falls back to theme colours by index without a usable colour', () => {
+    expect(classPaint(base, 2)).toMatchObject({ colour: null, css: 'mlaas4hep-color-2' });
+    expect(classPaint({} as IEvaluation, 1)).toMatchObject({
+      colour: null,
+      css: 'mlaas4hep-color-1',
+      info: null
+    });
   });
 });

@@ -14,8 +14,11 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from mlaas4hep.classes import evaluation_classes
+
 W, H = 340, 230
 LEFT, RIGHT, TOP, BOTTOM = 48, 10, 10, 34
+#: the colours of runs in a comparison (classes take theirs from mlaas4hep.classes)
 COLORS = ("var(--jp-brand-color1, #1976d2)", "var(--jp-warn-color1, #f57c00)", "var(--jp-success-color1, #388e3c)",
           "var(--jp-error-color1, #d32f2f)", "var(--jp-accent-color1, #7b1fa2)", "var(--jp-ui-font-color2, #666)")
 ERROR_COLOR = "var(--jp-error-color1, #d32f2f)"
@@ -84,6 +87,34 @@ def _scale(d0: float, d1: float, r0: float, r1: float):
     return lambda v: r0 + (v - d0) * k
 
 
+def roc_axis(top: float, log: bool, y0: float, y1: float) -> tuple[list[float], Any]:
+    """The y ticks and scale of a ROC chart whose largest rejection is ``top``: 1 − eff from 0
+    to 1, or 1 / eff on decades from 1 (log)."""
+    if log:
+        decades = max(1, math.ceil(math.log10(max(10.0, top))))
+        s = _scale(0, decades, y0, y1)
+        return [10.0 ** i for i in range(decades + 1)], lambda v: s(math.log10(max(v, 1.0)))
+    return _ticks(0, 1), _scale(0, 1, y0, y1)
+
+
+def class_info(ev: dict[str, Any]) -> dict[int, dict[str, Any]]:
+    """Each class's view name, role and colour (:mod:`mlaas4hep.classes`), by class index: the
+    evaluation's own, or for one written before evaluations carried it, from its class names."""
+    info = ev.get("class_info") or evaluation_classes(ev["classes"])["class_info"]
+    return {c["class"]: c for c in info}
+
+
+def classes_html(ev: dict[str, Any]) -> str:
+    """Which class is which (in its colour) and what the score means."""
+    items = "".join(
+        f"<span class='mlaas4hep-eval-class' data-class='{c['class']}' data-colour='{c['colour']}' "
+        f"style='margin-right:14px;white-space:nowrap'><span style='display:inline-block;width:10px;height:10px;"
+        f"background:{c['colour']};margin-right:4px'></span><b>{_esc(c['name'])}</b>: {_esc(c['description'])}</span>"
+        for c in class_info(ev).values())
+    meaning = ev.get("score_meaning") or evaluation_classes(ev["classes"])["score_meaning"]
+    return f"<div class='mlaas4hep-eval-classes'><small>{items} · {_esc(meaning)}</small></div>"
+
+
 def _svg(kind: str, body: list[str], extra: str = "") -> str:
     return (f"<svg class='mlaas4hep-eval-chart' data-chart='{kind}' {extra} viewBox='0 0 {W} {H}' width='{W}' "
             f"height='{H}' style='font-size:10px;fill:{DIM};max-width:100%'>{''.join(body)}</svg>")
@@ -92,23 +123,16 @@ def _svg(kind: str, body: list[str], extra: str = "") -> str:
 def roc_svg(ev: dict[str, Any], log: bool) -> str:
     x0, x1, y0, y1 = LEFT, W - RIGHT, H - BOTTOM, TOP
     curves = [(c, roc_points(c, log)) for c in ev["roc"]]
+    colours = class_info(ev)
     sx = _scale(0, 1, x0, x1)
-    if log:
-        top = max([10.0] + [y for _, pts in curves for _, y in pts])
-        decades = max(1, math.ceil(math.log10(top)))
-        yt = [10.0 ** i for i in range(decades + 1)]
-        s = _scale(0, decades, y0, y1)
-        sy = lambda v: s(math.log10(max(v, 1.0)))  # noqa: E731
-    else:
-        yt = _ticks(0, 1)
-        sy = _scale(0, 1, y0, y1)
+    yt, sy = roc_axis(max([0.0] + [y for _, pts in curves for _, y in pts]), log, y0, y1)
     body = _frame(_ticks(0, 1), yt, sx, sy)
     body.append(f"<text x='{(x0 + x1) / 2}' y='{H - 4}' text-anchor='middle'>signal efficiency</text>")
     label = "1 / background efficiency" if log else "background rejection (1 − ε_B)"
     body.append(f"<text transform='translate(11,{(y0 + y1) / 2}) rotate(-90)' text-anchor='middle'>{label}</text>")
-    for i, (curve, pts) in enumerate(curves):
+    for curve, pts in curves:
         d = "".join(f"{'L' if j else 'M'}{sx(x):.1f},{sy(y):.1f}" for j, (x, y) in enumerate(pts))
-        color = COLORS[(curve["class"] if len(curves) > 1 else i) % len(COLORS)]
+        color = colours[curve["class"]]["colour"]  # binary: the class the score is of (label 1)
         auc = curve.get("auc")
         body.append(f"<path class='mlaas4hep-roc-curve' data-class='{curve['class']}' d='{d}' fill='none' "
                     f"stroke='{color}' stroke-width='2'><title>{_esc(curve['name'])}: AUC "
@@ -134,8 +158,9 @@ def scores_svg(ev: dict[str, Any]) -> str:
     score_of = sorted({h["score_of"] for h, _, _ in rows})
     caption = f"score (probability of {_esc(score_of[0])})" if len(score_of) == 1 else "score (each class's own)"
     body.append(f"<text x='{(x0 + x1) / 2}' y='{H - 4}' text-anchor='middle'>{caption}</text>")
+    colours = class_info(ev)
     for h, test, train in rows:
-        color = COLORS[h["class"] % len(COLORS)]
+        color = colours[h["class"]]["colour"]
         d = f"M{sx(edges[0]):.1f},{sy(0):.1f}"
         for i, v in enumerate(test):
             d += f"L{sx(edges[i]):.1f},{sy(v):.1f}L{sx(edges[i + 1]):.1f},{sy(v):.1f}"
@@ -197,17 +222,18 @@ def evaluation_html(ev: dict[str, Any], log: bool = False) -> str:
 def charts_html(ev: dict[str, Any], log: bool = False) -> str:
     """ROC, score distributions with the KS p-values, confusion matrix."""
     ks_items = []
+    colours = class_info(ev)
     for h in ev["score_histograms"]["classes"]:
         ks = next((k for k in ev["ks"] if k["class"] == h["class"]), None)
         low = ks is not None and ks["p_value"] is not None and ks["p_value"] < ev["overtraining"]["ks_alpha"]
-        color = COLORS[h["class"] % len(COLORS)]
+        color = colours[h["class"]]["colour"]
         ks_items.append(
             f"<span class='mlaas4hep-eval-ks-item' data-class='{h['class']}' data-low='{'yes' if low else 'no'}' "
             f"style='margin-right:14px;{f'color:{ERROR_COLOR};font-weight:600' if low else ''}'>"
             f"<span style='display:inline-block;width:10px;height:10px;background:{color};margin-right:4px'></span>"
-            f"{_esc(h['name'])}: KS {format_p(ks['p_value']) if ks else 'p = – (no train sample)'}</span>")
+            f"{_esc(colours[h['class']]['name'])}: KS {format_p(ks['p_value']) if ks else 'p = – (no train sample)'}</span>")
     box = "border:1px solid var(--jp-border-color2,#ddd);border-radius:3px;padding:4px"
-    return (
+    return classes_html(ev) + (
         "<div class='mlaas4hep-eval-charts' style='display:flex;flex-wrap:wrap;gap:10px;margin-top:2px;"
         "align-items:flex-start'>"
         f"<div style='{box}'><div><b>ROC</b></div>{roc_svg(ev, log)}</div>"

@@ -18,10 +18,10 @@ from typing import Any
 import ipywidgets as w
 
 from mlaas4hep.config import JAGGED
+from mlaas4hep.classes import signal_of
 from mlaas4hep.errors import MLaaS4HEPError
 from mlaas4hep.explore import Histogram
 
-from .colours import class_colours
 from .hepplot import LOWER, STYLES, HepPlotter, PlotOptions, unit_from_title
 from .state import WorkbenchState
 from .theme import ThemeProbe
@@ -52,7 +52,8 @@ class BranchExplorer(w.VBox):
                                 style={"description_width": "initial"}, layout=w.Layout(width="260px"))
         self.per_width = w.Checkbox(value=False, description="per bin width", indent=False, layout=w.Layout(width="auto"))
         self.unit = w.Text(value="", placeholder="unit (from the title)", description="unit",
-                           layout=w.Layout(width="190px"), continuous_update=False)
+                           layout=w.Layout(width="190px"), continuous_update=False,
+                           tooltip="the unit of this branch on the axes (kept per branch in the workbench)")
         self.theme = ThemeProbe()
         self.banner = w.HTML()
         self.classes = w.HTML()
@@ -84,6 +85,8 @@ class BranchExplorer(w.VBox):
             control.observe(lambda _: self.schedule(), "value")
         self.theme.observe(lambda _: self.schedule(), "dark")
         self.branch.observe(self._branch_picked, "value")
+        self.unit.observe(self._unit_typed, "value")
+        self._showing_unit = False  # while the explorer itself puts a branch's unit in the field
         self.sample_size.observe(self._resize, "value")
         state.observe(lambda _: self.schedule(), ["preproc", "preproc_error", "preproc_draft"])
         state.observe(lambda _: self.schedule(options=True), ["files", "labels", "params", "sample_size"])
@@ -129,17 +132,46 @@ class BranchExplorer(w.VBox):
             self._update(options)
 
     def _branch_picked(self, change: dict) -> None:
-        """A new branch: its unit from its title in the file, unless the user typed one. A pick
-        by the user (not by an update listing the branches) is remembered, so that an update
-        running at the same moment never puts the previous branch back."""
+        """A new branch: the unit the user gave it (kept in the state), else the one in its
+        title in the file. A pick by the user (not by an update listing the branches) is
+        remembered, so that an update running at the same moment never puts the previous
+        branch back."""
         if threading.get_ident() != self._updating:
             self._wanted = change["new"]
+        self._show_unit(self.unit_of(change["new"]))
+
+    def unit_of(self, branch: str | None) -> str:
+        """The unit shown for ``branch``: the user's, else the one in its title, else none."""
+        if not branch:
+            return ""
+        if branch in self.state.units:
+            return self.state.units[branch]
         try:
             sample = self.state.sample()
         except MLaaS4HEPError:
+            return ""
+        info = sample.branches.get(branch) if sample is not None else None
+        return unit_from_title(info.title) if info is not None else ""
+
+    def _show_unit(self, unit: str) -> None:
+        self._showing_unit = True
+        try:
+            self.unit.value = unit
+        finally:
+            self._showing_unit = False
+
+    def _unit_typed(self, change: dict) -> None:
+        """The user's unit for the branch shown, kept in the state (a cleared field goes back to
+        the title's unit)."""
+        branch = self.branch.value
+        if self._showing_unit or not branch:
             return
-        info = sample.branches.get(change["new"]) if sample is not None and change["new"] else None
-        self.unit.value = unit_from_title(info.title) if info is not None else ""
+        units = dict(self.state.units)
+        if change["new"].strip():
+            units[branch] = change["new"].strip()
+        else:
+            units.pop(branch, None)
+        self.state.units = units
 
     def _update(self, options: bool) -> None:
         start = time.perf_counter()
@@ -177,10 +209,11 @@ class BranchExplorer(w.VBox):
             multiplicity = jagged and self.show.value == "multiplicity"
             histogram = sample.histogram(name, preproc, bins=self.bins.value, multiplicity=multiplicity,
                                          n_minus_1=self.n_minus_1.value)
-            signal = sample.signal
+            table = sample.classes()
+            signal = signal_of(table)
             mapping = sample.class_mapping()
-            roles = {g: ("signal" if g == signal else "background") for g, _ in mapping} if signal else {}
-            colours = class_colours(sample.groups, signal)
+            roles = {c.name: c.role for c in table} if signal else {}
+            colours = sample.colours()
             definition = (preproc or {}).get("new_branch", {}).get(name, {}).get("def")
             self.image.value = self._plotter.draw(histogram, PlotOptions(
                 colours=colours, signal=signal, style=self.style.value, normalise=self.normalise.value,

@@ -37,8 +37,15 @@ _RC_LOCK = threading.Lock()
 _UNIT = re.compile(r"[\[(]\s*([^\[\]()]{1,20}?)\s*[\])]\s*$")
 
 
+#: a title that is ROOT's leaf list ("px[nPx]/F", "jetPt[nJets]"): its brackets are dimensions
+_LEAF_LIST = re.compile(r"^\w+(\[\w+\])+(/\w)?$")
+
+
 def unit_from_title(title: str) -> str:
-    """The unit at the end of a ROOT branch title: ``"jet pT [GeV]"`` or ``"HT (GeV)"`` → GeV."""
+    """The unit at the end of a ROOT branch title: ``"jet pT [GeV]"`` or ``"HT (GeV)"`` → GeV;
+    none in a leaf list (``"jetPt[nJets]"``: a dimension, not a unit)."""
+    if _LEAF_LIST.match((title or "").strip()):
+        return ""
     m = _UNIT.search(title or "")
     return m.group(1) if m else ""
 

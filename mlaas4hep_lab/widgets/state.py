@@ -23,6 +23,8 @@ class WorkbenchState(HasTraits):
     - ``job_id``: the job the monitor shows (set by the submit panel, or by the user).
     - ``target``: where jobs go: ``""`` for this server (or in-process), else a remote's name.
     - ``message``: the last problem a panel wants the user to see ("" when all is well).
+    - ``units``: the unit the user gave to a branch in Explore (``{"jetPt": "GeV"}``), shown on
+      its axes instead of the one in the branch's title.
     """
 
     files = List(Unicode())
@@ -36,6 +38,7 @@ class WorkbenchState(HasTraits):
     job_id = Unicode("")
     target = Unicode("")
     message = Unicode("")
+    units = Dict()
 
     def __init__(self, **kwargs: Any):
         self._sample: Sample | None = None  # before the traits: setting them notifies observers

@@ -31,14 +31,17 @@ class Workbench(w.VBox):
     ``files``/``labels``: lists, comma lists or paths of files.txt / labels.txt (none: pick files
     in the first tab). ``params``/``preproc``: dicts or paths of params.json / preproc.json.
     ``client``: where jobs run (default: this server, or in-process jobs without one).
+    ``units``: a unit per branch for Explore's axes (``{"jetPt": "GeV"}``), where the files'
+    branch titles give none; the user can change them in Explore.
     """
 
     def __init__(self, files: PathOrList | None = None, labels: PathOrList | None = None,
                  params: str | os.PathLike | Mapping[str, Any] | None = None,
                  preproc: str | os.PathLike | Mapping[str, Any] | None = None, *,
-                 model: str | os.PathLike | None = None, sample_size: int = 20_000, client: Any = None):
+                 model: str | os.PathLike | None = None, sample_size: int = 20_000, client: Any = None,
+                 units: Mapping[str, str] | None = None):
         super().__init__()
-        state = WorkbenchState(sample_size=sample_size)
+        state = WorkbenchState(sample_size=sample_size, units=dict(units or {}))
         if params is not None:
             load_params(params)  # a mistake is reported here, with the file and key
             state.params = _json(params)

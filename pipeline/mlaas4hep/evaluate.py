@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from .classes import evaluation_classes
+
 EVALUATION_VERSION = 1
 KS_ALPHA = 0.05
 
@@ -364,6 +366,7 @@ def evaluate(y_test: np.ndarray, scores_test: np.ndarray, y_train: np.ndarray | 
         "version": EVALUATION_VERSION,
         "n_classes": k,
         "classes": names,
+        **evaluation_classes(names),  # each class's view name, role and colour; what the score means
         "events": {"test": int(y_test.size), "train_sample": int(y_train.size) if has_train else 0},
         "weighted": weight_test is not None or weight_train is not None,
         "roc": roc,

@@ -22,6 +22,7 @@ import awkward as ak
 import numpy as np
 
 from .config import FLAT, JAGGED, Cut, Labels, Preproc, load_labels, load_list, load_params, load_preproc
+from .classes import ClassInfo, class_colours, class_table, signal_of
 from .errors import ConfigError, ExpressionError, did_you_mean
 from .expr import compile_expression
 from .preproc import Preprocessor
@@ -126,30 +127,29 @@ class Sample:
         """Whether counts are sums of event weights (params.json ``weight``)."""
         return self._weight_expr is not None
 
+    def classes(self) -> list[ClassInfo]:
+        """The classes of the labels (names, roles, colours: :mod:`mlaas4hep.classes`); empty
+        without labels."""
+        if self.labels is None:
+            return []
+        return class_table(self.labels.values, self.labels.classes or None)
+
+    def colours(self) -> dict[str, str]:
+        """The colour of each group: its class's, or one per file without labels."""
+        table = self.classes()
+        return {c.name: c.colour for c in table} if table else class_colours(self.groups)
+
     @property
     def signal(self) -> str | None:
         """The group that is the signal, when the labels say so: a class named ``signal`` (or
         ``sig``), else with labels 0 and 1, ``label 1`` (the score is the probability of label 1)."""
-        groups = list(dict.fromkeys(self.groups))
-        for g in groups:
-            if g.lower() in ("signal", "sig"):
-                return g
-        if self.labels is not None and not self.labels.classes and set(self.labels.values) == {0, 1}:
-            return "label 1"
-        return None
+        return signal_of(self.classes())
 
     def class_mapping(self) -> list[tuple[str, str]]:
-        """Each group and what it is: ``[("label 1", "signal: the score is P(label 1)"), ...]``."""
+        """Each group and what it is: ``[("label 1", "signal, label 1 (the score is P(signal))"), ...]``."""
         if self.labels is None:
             return [(g, "file (unlabelled)") for g in self.groups]
-        signal = self.signal
-        out = []
-        names = self.labels.classes
-        for value in sorted(set(self.labels.values)):
-            group = names[value] if names else f"label {value}"
-            role = "signal" if group == signal else ("background" if signal else "class")
-            out.append((group, f"{role}, label {value}" + (" (the score is P(signal))" if group == signal else "")))
-        return out
+        return [(c.name, c.description) for c in self.classes()]
 
     def weights(self) -> list[np.ndarray] | None:
         """Each file's event weights in the sample (params.json ``weight`` × the file's scale);
