@@ -148,3 +148,16 @@ def test_cut_edits_on_one_sample_count_as_a_fresh_sample_does(tth):
         np.testing.assert_allclose(h.after["signal"], counts, rtol=1e-9)
         np.testing.assert_allclose(h.after_w2["signal"], w2, rtol=1e-9)
         assert h.after["signal"].sum() < h.before["signal"].sum()
+
+
+def test_kept_values_and_masks_follow_a_changed_definition(tth):
+    """New-branch values and cut masks are kept between edits by the definitions they depend
+    on: the same cut text on a redefined new branch selects anew."""
+    sample = Sample([str(tth["signal"])], n_events=2000)
+    ht = _read(tth["signal"], ["HT"], 2000)["HT"].astype(np.float64)
+    for factor in (1, 3, 1):
+        preproc = {"new_branch": {"big": {"def": f"HT * {factor}", "type": "flat", "cut": "big > 600"}}}
+        rows = sample.cutflow(preproc)
+        assert rows[-1]["total"] == int((ht * factor > 600).sum())
+        h = sample.histogram("big", preproc, bins=10)
+        assert h.edges[-1] == pytest.approx(ht.max() * factor, rel=1e-6)

@@ -87,6 +87,8 @@ class Sample:
         self._arrays: list[dict[str, Any]] = [{} for _ in self.files]
         self._evaluations: OrderedDict[str, Evaluation] = OrderedDict()
         self._weights: list[np.ndarray] | None = None
+        self._new_values: OrderedDict = OrderedDict()  # (file, new-branch definitions) -> their values
+        self._cut_masks: OrderedDict = OrderedDict()  # (file, definitions, mode, text) -> pass per event
         self._binned: dict[str, tuple] = {}  # branches binned, element by element (see histogram)
         weight = self.params.weight
         self.weight_text: str | None = weight["expr"] if weight else None
@@ -223,12 +225,21 @@ class Sample:
             pre = Preprocessor(preproc, kinds, unsupported)
             inputs = sorted(pre.inputs)
             order = written_order(preproc)
+            # a cut edit leaves the new branches and the other cuts as they were: their values
+            # and pass masks are kept (by the definitions of the new branches, and the cut's text)
+            defs = json.dumps(preproc.raw.get("new_branch") or {}, separators=(",", ":"))
             env, masks, selected = [], [], []
-            for arrays in self.arrays(inputs):
-                with_new = pre.add_new_branches(arrays)
-                pairs = pre.cut_masks(with_new)
-                cuts = [(pairs[k][0].label, pairs[k][1]) for k in order]
-                total = np.ones(len(next(iter(with_new.values()))), bool)
+            for i, arrays in enumerate(self.arrays(inputs)):
+                def new_values(arrays: dict = arrays) -> dict[str, Any]:
+                    full = pre.add_new_branches(arrays)
+                    return {nb.name: full[nb.name] for nb in pre.new_branches}
+
+                with_new = {**arrays, **self._kept(self._new_values, (i, defs), 4 * len(self.files), new_values)}
+                cuts = [(pre.cuts[k].label, self._kept(self._cut_masks, (i, defs, pre.cuts[k].mode, pre.cuts[k].text),
+                                                        64 * len(self.files),
+                                                        lambda k=k: pre.cut_mask(pre.cuts[k], with_new)))
+                        for k in order]
+                total = np.ones(self.events()[i], bool)
                 for _, mask in cuts:
                     total &= mask
                 env.append(with_new)
@@ -239,6 +250,17 @@ class Sample:
         while len(self._evaluations) > 8:
             self._evaluations.popitem(last=False)
         return evaluation
+
+    @staticmethod
+    def _kept(cache: OrderedDict, key: Any, size: int, compute: Any) -> Any:
+        """``cache[key]``, computed once (the least recently used dropped beyond ``size``)."""
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        value = cache[key] = compute()
+        while len(cache) > size:
+            cache.popitem(last=False)
+        return value
 
     def histogram(self, branch: str, preproc: Preproc | Mapping[str, Any] | None = None, *, bins: int = 50,
                   multiplicity: bool = False, range: tuple[float, float] | None = None,

@@ -170,6 +170,10 @@ class Preprocessor:
         """Each cut's own pass/fail per event, in the order of the file (for a cut flow)."""
         return [(cut, self._evaluate_cut(cut, env)) for cut in self.cuts]
 
+    def cut_mask(self, cut: Cut, env: Mapping[str, Any]) -> np.ndarray:
+        """One cut's pass/fail per event on ``env`` (the arrays with the new branches)."""
+        return self._evaluate_cut(cut, env)
+
     def apply(self, arrays: Mapping[str, Any]) -> tuple[dict[str, Any], np.ndarray | None]:
         """New branches, and the AND of all cuts per event (None when there are no cuts)."""
         env = self.add_new_branches(arrays)

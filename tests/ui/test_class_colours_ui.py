@@ -107,8 +107,9 @@ def test_each_class_keeps_its_colour_in_explore_the_train_tab_and_the_job_view(l
         item = panel.locator(f".mlaas4hep-eval-class[data-class='{cls}'] .mlaas4hep-swatch")
         assert item.evaluate("s => getComputedStyle(s).backgroundColor") == rgb(colour)
     assert panel.locator("path.mlaas4hep-roc-curve").evaluate("p => getComputedStyle(p).stroke") == rgb(SIGNAL)
-    classes = panel.locator(".mlaas4hep-eval-classes").inner_text()
-    assert "label 1: signal, label 1 (the score is P(signal))" in classes
-    assert "label 0: background, label 0" in classes and "the score is P(signal) (label 1)" in classes
+    assert panel.locator(".mlaas4hep-eval-class[data-class='1']").text_content() == \
+        "label 1: signal, label 1 (the score is P(signal))"
+    assert panel.locator(".mlaas4hep-eval-class[data-class='0']").text_content() == "label 0: background, label 0"
+    assert panel.locator(".mlaas4hep-eval-meaning").text_content() == "the score is P(signal) (label 1)"
     panel.scroll_into_view_if_needed()
     shot(page, "class-colours-job-view")
