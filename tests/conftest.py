@@ -15,7 +15,7 @@ import pytest
 import uproot
 
 from mlaas4hep.datagen import FIGURE4_PREPROC, write_tth
-from support import need
+from support import need, write_input_lists, write_labelled_pair
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -31,10 +31,8 @@ def tth(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("tth")
     sig = write_tth(folder / "signal.root", 12_000, signal=True, seed=7, batch=5_000)
     bkg = write_tth(folder / "background.root", 9_000, signal=False, seed=7, batch=4_000)
-    (folder / "files.txt").write_text("signal.root\nbackground.root\n")
-    (folder / "labels.txt").write_text("1\n0\n")
     return {"signal": sig, "background": bkg, "folder": folder,
-            "files": folder / "files.txt", "labels": folder / "labels.txt"}
+            **write_input_lists(folder, {"signal.root": 1, "background.root": 0})}
 
 
 @pytest.fixture
@@ -166,11 +164,9 @@ def served_artifacts(tmp_path_factory) -> dict:
     need(importlib.util.find_spec("keras") is not None and importlib.util.find_spec("torch") is not None,
          "Keras and PyTorch (pip install mlaas4hep-lab[tf-cpu,torch])")
     folder = tmp_path_factory.mktemp("served")
-    write_tth(folder / "sig.root", 1500, signal=True, seed=21, separation=1.5)
-    write_tth(folder / "bkg.root", 1500, signal=False, seed=21, separation=1.5)
+    write_labelled_pair(folder, 1500, seed=21, separation=1.5)
+    write_input_lists(folder, {"sig.root": 1, "bkg.root": 0})
     write_tth(folder / "fresh.root", 400, signal=True, seed=99, separation=1.5)  # never seen in training
-    (folder / "files.txt").write_text("sig.root\nbkg.root\n")
-    (folder / "labels.txt").write_text("1\n0\n")
     preproc = {"new_branch": {"leadJetPt": {"def": "max(jetPt)", "type": "flat", "cut": "leadJetPt > 40"}},
                "flat_cut": {"nLeptons": {"cut": "nLeptons <= 2"}}}
     (folder / "preproc.json").write_text(json.dumps(preproc))

@@ -8,14 +8,12 @@ import json
 import re
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from mlaas4hep.client import Client
 from mlaas4hep.datagen import write_tth
 from mlaas4hep_lab import magics
 from mlaas4hep_lab.compare import compare_html, job_summary, preproc_summary
-from support import torch_model
+from support import magic_shell, torch_model, use_local_jobs
 
 CUT = {"new_branch": {"leadJetPt": {"def": "max(jetPt)", "type": "flat", "cut": "leadJetPt > 40"}}}
 
@@ -27,9 +25,7 @@ def runs(tmp_path_factory):
     sig = write_tth(folder / "a.root", 2000, signal=True, seed=11, separation=1.5)
     bkg = write_tth(folder / "b.root", 2000, signal=False, seed=12, separation=1.5)
     with pytest.MonkeyPatch.context() as mp:
-        for var in ("MLAAS4HEP_LAB_URL", "MLAAS4HEP_LAB_TOKEN", "MLAAS4HEP_REMOTES"):
-            mp.delenv(var, raising=False)
-        mp.setenv("MLAAS4HEP_JOB_ROOT", str(folder / "jobs"))
+        use_local_jobs(mp, folder / "jobs")
         client = Client()
         specs = [("base", {"chunk_size": 1000, "epochs": 2, "batch_size": 100}, None),
                  ("longer", {"chunk_size": 1000, "epochs": 3, "batch_size": 100}, None),
@@ -73,13 +69,8 @@ def test_compare_html_overlays_curves_and_marks_differences(runs):
 
 @pytest.fixture
 def shell(runs, monkeypatch, capsys):
-    for var in ("MLAAS4HEP_LAB_URL", "MLAAS4HEP_LAB_TOKEN", "MLAAS4HEP_REMOTES"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("MLAAS4HEP_JOB_ROOT", str(runs["folder"] / "jobs"))
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    sh = InteractiveShell.instance(config=config)
-    sh.run_line_magic("load_ext", "mlaas4hep_lab")
+    use_local_jobs(monkeypatch, runs["folder"] / "jobs")
+    sh = magic_shell()
     capsys.readouterr()
     yield sh
     magics.close_clients()

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from mlaas4hep.datagen import write_tth
-from mlaas4hep.jobs import JobManager, WorkflowRequest, process
+from mlaas4hep.jobs import JobManager, WorkflowRequest
 from mlaas4hep.jobs.dask_executor import DaskExecutor, job_key, parse_resources
 from mlaas4hep.jobs.executor import LocalExecutor, make_executor
 from mlaas4hep.errors import ConfigError
-from support import need, torch_model
+from support import cancel_and_check, need, torch_model, write_labelled_pair
 
 pytestmark = pytest.mark.slow
 
@@ -23,8 +22,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("daskjobs")
-    sig = write_tth(folder / "sig.root", 3000, signal=True, seed=2, separation=1.5)
-    bkg = write_tth(folder / "bkg.root", 3000, signal=False, seed=2, separation=1.5)
+    sig, bkg = write_labelled_pair(folder, 3000, seed=2, separation=1.5)
     return {"folder": folder, "files": [str(sig), str(bkg)]}
 
 
@@ -75,13 +73,7 @@ def test_cancel_stops_the_job_on_its_worker(data, dask_client, tmp_path):
         workers = dask_client.run(__import__("os").getpid)
         assert _parent(pid) in workers.values()  # the job's process was started by a Dask worker
         assert job_key(job.id) in {k for keys in dask_client.processing().values() for k in keys}
-        assert process.group_members(pid)
-        cancelled = manager.cancel(job.id)
-        assert cancelled.status == "cancelled"
-        assert process.group_members(pid) == []
-        assert manager.events(job.id).events[-1]["error"] == "cancelled"
-        log = manager.logs(job.id).text
-        assert "epoch 1: loss " in log and log.endswith("mlaas4hep: cancelled by user\n")
+        cancel_and_check(manager, job.id, pid, logged="epoch 1: loss ")
 
 
 def test_a_restarted_manager_reattaches_to_a_dask_job(data, dask_client, tmp_path):

@@ -16,7 +16,7 @@ from mlaas4hep.cli import main as cli_main
 from mlaas4hep.datagen import write_tth
 from mlaas4hep.events import read_events
 
-from support import need
+from support import OVERTRAINED_MODEL, OVERTRAINED_PARAMS, need, write_labelled_pair
 
 try:
     from scipy import special, stats
@@ -176,28 +176,13 @@ def test_overtraining_flag_rules():
 # a training job writes it; the command line recomputes it
 
 
-OVERTRAINED_MODEL = '''
-import torch
-from torch import nn
-
-def model(idim):
-    return nn.Sequential(nn.Linear(idim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 1))
-
-def optimizer(parameters):
-    return torch.optim.Adam(parameters, lr=3e-3)
-'''
-OVERTRAINED_PARAMS = {"nevts": 1200, "chunk_size": 2000, "epochs": 25, "mode": "standard", "batch_size": 32,
-                      "test_fraction": 0.4}
-
-
 @pytest.fixture(scope="module")
 def overtrained(tmp_path_factory):
     """A big network trained many epochs on 1200 events: overtrained on purpose (shared)."""
     folder = tmp_path_factory.mktemp("overtrained")
-    write_tth(folder / "sig.root", 3000, signal=True, seed=5, separation=1.0)
-    write_tth(folder / "bkg.root", 3000, signal=False, seed=5, separation=1.0)
+    sig, bkg = write_labelled_pair(folder, 3000, seed=5)
     (folder / "model.py").write_text(OVERTRAINED_MODEL)
-    ds = mlaas4hep.Dataset([str(folder / "sig.root"), str(folder / "bkg.root")], labels=["signal", "background"],
+    ds = mlaas4hep.Dataset([str(sig), str(bkg)], labels=["signal", "background"],
                            params=OVERTRAINED_PARAMS)
     artifact = mlaas4hep.train(ds, folder / "model.py", output=folder / "run")
     return {"folder": folder, "artifact": artifact, "output": folder / "run"}

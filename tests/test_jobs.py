@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from mlaas4hep import ConfigError
-from mlaas4hep.datagen import write_tth
 from mlaas4hep.jobs import JobManager, JobNotFound, JobStateError, WorkflowRequest
 from mlaas4hep.jobs import process
-from support import keras_model, torch_model
+from support import cancel_and_check, keras_model, torch_model, write_labelled_pair
 
 TORCH_MODEL = torch_model()
 
@@ -27,10 +26,8 @@ KERAS_MODEL = keras_model()
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("jobdata")
-    sig = write_tth(folder / "sig.root", 3000, signal=True, seed=2, separation=1.5)
-    bkg = write_tth(folder / "bkg.root", 3000, signal=False, seed=2, separation=1.5)
-    tiny_sig = write_tth(folder / "tiny_sig.root", 300, signal=True, seed=3)
-    tiny_bkg = write_tth(folder / "tiny_bkg.root", 300, signal=False, seed=3)
+    sig, bkg = write_labelled_pair(folder, 3000, seed=2, separation=1.5)
+    tiny_sig, tiny_bkg = write_labelled_pair(folder, 300, seed=3, names=("tiny_sig.root", "tiny_bkg.root"))
     return {"folder": folder, "files": [str(sig), str(bkg)], "tiny": [str(tiny_sig), str(tiny_bkg)]}
 
 
@@ -102,14 +99,7 @@ def test_cancel_leaves_no_process_of_the_job(data, tmp_path):
         while not any(e["event"] == "epoch" for e in manager.events(job.id).events):
             assert time.monotonic() < deadline and manager.get(job.id).status in ("queued", "running")
             time.sleep(0.1)
-        pid = manager.store.get(job.id)["pid"]
-        assert process.group_members(pid)
-        cancelled = manager.cancel(job.id)
-        assert cancelled.status == "cancelled"
-        assert process.group_members(pid) == []
-        assert manager.events(job.id).events[-1]["error"] == "cancelled"
-        log = manager.logs(job.id).text
-        assert "chunk 0 epoch 1: loss " in log and log.endswith("mlaas4hep: cancelled by user\n")
+        cancel_and_check(manager, job.id, manager.store.get(job.id)["pid"], logged="chunk 0 epoch 1: loss ")
         queued = manager.submit(slow_request(data))
         other = manager.submit(slow_request(data))
         assert manager.cancel(other.id).status == "cancelled"  # cancelled while queued (or just started)

@@ -9,13 +9,11 @@ import socket
 import time
 
 import pytest
-from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from mlaas4hep.client import Client
 from mlaas4hep.datagen import write_tth
 from mlaas4hep_lab import magics
-from support import torch_model
+from support import magic_shell, torch_model, use_local_jobs
 
 MODEL = torch_model()
 
@@ -34,14 +32,9 @@ def data(tmp_path_factory):
 
 @pytest.fixture
 def shell(data, tmp_path, monkeypatch, capsys):
-    for var in ("MLAAS4HEP_LAB_URL", "MLAAS4HEP_LAB_TOKEN", "MLAAS4HEP_REMOTES"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("MLAAS4HEP_JOB_ROOT", str(tmp_path / "jobs"))
+    use_local_jobs(monkeypatch, tmp_path / "jobs")
     monkeypatch.chdir(data)
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    sh = InteractiveShell.instance(config=config)
-    sh.run_line_magic("load_ext", "mlaas4hep_lab")
+    sh = magic_shell()
     capsys.readouterr()
     yield sh
     magics.close_clients()

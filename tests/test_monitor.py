@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 
 from mlaas4hep.client import Client
-from mlaas4hep.datagen import write_tth
 from mlaas4hep_lab.widgets import chart as chart_module
 from mlaas4hep_lab.widgets.chart import LiveChart
 from mlaas4hep_lab.widgets.monitor import TrainingMonitor
 from mlaas4hep_lab.widgets.state import WorkbenchState
 from mlaas4hep_lab.widgets.submit import DEFAULT_MODEL, SubmitPanel
-from support import torch_model
+from support import torch_model, use_local_jobs, write_labelled_pair
 
 TORCH_MODEL = torch_model()
 
@@ -28,13 +27,9 @@ TORCH_MODEL = torch_model()
 def lab(tmp_path_factory):
     """In-process jobs under a fresh job folder, and two small labelled files."""
     folder = tmp_path_factory.mktemp("monitor")
-    sig = write_tth(folder / "sig.root", 2000, signal=True, seed=4, separation=1.5)
-    bkg = write_tth(folder / "bkg.root", 2000, signal=False, seed=4, separation=1.5)
+    sig, bkg = write_labelled_pair(folder, 2000, seed=4, separation=1.5)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLAAS4HEP_JOB_ROOT", str(folder / "jobs"))
-        mp.delenv("MLAAS4HEP_LAB_URL", raising=False)
-        mp.delenv("MLAAS4HEP_LAB_TOKEN", raising=False)
-        mp.delenv("MLAAS4HEP_REMOTES", raising=False)
+        use_local_jobs(mp, folder / "jobs")
         yield {"folder": folder, "files": [str(sig), str(bkg)]}
 
 

@@ -17,8 +17,8 @@ import uproot
 
 import mlaas4hep
 from mlaas4hep.cli import main as cli_main
-from mlaas4hep.datagen import write_tth
 from mlaas4hep.events import read_events
+from support import write_input_lists, write_labelled_pair
 
 KERAS_MODEL = '''
 import keras
@@ -50,16 +50,12 @@ CUTS = {"new_branch": {"leadJetPt": {"def": "max(jetPt)", "type": "flat", "cut":
 def separable(tmp_path_factory) -> dict[str, Path]:
     """Signal and background that differ clearly in flat and jagged branches."""
     folder = tmp_path_factory.mktemp("separable")
-    sig = write_tth(folder / "sig.root", 8000, signal=True, seed=5, separation=1.6)
-    bkg = write_tth(folder / "bkg.root", 8000, signal=False, seed=5, separation=1.6)
-    (folder / "files.txt").write_text("sig.root\nbkg.root\n")
-    (folder / "labels.txt").write_text("1\n0\n")
+    sig, bkg = write_labelled_pair(folder, 8000, seed=5, separation=1.6)
     (folder / "keras_model.py").write_text(KERAS_MODEL)
     (folder / "torch_model.py").write_text(TORCH_MODEL)
     (folder / "params.json").write_text(json.dumps(PARAMS))
-    return {"folder": folder, "sig": sig, "bkg": bkg, "files": folder / "files.txt",
-            "labels": folder / "labels.txt", "keras": folder / "keras_model.py", "torch": folder / "torch_model.py",
-            "params": folder / "params.json"}
+    return {"folder": folder, "sig": sig, "bkg": bkg, **write_input_lists(folder, {"sig.root": 1, "bkg.root": 0}),
+            "keras": folder / "keras_model.py", "torch": folder / "torch_model.py", "params": folder / "params.json"}
 
 
 @pytest.fixture(scope="module")
