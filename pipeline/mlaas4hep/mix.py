@@ -94,6 +94,49 @@ def concat_blocks(blocks: Sequence[Block], jagged: Sequence[str]) -> Block | Non
     return Block(arrays, np.concatenate([b.entry for b in blocks]))
 
 
+JOIN_BYTES = 8 << 20  # pieces are joined into groups of about this size before they are tensorized
+
+
+def block_bytes(block: Block) -> int:
+    """The bytes of a block's values (offsets included)."""
+    total = block.entry.nbytes
+    for value in block.arrays.values():
+        if isinstance(value, Jagged):
+            total += value.offsets.nbytes + value.content.itemsize * int(value.offsets[-1] - value.offsets[0])
+        else:
+            total += int(getattr(value, "nbytes", 0))
+    return total
+
+
+class FillGroups:
+    """Gathers the pieces of a chunk, in row order, into the blocks to tensorize one by one:
+    small pieces (a piece of each of many files) joined, so that the per-branch work of a fill
+    is done once for many of them, up to ``JOIN_BYTES``; larger pieces as they come (joining them
+    would only copy every value once more: with a thousand branches, as much memory as the
+    chunk's events take). Each group is handed on as soon as it is complete, so a chunk holds
+    one group of source values at a time, not all of them."""
+
+    def __init__(self, jagged: Sequence[str]):
+        self.jagged = jagged
+        self._run: list[Block] = []
+        self._bytes = 0
+
+    def add(self, block: Block) -> list[Block]:
+        size = block_bytes(block)
+        if size >= JOIN_BYTES:
+            return [*self.flush(), block]
+        self._run.append(block)
+        self._bytes += size
+        return self.flush() if self._bytes >= JOIN_BYTES else []
+
+    def flush(self) -> list[Block]:
+        run, self._run, self._bytes = self._run, [], 0
+        if len(run) <= 1:
+            return run
+        joined = concat_blocks(run, self.jagged)
+        return [joined] if joined is not None else run
+
+
 class FileStream:
     """The selected events of one file, in entry order, one block read ahead."""
 
@@ -181,15 +224,17 @@ class StoreStream:
         self._pos = 0
 
     def _fill(self, k: int) -> None:
-        stop = min(self._end, self._next + max(k, self.piece))
+        # one stored block at most: a chunk's share of a wide file is read as it is used, not at once
+        stop = min(self._end, self._next + max(k, self.piece), self.store.block_stop(self.index, self._next))
         if stop <= self._next:
             raise DataError(f"the row store holds {self._end} selected events of this file; more were expected",
                             where=str(self.store.folder))
         self._pieces = [Block(arrays, entry) for entry, arrays in self.store.read(self.index, self._next, stop)]
         self._next = stop
 
-    def take(self, k: int) -> list[Block]:
-        out = []
+    def take(self, k: int) -> Iterator[Block]:
+        """The next ``k`` selected events, as blocks read one stored block at a time (consume
+        them all: the position moves as they are handed out)."""
         while k > 0:
             while self._current is None or self._pos >= len(self._current):
                 if not self._pieces:
@@ -197,11 +242,13 @@ class StoreStream:
                 self._current, self._pos = self._pieces.pop(0), 0
             n = min(k, len(self._current) - self._pos)
             piece = self._current.slice(self._pos, self._pos + n)
-            out.append(piece)
             self._pos += n
             k -= n
             self.position = StreamPosition(int(piece.entry[-1]) + 1, self.position.taken + n)
-        return out
+            if self._pos >= len(self._current):
+                self._current = None  # the stream no longer holds what it handed out in full
+            yield piece
+            del piece  # nor keeps it while the next stored block is read
 
     def close(self) -> None:
         self._current, self._pieces = None, []
@@ -262,30 +309,41 @@ class ChunkMixer:
         ids = {name: None for name in self.identifiers}
         # one generator per chunk: a resumed run shuffles chunk k exactly as an uninterrupted one
         order = np.random.default_rng([self.seed, index]).permutation(n) if self.shuffle else None
-        pieces: list[tuple[int, Block]] = []
+        groups = FillGroups(self.tensorizer.layout.jagged)
+        sizes: list[tuple[int, int]] = []  # (file, events) of each piece, in row order
+        entries: list[np.ndarray] = []
+        id_parts: dict[str, list[np.ndarray]] = {name: [] for name in self.identifiers}
+        pos = 0
+
+        def fill(blocks: list[Block]) -> None:
+            nonlocal pos
+            for block in blocks:
+                m = len(block)
+                self.tensorizer.fill(X, order[pos:pos + m] if order is not None else slice(pos, pos + m), block.arrays)
+                pos += m
+
         for i, (stream, k) in enumerate(zip(self.streams, takes)):
-            if k:
-                pieces += [(i, block) for block in stream.take(k)]
-        if not pieces:
+            if not k:
+                continue
+            for block in stream.take(k):
+                sizes.append((i, len(block)))
+                entries.append(block.entry)
+                for name in self.identifiers:
+                    id_parts[name].append(np.asarray(block.arrays[name]))
+                fill(groups.add(block))
+                del block  # a large piece is released as soon as it is tensorized
+        fill(groups.flush())
+        if not sizes:
             return Chunk(X, y, file_index, entry, index, ids if self.identifiers else None,
                          [s.position if s is not None else start for s, start in zip(self.streams, self.starts)])
-        # one fill for the whole chunk: per-block overhead no longer grows with the number of files
-        merged = concat_blocks([b for _, b in pieces], self.tensorizer.layout.jagged)
-        groups = [(0, merged)] if merged is not None else [(i, b) for i, b in pieces]
-        pos = 0
-        for _, block in groups:
-            m = len(block)
-            rows = order[pos:pos + m] if order is not None else slice(pos, pos + m)
-            self.tensorizer.fill(X, rows, block.arrays)
-            pos += m
-        source = np.repeat(np.array([i for i, _ in pieces], np.int32), [len(b) for _, b in pieces])
+        source = np.repeat(np.array([i for i, _ in sizes], np.int32), [m for _, m in sizes])
         rows = order if order is not None else slice(0, n)
         file_index[rows] = source
-        entry[rows] = merged.entry if merged is not None else np.concatenate([b.entry for _, b in pieces])
+        entry[rows] = np.concatenate(entries)
         if y is not None:
             y[rows] = self.labels[source]
         for name in self.identifiers:
-            values = np.concatenate([np.asarray(b.arrays[name]) for _, b in pieces])
+            values = np.concatenate(id_parts[name])
             ids[name] = np.empty(n, values.dtype)
             ids[name][rows] = values
         positions = [s.position if s is not None else start for s, start in zip(self.streams, self.starts)]

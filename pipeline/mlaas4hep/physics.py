@@ -9,11 +9,20 @@ registers these under the names documented in the README.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import awkward as ak
 import numpy as np
-import vector
+
+
+@functools.cache
+def _vector() -> Any:
+    """Scikit-HEP's ``vector``, imported on first use: it imports sympy, which costs every
+    process that imports the engine about 0.4 s of CPU and 35 MB, though few preprocs use it."""
+    import vector
+
+    return vector
 
 
 def _is_ak(x: Any) -> bool:
@@ -107,8 +116,8 @@ def _broadcast(*values: Any) -> list[Any]:
 
 def _vectors3(eta: Any, phi: Any) -> Any:
     if _is_ak(eta):
-        return vector.zip({"rho": ak.ones_like(eta), "eta": eta, "phi": phi})
-    return vector.array({"rho": np.ones_like(eta), "eta": eta, "phi": phi})
+        return _vector().zip({"rho": ak.ones_like(eta), "eta": eta, "phi": phi})
+    return _vector().array({"rho": np.ones_like(eta), "eta": eta, "phi": phi})
 
 
 def _out(value: Any) -> Any:
@@ -139,8 +148,8 @@ XYZE = ("px", "py", "pz", "E")
 def _lorentz(names: tuple[str, ...], values: list[Any]) -> Any:
     values = _broadcast(*values)
     if _is_ak(values[0]):
-        return vector.zip(dict(zip(names, values)))
-    return vector.array(dict(zip(names, values)))
+        return _vector().zip(dict(zip(names, values)))
+    return _vector().array(dict(zip(names, values)))
 
 
 def _pair(names: tuple[str, ...], a: Any, b: Any, c: Any, d: Any, i: Any, j: Any) -> Any:
@@ -148,8 +157,8 @@ def _pair(names: tuple[str, ...], a: Any, b: Any, c: Any, d: Any, i: Any, j: Any
     a, b, c, d = _broadcast(a, b, c, d)
     for value in (a, b, c, d):
         _jagged(value, "a pair of objects")
-    first_ = vector.array(dict(zip(names, (nth(a, i), nth(b, i), nth(c, i), nth(d, i)))))
-    second = vector.array(dict(zip(names, (nth(a, j), nth(b, j), nth(c, j), nth(d, j)))))
+    first_ = _vector().array(dict(zip(names, (nth(a, i), nth(b, i), nth(c, i), nth(d, i)))))
+    second = _vector().array(dict(zip(names, (nth(a, j), nth(b, j), nth(c, j), nth(d, j)))))
     return first_ + second
 
 
@@ -158,7 +167,7 @@ def _total(names: tuple[str, ...], a: Any, b: Any, c: Any, d: Any) -> Any:
     objects = _lorentz(names, [a, b, c, d])
     _jagged(objects.px if _is_ak(objects) else objects, "a sum of objects")
     sums = {k: ak.to_numpy(ak.sum(getattr(objects, k), axis=1)).astype(np.float64) for k in XYZE}
-    return vector.array(sums)
+    return _vector().array(sums)
 
 
 def _component(vectors: Any, name: str) -> np.ndarray:

@@ -168,6 +168,12 @@ class RowStore:
         n = self.events(i)
         return self.meta["file_bytes"][i] / n if n else 0.0
 
+    def block_stop(self, i: int, a: int) -> int:
+        """The selected event of file i just after the stored block that holds event ``a``."""
+        firsts = self._firsts[i]
+        k = int(np.searchsorted(firsts, a, side="right"))
+        return int(firsts[min(k, len(firsts) - 1)])
+
     def read(self, i: int, a: int, b: int) -> list[tuple[np.ndarray, dict[str, Any]]]:
         """Selected events [a, b) of file i: ``(entry, arrays)`` per stored block they span."""
         out = []
@@ -184,7 +190,7 @@ class RowStore:
                 if self.columns[name] == JAGGED:
                     offsets = self._pread(where + 8 * lo, np.int64, m + 1)
                     values = self._pread(content[0] + dt.itemsize * int(offsets[0]), dt, int(offsets[-1] - offsets[0]))
-                    arrays[name] = Jagged(offsets - offsets[0], values)
+                    arrays[name] = Jagged(offsets - offsets[0] if offsets[0] else offsets, values)
                 else:
                     arrays[name] = self._pread(where + dt.itemsize * lo, dt, m)
             if m:

@@ -117,6 +117,11 @@ class Jagged:
 def packed(array: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(offsets, values)`` of a jagged array of numbers, offsets from 0 and values contiguous
     (copied only where the array does not hold them contiguously already)."""
+    given = _offsets_of(array)
+    if given is not None:  # uproot's and the store's lists: offsets and contiguous values already
+        offsets, content = given
+        first = int(offsets[0])
+        return (offsets if first == 0 else offsets - first), content[first:int(offsets[-1])]
     starts, counts, content = _list_parts(array)
     offsets = np.zeros(len(counts) + 1, np.int64)
     np.cumsum(counts, out=offsets[1:])
@@ -213,6 +218,19 @@ def _normalise(values: np.ndarray, lo: float, scale: float, nan_value: float = 0
         if bad.any():
             result[bad] = nan_value
     return result
+
+
+def _offsets_of(array: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(offsets, content)`` of a list-offset array of numbers as they are (int64 offsets,
+    not necessarily from 0), or None where the array is another kind of list."""
+    if isinstance(array, Jagged):
+        return (array.offsets, array.content) if array.offsets.dtype == np.int64 else None
+    layout = ak.to_layout(array)
+    if isinstance(layout, ak.contents.ListOffsetArray) and isinstance(layout.content, ak.contents.NumpyArray) \
+            and not layout.content.inner_shape:
+        offsets = np.asarray(layout.offsets)
+        return (offsets, np.asarray(layout.content.data)) if offsets.dtype == np.int64 and len(offsets) else None
+    return None
 
 
 def _list_parts(array: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,0 +1,162 @@
+"""Wide files (issue 18 §5): what keeps the memory of a pass over a thousand branches near
+uproot's own, with the same values: blocks that end where baskets end, a chunk's pieces read
+and tensorized one stored block at a time, and an engine import without sympy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import awkward as ak
+import numpy as np
+import pytest
+import uproot
+
+import mlaas4hep
+from mlaas4hep import heap, mix, specs
+from mlaas4hep.read import RootFile
+from mlaas4hep.store import RowStore
+from mlaas4hep.tensorize import Jagged, packed
+
+
+@pytest.fixture(scope="module")
+def baskets(tmp_path_factory):
+    """6,000 events in baskets of 1,500: 12 flat and 4 jagged branches of two collections."""
+    path = tmp_path_factory.mktemp("wide") / "baskets.root"
+    rng = np.random.default_rng(18)
+    n = 6000
+    counts = {"a": rng.poisson(3, n), "b": rng.poisson(1, n)}
+    arrays = {f"x{i:02d}": rng.normal(i, 1 + i, n) if i % 2 else rng.integers(-50, 50, n).astype(np.int32)
+              for i in range(12)}
+    for c, k in counts.items():
+        for m in range(2):
+            arrays[f"{c}_v{m}"] = ak.unflatten(rng.normal(m, 2, int(k.sum())).astype(np.float32), k)
+    with uproot.recreate(path) as out:
+        tree = out.mktree("Events", {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in arrays.items()})
+        for a in range(0, n, 1500):
+            tree.extend({k: v[a:a + 1500] for k, v in arrays.items()})
+    return str(path)
+
+
+def chunks_of(ds):
+    return [(c.X.copy(), c.entry.copy(), c.file_index.copy()) for c in ds.iter_chunks()]
+
+
+def test_aligned_step_rounds_down_to_whole_clusters_only_where_they_are_regular():
+    assert specs.aligned_step([0, 1500, 3000, 4500, 6000], 2500) == 1500
+    assert specs.aligned_step([0, 1500, 3000, 4500, 5000], 7000) == 6000  # the last cluster may be short
+    assert specs.aligned_step([0, 5000, 10000], 2500) == 2500  # a cluster larger than a block
+    assert specs.aligned_step([0, 1000, 3000, 4000], 2500) == 2500  # clusters of different sizes
+    assert specs.aligned_step([0, 6000], 10_000) == 6000  # one cluster: the whole file in a block
+    assert specs.aligned_step([0, 6000], 4000) == 4000
+    assert specs.aligned_step([], 700) == 700
+
+
+def test_read_pass_blocks_end_where_baskets_end(baskets, tmp_path, monkeypatch):
+    """With blocks of 2,500 entries asked for, the pass reads blocks of 1,500 (whole baskets),
+    so uproot keeps no decompressed basket from one block to the next; the specs are those
+    of blocks that cut baskets."""
+    clusters = RootFile(baskets).cluster_starts(list(RootFile(baskets).branches))
+    assert clusters == [0, 1500, 3000, 4500, 6000]
+    blocks = []
+    real = RootFile.iterate
+
+    def iterate(self, names, start=0, stop=None, step=100_000):
+        for first, end, arrays in real(self, names, start, stop, step):
+            blocks.append((first, end))
+            yield first, end, arrays
+
+    monkeypatch.setattr(RootFile, "iterate", iterate)
+    monkeypatch.setattr(specs, "block_entries", lambda *a: 2500)
+    params = {"specs_cache": False, "cache_dir": str(tmp_path / "a"), "chunk_size": 2000}
+    aligned = mlaas4hep.Dataset([baskets], params=params)
+    got = aligned.specs()
+    assert blocks and all(a in clusters and b in clusters for a, b in blocks)
+    assert sum(b - a for a, b in blocks) == 6000
+
+    monkeypatch.setattr(specs, "aligned_step", lambda clusters, step: step)
+    blocks.clear()
+    cut = mlaas4hep.Dataset([baskets], params={**params, "cache_dir": str(tmp_path / "b")})
+    expected = cut.specs()
+    assert (0, 2500) in blocks  # the blocks asked for: they cut the baskets at 1,500 and 3,000
+    for key in ("minv", "maxv", "nans", "jdim", "events"):
+        assert got[key] == expected[key]
+    for (xa, ea, fa), (xb, eb, fb) in zip(chunks_of(aligned), chunks_of(cut), strict=True):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ea, eb)
+
+
+def test_store_stream_reads_one_stored_block_at_a_time(baskets, tmp_path, monkeypatch):
+    """A chunk larger than a stored block reads the store one block at a time, and large pieces
+    are tensorized as they come, never joined into a copy; the chunks are those of a direct read
+    (no row store) and of pieces all joined."""
+    reads = []
+    real = RowStore.read
+
+    def read(self, i, a, b):
+        reads.append((self.block_stop(i, a), a, b))
+        return real(self, i, a, b)
+
+    joins = []
+    real_concat = mix.concat_blocks
+    monkeypatch.setattr(mix, "concat_blocks", lambda blocks, jagged: joins.append(len(blocks)) or real_concat(blocks, jagged))
+    monkeypatch.setattr(RowStore, "read", read)
+    monkeypatch.setattr(specs, "block_entries", lambda *a: 1500)
+    params = {"specs_cache": False, "chunk_size": 4000, "shuffle": True}
+    monkeypatch.setattr(mix, "JOIN_BYTES", 1)  # every piece counts as large
+    ds = mlaas4hep.Dataset([baskets], params={**params, "cache_dir": str(tmp_path / "a")})
+    ds.specs()
+    one_by_one = chunks_of(ds)
+    assert len(reads) >= 4 and all(b <= stop for stop, a, b in reads)
+    assert joins == []
+
+    monkeypatch.setattr(mix, "JOIN_BYTES", 1 << 40)  # every piece counts as small: all joined
+    ds = mlaas4hep.Dataset([baskets], params={**params, "cache_dir": str(tmp_path / "b")})
+    ds.specs()
+    joined = chunks_of(ds)
+    assert joins and max(joins) >= 2
+
+    (tmp_path / "file").write_text("")
+    direct = mlaas4hep.Dataset([baskets], params={**params, "cache_dir": str(tmp_path / "file" / "c")})
+    direct.specs()
+    for other in (joined, chunks_of(direct)):
+        assert len(other) == len(one_by_one) == 2
+        for (xa, ea, fa), (xb, eb, fb) in zip(one_by_one, other):
+            np.testing.assert_array_equal(xa, xb)
+            np.testing.assert_array_equal(ea, eb)
+            np.testing.assert_array_equal(fa, fb)
+
+
+def test_packed_reuses_offsets_and_gives_the_lists_of_a_slice():
+    whole = ak.Array([[1.0, 2.0], [], [3.0], [4.0, 5.0, 6.0]])
+    offsets, values = packed(whole)
+    assert offsets.tolist() == [0, 2, 2, 3, 6] and values.tolist() == [1, 2, 3, 4, 5, 6]
+    assert np.shares_memory(offsets, np.asarray(whole.layout.offsets))  # no copy
+    offsets, values = packed(whole[2:])  # offsets from 2: moved to 0
+    assert offsets.tolist() == [0, 1, 4] and values.tolist() == [3, 4, 5, 6]
+    offsets, values = packed(Jagged(np.array([3, 4, 6]), np.arange(8.0)))
+    assert offsets.tolist() == [0, 1, 3] and values.tolist() == [3, 4, 5]
+
+
+def run_python(code: str, **env: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_importing_the_engine_leaves_vector_and_sympy_until_a_preproc_needs_them():
+    code = ("import sys, numpy as np, mlaas4hep\n"
+            "print('vector' in sys.modules, 'sympy' in sys.modules)\n"
+            "from mlaas4hep.physics import delta_phi\n"
+            "print(round(float(delta_phi(np.array([3.0]), np.array([-3.0]))[0]), 6), 'vector' in sys.modules)\n")
+    assert run_python(code).splitlines() == ["False False", f"{round(6.0 - 2 * np.pi, 6)} True"]
+
+
+def test_heap_thresholds_are_set_once_unless_the_user_set_them():
+    code = "from mlaas4hep import heap; print(heap.bound_retained_memory(), heap.bound_retained_memory())"
+    glibc = heap._glibc() is not None
+    assert run_python(code) == ("True True" if glibc else "False False")
+    assert run_python(code, MALLOC_TRIM_THRESHOLD_="65536") == "False False"
+    assert run_python(code, GLIBC_TUNABLES="glibc.malloc.mmap_threshold=65536") == "False False"
