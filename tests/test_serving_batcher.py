@@ -193,3 +193,40 @@ def test_served_pytorch_models_use_the_configured_cpu_threads(served_artifacts, 
         registry.close()
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_registry_sees_its_own_changes_at_once_and_another_ones_within_recheck(served_artifacts, tmp_path,
+                                                                                 monkeypatch):
+    """Predictions trust what a registry saw of a model's folders for RECHECK seconds (no file
+    system call per request); its own publish and delete count at once, another service's on the
+    same folder after at most RECHECK."""
+    import time
+
+    from mlaas4hep.serving import registry as registry_module
+
+    monkeypatch.setattr(registry_module, "RECHECK", 600.0)  # while the changes are made
+    here = ModelRegistry(tmp_path / "models", max_delay=0.0)
+    there = ModelRegistry(tmp_path / "models", max_delay=0.0)  # another service on the same folder
+    path = served_artifacts["torch"].path
+    here.publish("alice", "m", path)
+    assert there.resolve("alice", "m").version == 1
+    assert here.resolve("alice", "m").version == 1
+    here.publish("alice", "m", path, public=True)
+    assert here.resolve("alice", "m").version == 2  # its own change: at once
+    assert here.resolve("bob", "m").version == 2
+    assert there.resolve("alice", "m").version == 1  # another's: not yet (what it saw is trusted)
+    monkeypatch.setattr(registry_module, "RECHECK", 0.2)
+    time.sleep(0.3)
+    assert there.resolve("alice", "m").version == 2 and there.resolve("bob", "m").public
+    monkeypatch.setattr(registry_module, "RECHECK", 600.0)
+    here.delete("alice", "m", 2)
+    with pytest.raises(ModelNotFound):
+        here.resolve("bob", "m")
+    assert there.resolve("bob", "m").version == 2
+    monkeypatch.setattr(registry_module, "RECHECK", 0.2)
+    time.sleep(0.3)
+    with pytest.raises(ModelNotFound):
+        there.resolve("bob", "m")
+    assert there.resolve("alice", "m").version == 1
+    here.close()
+    there.close()

@@ -2,8 +2,9 @@
 request, then keeps taking more until ``max_batch`` rows are gathered or ``max_delay`` seconds
 have passed since the first was taken, calls the model once on all their rows, and hands each
 request its own slice of the result. Requests that queue while the model is busy always go into
-the next call; the batcher waits up to ``max_delay`` for more only under concurrent load (the last
-call served several requests, or more are already waiting), so a lone client pays no delay.
+the next call; the batcher waits up to ``max_delay`` for more only under concurrent load (the
+request came while others were still unanswered, the last call served several requests, or more
+are already waiting), so a lone client, whose next request follows its answer, pays no delay.
 
 The model is only ever called from the worker thread, so a model that is not thread-safe is
 served safely. Threads wait on a :class:`concurrent.futures.Future` (:meth:`submit`); an async
@@ -31,6 +32,7 @@ class _Request:
     rows: np.ndarray
     future: Any = field(default_factory=Future)  # a concurrent Future, or an asyncio one of ``loop``
     loop: asyncio.AbstractEventLoop | None = None
+    concurrent: bool = False  # other requests were unanswered when this one came
 
 
 class BatcherClosed(RuntimeError):
@@ -61,6 +63,7 @@ class DynamicBatcher:
         self.rows = 0
         self.largest = 0
         self._last_served = 0
+        self._unanswered = 0  # requests queued or computed whose callers have not had their answer
 
     def stats(self) -> dict[str, int]:
         return {"requests": self.requests, "calls": self.calls, "rows": self.rows, "largest_call": self.largest}
@@ -85,7 +88,13 @@ class DynamicBatcher:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=f"batcher-{self.name}", daemon=True)
                 self._thread.start()
+            request.concurrent = self._unanswered > 0
+            self._unanswered += 1
             self._queue.put(request)
+
+    def _answered(self, n: int) -> None:
+        with self._lock:
+            self._unanswered -= n
 
     def __call__(self, rows: np.ndarray, timeout: float | None = None) -> np.ndarray:
         return self.submit(rows).result(timeout)
@@ -112,9 +121,10 @@ class DynamicBatcher:
                 return
             batch = [first]
             count = len(first.rows)
-            # wait for more only under concurrent load (the last call served several requests, or
-            # more are queued): a lone client is not delayed by max_delay on every request
-            busy = self._last_served > 1 or not self._queue.empty()
+            # wait for more only under concurrent load (this request came while others were
+            # unanswered, the last call served several, or more are queued): a lone client, whose
+            # next request comes only after its answer, is not delayed by max_delay on each one
+            busy = first.concurrent or self._last_served > 1 or not self._queue.empty()
             deadline = time.monotonic() + (self.max_delay if busy else 0.0)
             stop = False
             while count < self.max_batch:
@@ -145,12 +155,14 @@ class DynamicBatcher:
             except queue.Empty:
                 return
             if item is not None:
-                _hand_back([(item, None)], BatcherClosed(f"model {self.name!r} is no longer loaded"))
+                self._hand_back([(item, None)], BatcherClosed(f"model {self.name!r} is no longer loaded"))
 
     def _serve(self, batch: list[_Request], count: int) -> None:
         # a thread's request cancelled meanwhile is dropped here; an async one is computed and
         # its result dropped in its loop (its state can only be read safely there)
         live = [r for r in batch if r.loop is not None or r.future.set_running_or_notify_cancel()]
+        if len(live) < len(batch):
+            self._answered(len(batch) - len(live))
         if not live:
             return
         rows = live[0].rows if len(live) == 1 else np.concatenate([r.rows for r in live])
@@ -159,7 +171,7 @@ class DynamicBatcher:
             if len(scores) != len(rows):
                 raise RuntimeError(f"the model gave {len(scores)} scores for {len(rows)} rows")
         except BaseException as err:  # noqa: BLE001 - handed to every waiting caller
-            _hand_back([(r, None) for r in live], err)
+            self._hand_back([(r, None) for r in live], err)
             return
         finally:
             self.calls += 1
@@ -173,34 +185,38 @@ class DynamicBatcher:
             stop = start + len(r.rows)
             results.append((r, scores[start:stop]))
             start = stop
-        _hand_back(results)
+        self._hand_back(results)
 
+    def _hand_back(self, results: list[tuple[_Request, Any]], error: BaseException | None = None) -> None:
+        """Results (or one error) to their callers: a thread's future directly, the async ones of
+        each event loop in one call scheduled in that loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Any]]] = {}
+        threads = []
+        for r, value in results:
+            if r.loop is None:
+                threads.append((r, value))
+            else:
+                by_loop.setdefault(r.loop, []).append((r, value))
+        if threads:
+            self._answered(len(threads))  # before the answers: a caller's next request is not "concurrent"
+            for r, value in threads:
+                if error is not None:
+                    r.future.set_exception(error)
+                else:
+                    r.future.set_result(value)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(self._settle, items, error)
+            except RuntimeError:  # the loop is closed: nobody is waiting for these any more
+                self._answered(len(items))
 
-def _hand_back(results: list[tuple[_Request, Any]], error: BaseException | None = None) -> None:
-    """Results (or one error) to their callers: a thread's future directly, the async ones of each
-    event loop in one call scheduled in that loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Any]]] = {}
-    for r, value in results:
-        if r.loop is None:
+    def _settle(self, items: list[tuple[_Request, Any]], error: BaseException | None) -> None:
+        """In the callers' loop: each future its result, unless it was cancelled meanwhile."""
+        self._answered(len(items))
+        for r, value in items:
+            if r.future.done():
+                continue
             if error is not None:
                 r.future.set_exception(error)
             else:
                 r.future.set_result(value)
-        else:
-            by_loop.setdefault(r.loop, []).append((r, value))
-    for loop, items in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_settle, items, error)
-        except RuntimeError:  # the loop is closed: nobody is waiting for these any more
-            pass
-
-
-def _settle(items: list[tuple[_Request, Any]], error: BaseException | None) -> None:
-    """In the callers' loop: each future its result, unless it was cancelled meanwhile."""
-    for r, value in items:
-        if r.future.done():
-            continue
-        if error is not None:
-            r.future.set_exception(error)
-        else:
-            r.future.set_result(value)

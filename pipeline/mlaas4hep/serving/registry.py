@@ -38,6 +38,7 @@ from .batcher import DynamicBatcher
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 ARTIFACT_FILE = "mlaas4hep.json"
 TFAAS_FILE = "params.json"
+RECHECK = 1.0  # seconds a model's folders are trusted on the predictions' path (another service's changes)
 
 
 class ModelNotFound(MLaaS4HEPError):
@@ -428,39 +429,57 @@ class ModelRegistry:
         self.loads = 0  # models loaded from disk so far (evictions make it grow)
         self._version_cache: dict[str, tuple[int, list[int]]] = {}
         self._entry_cache: dict[tuple[str, int], tuple[tuple[int, int], Entry]] = {}
+        self._checked: dict[str, float] = {}  # name -> when its folder was last looked at
+        self._entry_seen: dict[str, float] = {}  # name -> when its versions' folders were last looked at
 
     # -- what is there ---------------------------------------------------------------------------
 
-    def _versions(self, name: str) -> list[int]:
+    def _versions(self, name: str, recent: bool = False) -> list[int]:
         """The published versions of ``name``; remembered until its folder changes (another
-        service on the same folder publishing or deleting changes it too)."""
-        try:  # os.stat of a string: this runs on every prediction, pathlib's objects cost more than the call
+        service on the same folder publishing or deleting changes it too). ``recent``: trust
+        what was seen less than ``RECHECK`` seconds ago without looking at the folder (the
+        predictions' path: a file system call there lets the model's thread take the GIL, and
+        the event loop waits for it to come back)."""
+        cached = self._version_cache.get(name)
+        if recent and cached is not None and time.monotonic() - self._checked.get(name, -RECHECK) < RECHECK:
+            return cached[1]
+        try:  # os.stat of a string: pathlib's objects cost more than the call
             stamp = os.stat(f"{self._root}/{name}").st_mtime_ns
         except (FileNotFoundError, NotADirectoryError):
             return []
-        cached = self._version_cache.get(name)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        folder = self.root / name
-        versions = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / "entry.json").exists())
-        self._version_cache[name] = (stamp, versions)
-        return versions
+        if cached is None or cached[0] != stamp:
+            folder = self.root / name
+            versions = sorted(int(p.name) for p in folder.iterdir()
+                              if p.name.isdigit() and (p / "entry.json").exists())
+            cached = self._version_cache[name] = (stamp, versions)
+            self._entry_seen.pop(name, None)  # the versions' folders are looked at again too
+        self._checked[name] = time.monotonic()
+        return cached[1]
 
-    def _entry(self, name: str, version: int) -> Entry:
+    def _entry(self, name: str, version: int, recent: bool = False) -> Entry:
         """entry.json of one version (never rewritten once published; remembered per folder
-        identity, so a version deleted and published again is read again)."""
-        stat = os.stat(f"{self._root}/{name}/{version}")
+        identity, so a version deleted and published again is read again). ``recent``: as for
+        :meth:`_versions`."""
         key = (name, version)
         cached = self._entry_cache.get(key)
-        if cached is not None and cached[0] == (stat.st_ino, stat.st_mtime_ns):
+        if recent and cached is not None and time.monotonic() - self._entry_seen.get(name, -RECHECK) < RECHECK:
             return cached[1]
-        folder = self.root / name / str(version)
-        data = json.loads((folder / "entry.json").read_text())
-        entry = Entry(name=name, version=version, owner=data["owner"], public=bool(data.get("public")),
-                      created=float(data.get("created", 0)), kind=data["kind"], source=dict(data.get("source") or {}),
-                      folder=folder / "model")
-        self._entry_cache[key] = ((stat.st_ino, stat.st_mtime_ns), entry)
-        return entry
+        stat = os.stat(f"{self._root}/{name}/{version}")
+        if cached is None or cached[0] != (stat.st_ino, stat.st_mtime_ns):
+            folder = self.root / name / str(version)
+            data = json.loads((folder / "entry.json").read_text())
+            entry = Entry(name=name, version=version, owner=data["owner"], public=bool(data.get("public")),
+                          created=float(data.get("created", 0)), kind=data["kind"],
+                          source=dict(data.get("source") or {}), folder=folder / "model")
+            cached = self._entry_cache[key] = ((stat.st_ino, stat.st_mtime_ns), entry)
+        if recent:
+            self._entry_seen[name] = time.monotonic()
+        return cached[1]
+
+    def _forget(self, name: str) -> None:
+        """This registry changed ``name``: look at its folders again on the next request."""
+        self._checked.pop(name, None)
+        self._entry_seen.pop(name, None)
 
     def owner_of(self, name: str) -> str | None:
         versions = self._versions(name)
@@ -473,7 +492,7 @@ class ModelRegistry:
         """The version (the latest by default) of ``name`` that ``user`` may use."""
         if not isinstance(name, str) or not NAME_RE.fullmatch(name):
             raise ModelNotFound(f"no model {name!r}", where="model")
-        versions = self._versions(name)
+        versions = self._versions(name, recent=True)
         if version not in (None, ""):
             text = str(version)
             if not text.isdigit() or int(text) not in versions:
@@ -481,7 +500,7 @@ class ModelRegistry:
             versions = [int(text)]
         for v in reversed(versions):
             try:
-                entry = self._entry(name, v)
+                entry = self._entry(name, v, recent=True)
             except (FileNotFoundError, NotADirectoryError):  # deleted meanwhile
                 continue
             if self.visible(entry, user):
@@ -604,6 +623,7 @@ class ModelRegistry:
                 (staging / "entry.json").write_text(json.dumps(entry_data, indent=1))
                 (self.root / name).mkdir(exist_ok=True)
                 os.rename(staging, self.root / name / str(version))
+                self._forget(name)
             return self._entry(name, version)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -637,6 +657,7 @@ class ModelRegistry:
                 os.rename(self.root / name / str(entry.version), trash)
                 if not self._versions(name):
                     shutil.rmtree(self.root / name, ignore_errors=True)
+            self._forget(name)
         shutil.rmtree(trash, ignore_errors=True)
 
     # -- jobs that publish themselves ------------------------------------------------------------
