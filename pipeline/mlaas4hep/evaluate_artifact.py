@@ -18,6 +18,7 @@ import numpy as np
 from .config import load_labels
 from .errors import ConfigError
 from .evaluate import class_names, evaluate
+from .holdout import split_entries
 from .plan import Plan
 from .read import resolve_path
 
@@ -32,8 +33,6 @@ def evaluate_files(artifact, files: Sequence[str], labels: Sequence[str | int] |
     count as held out. Every event of any other file is held out. ``labels``: one per file;
     without them, every file must be a training file (its training label is used).
     """
-    from .train import split_entries  # train imports this package's evaluate: import here
-
     contract = artifact.contract
     params = contract.get("params") or {}
     trained = [str(p) for p in contract["labels"]["files"]]

@@ -1,6 +1,9 @@
-"""Test metrics computed the same way for every framework: loss, accuracy, ROC AUC."""
+"""Test metrics computed the same way for every framework: loss, accuracy, ROC AUC (and the
+weighted AUC with event weights)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -42,3 +45,14 @@ def classification_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float
     loss = float(-np.mean(np.log(p[np.arange(y.size), y])))
     accuracy = float(np.mean(np.argmax(scores, axis=1) == y))
     return {"loss": loss, "accuracy": accuracy, "events": int(y.size)}
+
+
+def weighted_metrics(y: np.ndarray, scores: np.ndarray, weight: np.ndarray) -> dict[str, Any]:
+    """The test AUC with event weights (binary labels), and the test events' Σw."""
+    from .evaluate import roc_auc
+
+    out: dict[str, Any] = {"weighted_events": float(np.sum(weight))}
+    scores = np.asarray(scores)
+    if scores.ndim == 1 and np.unique(y).size == 2:
+        out["weighted_auc"] = float(roc_auc(np.asarray(y) == 1, scores, weight))
+    return out

@@ -10,94 +10,38 @@ Two modes (params ``mode``):
 
 Rows are held out by a hash of (file, entry): ``test_fraction`` of all events for the final test
 metrics (the same events whatever the chunking, epoch or resume), and ``validation_split`` of
-the rest of each chunk for val_loss and the val metrics. The next chunk is read and tensorized in
-the background while the current one trains.
+the rest of each chunk for val_loss and the val metrics (:mod:`mlaas4hep.holdout`). The next
+chunk is read and tensorized in the background while the current one trains. A checkpoint's state
+is :mod:`mlaas4hep.checkpoint`'s, early stopping :mod:`mlaas4hep.early_stopping`'s.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .adapters import ModelAdapter, make_adapter
+from .checkpoint import CHECKPOINT_VERSION, RunState, load_state
 from .dataset import Dataset
+from .early_stopping import EarlyStopping
 from .errors import ConfigError, MLaaS4HEPError
 from .evaluate import class_names, evaluate
 from .events import EventLog, Listener, json_safe
-from .metrics import classification_metrics
+from .holdout import Split, keep_rows, kept_scores, kept_weights, row_fraction, split_entries, split_rows
+from .metrics import classification_metrics, weighted_metrics
 from .mix import Chunk, StreamPosition
 from .specs import write_json_atomic
 
-CHECKPOINT_VERSION = 1
-
-
-def row_fraction(file_index: np.ndarray, entry: np.ndarray, salt: int) -> np.ndarray:
-    """A uniform number in [0, 1) per row, fixed by (file, entry, salt): which rows are held out
-    never depends on chunking, shuffling or resuming."""
-    with np.errstate(over="ignore"):
-        h = entry.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        h ^= (file_index.astype(np.uint64) + np.uint64(1)) * np.uint64(0xBF58476D1CE4E5B9)
-        h ^= np.uint64(salt & 0xFFFFFFFF) * np.uint64(0x94D049BB133111EB)
-        h ^= h >> np.uint64(31)
-        h *= np.uint64(0xD6E8FEB86659FD93)
-        h ^= h >> np.uint64(32)
-    return (h >> np.uint64(11)).astype(np.float64) / float(2 ** 53)
-
-
-@dataclass
-class Split:
-    train: np.ndarray
-    val: np.ndarray
-    test: np.ndarray
-
-    @property
-    def sample(self) -> np.ndarray:
-        """Training rows kept to compare their scores with the test rows' (about as many)."""
-        return self.train & self._sample
-
-
-def split_rows(chunk: Chunk, test_fraction: float, validation_split: float, seed: int) -> Split:
-    return split_entries(chunk.file_index, chunk.entry, test_fraction, validation_split, seed)
-
-
-def split_entries(file_index: np.ndarray, entry: np.ndarray, test_fraction: float, validation_split: float,
-                  seed: int) -> Split:
-    """Which rows are test, validation and training rows, by (file, entry) alone."""
-    test = row_fraction(file_index, entry, seed) < test_fraction
-    val = ~test & (row_fraction(file_index, entry, seed + 1) < validation_split)
-    split = Split(~(test | val), val, test)
-    train_share = (1.0 - test_fraction) * (1.0 - validation_split)
-    sample_share = min(1.0, test_fraction / train_share) if train_share > 0 else 0.0
-    split._sample = row_fraction(file_index, entry, seed + 2) < sample_share
-    return split
-
-
-@dataclass
-class RunState:
-    """What a checkpoint records besides the model."""
-
-    mode: str
-    specs_key: str
-    n_features: int
-    chunk_done: int = -1  # chunk mode: last trained chunk
-    epoch_done: int = 0  # standard mode: last finished epoch
-    positions: list[list[int]] = field(default_factory=list)
-    events_processed: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-    best_epoch: int = 0  # early stopping: the epoch with the best monitored value so far
-    best_value: float | None = None
-    stopped_epoch: int = 0  # early stopping: the epoch after which training stopped (0: it did not)
-    version: int = CHECKPOINT_VERSION
+# the names this module has always offered, whose homes are now holdout, checkpoint and metrics
+__all__ = ["CHECKPOINT_VERSION", "RunState", "Split", "Trainer", "row_fraction", "split_entries", "split_rows",
+           "train", "weighted_metrics"]
 
 
 class Trainer:
@@ -163,9 +107,10 @@ class Trainer:
             if self.params.mode == "chunk":
                 self._train_chunks()
             else:
-                self._check_early_stopping()
-                self._train_epochs()
-                self._restore_best()
+                stopping = EarlyStopping(self.params, self.state, self.adapter, self.best_dir)
+                stopping.check()
+                self._train_epochs(stopping)
+                stopping.restore_best(self.events)
             y_test, scores_test = self._held_out(self.test_dir)
             metrics = classification_metrics(y_test, scores_test) if y_test.size else {"events": 0}
             weight_test = self._held_out_weights(self.test_dir)
@@ -222,13 +167,7 @@ class Trainer:
         if not state_file.exists():
             self.events.emit("log", level="warning", message=f"no checkpoint in {self.checkpoint_dir}; starting from the beginning")
             return fresh
-        try:
-            state = RunState(**json.loads(state_file.read_text()))
-        except (ValueError, TypeError) as err:
-            raise ConfigError(f"unreadable checkpoint state: {err}", where=str(state_file)) from None
-        if state.specs_key != fresh.specs_key or state.n_features != fresh.n_features or state.mode != fresh.mode:
-            raise ConfigError("the checkpoint is from a run with other inputs, params or preproc", where=str(state_file),
-                              hint="run without --resume to start again, or restore the original inputs")
+        state = load_state(state_file, fresh)
         self.adapter.load_checkpoint(self.checkpoint_dir)
         self.events.emit("log", level="info", message=(
             f"resuming after chunk {state.chunk_done}" if state.mode == "chunk" else f"resuming after epoch {state.epoch_done}"))
@@ -297,7 +236,7 @@ class Trainer:
 
     # -- standard mode ------------------------------------------------------------------------
 
-    def _train_epochs(self) -> None:
+    def _train_epochs(self, stopping: EarlyStopping) -> None:
         p = self.params
         total = self.ds.plan().total
         rate = self._rate = _Rate(self.state.events_processed)
@@ -335,62 +274,13 @@ class Trainer:
             self.events.emit("epoch", **record)
             self.state.events_processed += done
             self.state.epoch_done = epoch
-            stop = self._early_stopping_step(record)
+            stop = stopping.step(record)
             self._checkpoint(-1, epoch)
             if stop:
                 es = p.early_stopping
                 self.events.emit("early_stop", epoch=epoch, best_epoch=self.state.best_epoch, monitor=es["monitor"],
                                  best=self.state.best_value, patience=es["patience"], restored=es["restore_best"])
                 break
-
-    # -- early stopping (standard mode) -------------------------------------------------------
-
-    def _check_early_stopping(self) -> None:
-        es = self.params.early_stopping
-        if es and es["monitor"].startswith("val_") and self.params.validation_split == 0:
-            raise ConfigError(f"early_stopping monitors {es['monitor']!r} but validation_split is 0, so there are "
-                              "no validation rows", where=f"{self.params.source}: early_stopping.monitor",
-                              hint="set validation_split (e.g. 0.2) or monitor 'loss'")
-
-    def _early_stopping_step(self, record: dict[str, Any]) -> bool:
-        """Track the best epoch (its model kept in ``best/``); True when training should stop."""
-        es = self.params.early_stopping
-        if not es:
-            return False
-        monitor = es["monitor"]
-        value = record.get(monitor)
-        if value is None or not np.isfinite(value):
-            known = ", ".join(k for k in record if k not in ("epoch", "chunk", "step"))
-            raise ConfigError(f"early_stopping monitors {monitor!r}, which this training does not report"
-                              if value is None else f"early_stopping's {monitor!r} is {value} in epoch {record['epoch']}",
-                              where=f"{self.params.source}: early_stopping.monitor", hint=f"it reports: {known}")
-        lower = "loss" in monitor  # losses improve downwards, accuracy and the like upwards
-        best = self.state.best_value
-        delta = es["min_delta"]
-        if best is None or (value < best - delta if lower else value > best + delta):
-            self.state.best_value, self.state.best_epoch = float(value), int(record["epoch"])
-            if es["restore_best"]:
-                tmp = self.output / "best.part"
-                shutil.rmtree(tmp, ignore_errors=True)
-                self.adapter.save_checkpoint(tmp)
-                shutil.rmtree(self.best_dir, ignore_errors=True)
-                os.replace(tmp, self.best_dir)
-            return False
-        if record["epoch"] - self.state.best_epoch >= es["patience"]:
-            self.state.stopped_epoch = int(record["epoch"])
-            return True
-        return False
-
-    def _restore_best(self) -> None:
-        """With restore_best, the best epoch's model becomes the one tested and saved."""
-        es = self.params.early_stopping
-        if not es or not es["restore_best"] or not self.state.best_epoch:
-            return
-        if self.state.best_epoch != self.state.epoch_done:
-            self.adapter.load_checkpoint(self.best_dir)
-            self.events.emit("log", level="info", message=(
-                f"the model of epoch {self.state.best_epoch} ({es['monitor']} {self.state.best_value:.5g}) is the "
-                f"artifact, not that of the last epoch ({self.state.epoch_done})"))
 
     def _training_summary(self) -> dict[str, Any]:
         summary: dict[str, Any] = {"mode": self.params.mode, "epochs_trained": self.state.epoch_done
@@ -411,39 +301,19 @@ class Trainer:
     # -- test metrics -------------------------------------------------------------------------
 
     def _keep_test_rows(self, chunk: Chunk, rows: Split) -> None:
-        for folder, keep in ((self.test_dir, rows.test), (self.sample_dir, rows.sample)):
-            folder.mkdir(parents=True, exist_ok=True)
-            np.save(folder / f"X-{chunk.index:05d}.npy", chunk.X[keep])
-            np.save(folder / f"y-{chunk.index:05d}.npy", chunk.y[keep])
-            if chunk.weight is not None:
-                np.save(folder / f"w-{chunk.index:05d}.npy", chunk.weight[keep])
+        keep_rows(self.test_dir, chunk, rows.test)
+        keep_rows(self.sample_dir, chunk, rows.sample)
 
     def _held_out_weights(self, folder: Path) -> np.ndarray | None:
         """The event weights of the rows kept in ``folder``, in the order of :meth:`_held_out`;
         None without params.json ``weight``."""
         if not self.ds.selection.weighted:
             return None
-        out = []
-        for index in range(self.ds.plan().n_chunks):
-            x_path, w_path = folder / f"X-{index:05d}.npy", folder / f"w-{index:05d}.npy"
-            if x_path.exists() and len(np.load(x_path, mmap_mode="r")):
-                out.append(np.load(w_path))
-        return np.concatenate(out) if out else np.empty(0)
+        return kept_weights(folder, self.ds.plan().n_chunks)
 
     def _held_out(self, folder: Path) -> tuple[np.ndarray, np.ndarray]:
         """Labels and the final model's scores of the rows kept in ``folder``."""
-        ys, scores = [], []
-        for index in range(self.ds.plan().n_chunks):
-            x_path, y_path = folder / f"X-{index:05d}.npy", folder / f"y-{index:05d}.npy"
-            if not x_path.exists():
-                continue
-            X = np.load(x_path, mmap_mode="r")
-            if len(X):
-                scores.append(self.adapter.predict(np.asarray(X)))
-                ys.append(np.load(y_path))
-        if not ys:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
-        return np.concatenate(ys), np.concatenate(scores)
+        return kept_scores(folder, self.ds.plan().n_chunks, self.adapter.predict)
 
     def _evaluate(self, artifact: Path, y_test: np.ndarray, scores_test: np.ndarray) -> None:
         """``evaluation.json`` in the artifact (test rows against the training sample) and an
@@ -461,17 +331,6 @@ class Trainer:
 def _weights_of(chunk: Chunk, rows: np.ndarray) -> dict[str, Any]:
     """``sample_weight`` for the adapter's fit when the chunk carries event weights."""
     return {} if chunk.weight is None else {"sample_weight": chunk.weight[rows]}
-
-
-def weighted_metrics(y: np.ndarray, scores: np.ndarray, weight: np.ndarray) -> dict[str, Any]:
-    """The test AUC with event weights (binary labels), and the test events' Σw."""
-    from .evaluate import roc_auc
-
-    out: dict[str, Any] = {"weighted_events": float(np.sum(weight))}
-    scores = np.asarray(scores)
-    if scores.ndim == 1 and np.unique(y).size == 2:
-        out["weighted_auc"] = float(roc_auc(np.asarray(y) == 1, scores, weight))
-    return out
 
 
 class _Rate:
