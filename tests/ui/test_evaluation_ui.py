@@ -9,24 +9,11 @@ import json
 import pytest
 
 from mlaas4hep.client import Client
-from mlaas4hep.datagen import write_tth
+from support import OVERTRAINED_MODEL, OVERTRAINED_PARAMS, write_labelled_pair
 
 from .conftest import shot
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
-
-OVERTRAINED_MODEL = '''
-import torch
-from torch import nn
-
-def model(idim):
-    return nn.Sequential(nn.Linear(idim, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 1))
-
-def optimizer(parameters):
-    return torch.optim.Adam(parameters, lr=3e-3)
-'''
-OVERTRAINED_PARAMS = {"nevts": 1200, "chunk_size": 2000, "epochs": 25, "mode": "standard", "batch_size": 32,
-                      "test_fraction": 0.4}
 
 
 def format_p(p: float) -> str:
@@ -46,10 +33,9 @@ def format_rate(per_second: float) -> str:
 
 
 def test_job_view_shows_the_evaluation_and_flags_overtraining(lab, page):
-    write_tth(lab.root / "sig.root", 3000, signal=True, seed=5, separation=1.0)
-    write_tth(lab.root / "bkg.root", 3000, signal=False, seed=5, separation=1.0)
+    sig, bkg = write_labelled_pair(lab.root, 3000, seed=5)
     client = Client(f"http://127.0.0.1:{lab.port}/", token=lab.token)
-    job = client.submit(files=[str(lab.root / "sig.root"), str(lab.root / "bkg.root")], labels=["1", "0"],
+    job = client.submit(files=[str(sig), str(bkg)], labels=["1", "0"],
                         model=OVERTRAINED_MODEL, name="overtrained", params=OVERTRAINED_PARAMS)
     page.goto(lab.url("lab"))
     page.wait_for_selector(".jp-Launcher", timeout=90_000)

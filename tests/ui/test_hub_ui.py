@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import ARTIFACTS, run_all_cells, write_notebook
-from mlaas4hep.datagen import write_tth
-from support import need, torch_model
+from support import need, torch_model, write_labelled_pair
 
 pytestmark = [pytest.mark.slow, pytest.mark.ui]
 
@@ -66,14 +65,31 @@ def login(page, issuer: str, hub, user: str, ttl: int | None = None) -> None:
     page.wait_for_url(re.compile(rf"/user/{user}/"), timeout=180_000)
 
 
+def run_notebook(page, hub, user: str, notebook: str, until: tuple[str, ...], timeout: float) -> str:
+    """Open ``notebook`` on ``user``'s server, run all its cells, and return its outputs' text once
+    it shows one of ``until`` (or after ``timeout`` seconds)."""
+    page.goto(hub.url + f"/user/{user}/lab/tree/{notebook}")
+    page.wait_for_selector(".jp-Notebook", timeout=120_000)
+    page.wait_for_selector("[data-status='idle']", timeout=120_000)
+    run_all_cells(page)
+    outputs = page.locator(".jp-OutputArea-output")
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = "\n".join(outputs.all_inner_texts())
+        if any(marker in text for marker in until):
+            break
+        time.sleep(1)
+    return text
+
+
 def test_a_hub_user_trains_on_the_remote_service_with_their_own_token(hub_and_service, oidc_issuer, page):
     from mlaas4hep.client import Client, ServerError
 
     hub, service = hub_and_service
     home = hub.home("alice")
     home.mkdir(parents=True, exist_ok=True)
-    write_tth(home / "sig.root", 2000, signal=True, seed=5, separation=1.5)
-    write_tth(home / "bkg.root", 2000, signal=False, seed=5, separation=1.5)
+    write_labelled_pair(home, 2000, seed=5, separation=1.5)
     (home / "model.py").write_text(torch_model())
     (home / "params.json").write_text(json.dumps(PARAMS))
     write_notebook(home / "train.ipynb", [
@@ -83,19 +99,7 @@ def test_a_hub_user_trains_on_the_remote_service_with_their_own_token(hub_and_se
     ])
 
     login(page, oidc_issuer.url, hub, "alice")
-    page.goto(hub.url + "/user/alice/lab/tree/train.ipynb")
-    page.wait_for_selector(".jp-Notebook", timeout=120_000)
-    page.wait_for_selector("[data-status='idle']", timeout=120_000)
-
-    run_all_cells(page)
-    outputs = page.locator(".jp-OutputArea-output")
-    deadline = time.monotonic() + 420
-    text = ""
-    while time.monotonic() < deadline:
-        text = "\n".join(outputs.all_inner_texts())
-        if "JOB " in text or "mlaas4hep: error" in text:
-            break
-        time.sleep(1)
+    text = run_notebook(page, hub, "alice", "train.ipynb", until=("JOB ", "mlaas4hep: error"), timeout=420)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "hub-remote-train.png"))
     found = re.search(r"JOB ([0-9a-f]{6,})", text)
@@ -156,18 +160,7 @@ def test_an_expired_token_is_renewed_by_the_hub(hub_and_service, oidc_issuer, pa
         "print('DONE')",
     ])
     login(page, oidc_issuer.url, hub, "carol", ttl=20)
-    page.goto(hub.url + "/user/carol/lab/tree/renew.ipynb")
-    page.wait_for_selector(".jp-Notebook", timeout=120_000)
-    page.wait_for_selector("[data-status='idle']", timeout=120_000)
-    run_all_cells(page)
-    outputs = page.locator(".jp-OutputArea-output")
-    deadline = time.monotonic() + 180
-    text = ""
-    while time.monotonic() < deadline:
-        text = "\n".join(outputs.all_inner_texts())
-        if "DONE" in text or "Error" in text:
-            break
-        time.sleep(1)
+    text = run_notebook(page, hub, "carol", "renew.ipynb", until=("DONE", "Error"), timeout=180)
     page.screenshot(path=str(ARTIFACTS / "hub-token-renewed.png"))
     assert "RENEWED True True JupyterHub" in text, text
     assert "no jobs" in text and "mlaas4hep: error" not in text, text
