@@ -47,6 +47,28 @@ def test_specs_on_the_cluster_equal_one_process(many_ranges, dask_client):
         # both workers took part: ranges ran in both processes
         done = dask_client.run(lambda: sorted(k[0] for k in __import__("mlaas4hep.cluster").cluster._FILES))
         assert len(done) == 2 and all(done.values())
+        # each worker decompresses in its one task thread (no pool of the machine's cores) and keeps
+        # its files open between tasks, read without a memory map
+        how = dask_client.run(_how_files_are_open, many_ranges["files"])
+        assert all(v == [("MultithreadedFileSource", None)] for v in how.values()), how
+
+
+def _how_files_are_open(paths: list[str]) -> list:
+    from mlaas4hep.cluster import _FILES
+
+    return sorted({(type(f._file.file.source).__name__, f.decompression_executor)
+                   for f in _FILES.values() if f.path in paths and f._file is not None})
+
+
+def test_worker_open_options():
+    from mlaas4hep.cluster import worker_open_options
+
+    file = {"path": "/data/a.root", "open_options": {}, "read_threads": 0}
+    options, threads = worker_open_options(file)
+    assert threads == 1 and options["handler"].__name__ == "MultithreadedFileSource"
+    assert worker_open_options({**file, "read_threads": 4})[1] == 4  # the user's choice stands
+    assert "handler" not in worker_open_options({**file, "path": "root://eos//a.root"})[0]
+    assert worker_open_options({**file, "open_options": {"handler": int}})[0]["handler"] is int
 
 
 def test_specs_of_jagged_nan_and_int_branches(kitchen_sink, dask_client):

@@ -36,7 +36,7 @@ from .errors import ConfigError, DataError
 from .features import FeatureSelection
 from .mix import Chunk, ChunkMixer, StoreStream, StreamPosition
 from .plan import Plan
-from .read import RootFile
+from .read import RootFile, is_remote
 from .specs import Progress, Sink, _RangeStats, block_entries, entry_ranges, range_stats, window
 from .store import JAGGED, RowStore
 from .tensorize import FeatureLayout, Jagged, Tensorizer, packed
@@ -132,15 +132,46 @@ def _worker_name() -> str:
         return f"pid {os.getpid()}"
 
 
+def _worker_threads() -> int:
+    """Threads of this Dask worker (1 outside a worker)."""
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return 1
+
+
+def worker_open_options(file: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """uproot options and decompression threads for a file opened on a worker.
+
+    A worker uses the cores Dask gave it and no more: without an explicit ``read_threads``, its
+    baskets are decompressed by its own task threads (one per worker thread), not by a pool
+    sized to the machine's cores, which several workers would share. A local file is read
+    with reads, not a memory map, so that it can stay open across tasks (reopening it costs
+    more than a range of baskets) while the pages read from it do not stay in the worker's
+    memory (Dask counts them against its memory limit).
+    """
+    options = dict(file["open_options"])
+    threads = file["read_threads"] or _worker_threads()
+    if "handler" not in options and not is_remote(file["path"]):
+        import uproot
+
+        options["handler"] = uproot.source.file.MultithreadedFileSource
+        options.setdefault("num_workers", _worker_threads())
+    return options, threads
+
+
 def _open(file: dict[str, Any]) -> RootFile:
-    """The file as the client opened it; a worker that sees another file (another size or
-    ROOT UUID at that path) refuses it rather than mix two datasets."""
+    """The file as the client opened it, kept open for the worker's later tasks; a worker that
+    sees another file (another size or ROOT UUID at that path) refuses it rather than mix two
+    datasets."""
     key = (file["path"], file["tree"], repr(file["identity"]))
 
     def make() -> RootFile:
+        options, threads = worker_open_options(file)
         rfile = RootFile(file["path"], file["tree"], origin=file["origin"], retries=file["retries"],
-                         retry_wait=file["retry_wait"], open_options=file["open_options"],
-                         read_threads=file["read_threads"])
+                         retry_wait=file["retry_wait"], open_options=options, read_threads=threads)
         if rfile.identity() != file["identity"]:
             rfile.close()
             raise DataError(f"worker {_worker_name()} sees another file at this path ({rfile.identity()}, "
@@ -176,10 +207,7 @@ def run_range(blob: bytes, file: dict[str, Any], start: int, stop: int, step: in
     selection = _selection(blob)
     rfile = _open(file)
     rows = _Rows(columns) if columns is not None else None
-    try:
-        out = range_stats(rfile, selection, start, stop, step, sink=rows, stats=stats)
-    finally:
-        rfile.release()  # unmap what was read of it
+    out = range_stats(rfile, selection, start, stop, step, sink=rows, stats=stats)
     return out, (rows.blocks if rows is not None else [])
 
 
