@@ -251,3 +251,41 @@ def test_cli_workflow_with_dask_trains_to_an_artifact(many_ranges, dask_client, 
     with _dataset(many_ranges) as ds:
         total = ds.plan().total
     assert [e for e in events if e["event"] == "chunk_done"][-1]["events_processed"] == total
+
+
+def test_ranges_finishing_out_of_order_are_merged_in_order(many_ranges, dask_client, monkeypatch, tmp_path):
+    """The first range of the first file finishes last: the specs (sums of float64 weights, which
+    depend on the order of addition) and the stream are still exactly those of one process."""
+    from mlaas4hep import cluster
+
+    original = cluster.run_range
+    marks = tmp_path / "finished"
+    marks.mkdir()
+    late = os.path.basename(many_ranges["files"][0])
+
+    def first_range_late(blob, file, start, stop, *rest):  # a closure: shipped by value to the workers
+        import os as _os
+        import time as _time
+
+        base = _os.path.basename(file["path"])
+        if base == late and start == 0:
+            _time.sleep(1.5)
+        out = original(blob, file, start, stop, *rest)
+        (marks / f"{base}-{start}-{_time.monotonic_ns()}").write_text("")
+        return out
+
+    # event * 1e-9 gives every weight a full float64 mantissa: their sum changes with the order
+    weighted = {"weight": {"expr": "weight * 2 + event * 1e-9", "scale": [0.5, 3.0]}}
+    with _dataset(many_ranges, **weighted) as one:
+        expected = one.specs()
+        expected_stream = _chunks(one, seed=7)
+    monkeypatch.setattr(cluster, "run_range", first_range_late)
+    with _dataset(many_ranges, dask=dask_client, **weighted) as spread:
+        got = spread.specs()
+        got_stream = _chunks(spread, seed=7)
+    assert _without_key(got) == _without_key(expected)
+    _assert_same_stream(expected_stream, got_stream)
+    # the ranges did finish out of order: later ranges of the first file before its first one
+    done = [p.name.rsplit("-", 2) for p in marks.iterdir()]
+    first = min(int(t) for f, a, t in done if f == late and a == "0")
+    assert any(int(t) < first for f, a, t in done if f == late and a != "0")

@@ -228,8 +228,7 @@ def build_chunk(folder: str, key: str, plan: Plan, layout: FeatureLayout, labels
         streams.append(StoreStream(store, i, max(piece[i], takes[i]), start=position))
     tensorizer = Tensorizer(layout)
     mixer = ChunkMixer(streams, plan, tensorizer, labels, shuffle, seed, identifiers, index)
-    chunk = mixer._build(index, takes)
-    chunk.X = chunk.X.copy()  # off the mixer's reused buffer
+    chunk = mixer._build(index, takes)  # X: a buffer of this task's own mixer, not reused
     return chunk, dict(tensorizer.clipped)
 
 
@@ -264,15 +263,21 @@ def read_pass(client: Any, files: Sequence[RootFile], selection: FeatureSelectio
               progress: Progress | None = None, sink: Sink | None = None, stats: bool = True,
               ahead: int | None = None) -> list[_RangeStats]:
     """:func:`mlaas4hep.specs.read_pass` on the workers of ``client``: the same ranges, merged in
-    the same order; at most ``ahead`` ranges (default two per worker) in flight, so the client
-    holds at most that many ranges' rows."""
+    the same order (so sums of floats are the same), whatever order the workers finish them in.
+
+    At most ``ahead`` ranges are in flight or finished but not merged yet: by default two per
+    worker when their rows come back (so the client holds at most that many ranges' rows),
+    eight per worker for statistics alone (small). A new range is sent as soon as any one
+    finishes, so one slow range does not leave the other workers idle.
+    """
     import cloudpickle
+    from distributed import as_completed
 
     step = block_entries(files, selection, params)
     blob = cloudpickle.dumps(selection)
     columns = dict(sink.columns) if sink is not None else None
     totals = [_RangeStats(selection) for _ in files]
-    ahead = ahead or 2 * n_workers(client)
+    ahead = ahead or (2 if sink is not None else 8) * n_workers(client)
 
     def units() -> Iterator[tuple[int, int, int]]:
         for i, rfile in enumerate(files):
@@ -282,32 +287,42 @@ def read_pass(client: Any, files: Sequence[RootFile], selection: FeatureSelectio
             yield from ((i, a, b) for a, b in ranges)
 
     descriptions: dict[int, dict[str, Any]] = {}
+    running: dict[Any, tuple[int, tuple[int, int, int]]] = {}  # future -> (its place in the pass, unit)
+    finished: dict[int, tuple[tuple[int, int, int], Any]] = {}  # place -> (unit, result), not merged yet
+    planned = enumerate(units())
+    done = as_completed()
 
-    def submit(unit: tuple[int, int, int]) -> Any:
-        i, a, b = unit
-        if i not in descriptions:
-            descriptions[i] = file_description(files[i], params)
-        return client.submit(run_range, blob, descriptions[i], a, b, step, columns, stats, pure=False)
+    def fill() -> None:
+        while len(running) + len(finished) < ahead:
+            place, unit = next(planned, (None, None))
+            if unit is None:
+                return
+            i, a, b = unit
+            if i not in descriptions:
+                descriptions[i] = file_description(files[i], params)
+            future = client.submit(run_range, blob, descriptions[i], a, b, step, columns, stats, pure=False)
+            running[future] = (place, unit)
+            done.add(future)
 
-    pending: deque = deque()
-    planned = units()
+    merged = 0
     try:
-        for unit in itertools.islice(planned, ahead):
-            pending.append((unit, submit(unit)))
-        while pending:
-            (i, a, b), future = pending.popleft()
-            part, blocks = future.result()
+        fill()
+        for future in done:
+            place, unit = running.pop(future)
+            finished[place] = (unit, future.result())
             future.release()
-            totals[i].merge(part)
-            if sink is not None:
-                for start, entry, arrays in blocks:
-                    sink.add(i, start, entry, arrays)
-            if progress:
-                progress(files[i].path, b - a)
-            for unit in itertools.islice(planned, 1):
-                pending.append((unit, submit(unit)))
+            while merged in finished:
+                (i, a, b), (part, blocks) = finished.pop(merged)
+                merged += 1
+                totals[i].merge(part)
+                if sink is not None:
+                    for start, entry, arrays in blocks:
+                        sink.add(i, start, entry, arrays)
+                if progress:
+                    progress(files[i].path, b - a)
+            fill()
     finally:
-        for _, future in pending:
+        for future in running:
             future.cancel()
     return totals
 
