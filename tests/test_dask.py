@@ -289,3 +289,15 @@ def test_ranges_finishing_out_of_order_are_merged_in_order(many_ranges, dask_cli
     done = [p.name.rsplit("-", 2) for p in marks.iterdir()]
     first = min(int(t) for f, a, t in done if f == late and a == "0")
     assert any(int(t) < first for f, a, t in done if f == late and a != "0")
+
+
+def test_blocks_follow_the_baskets_as_in_one_process(dask_client, tmp_path):
+    """Baskets of 3,000 entries: one process reads blocks of 9,000 (whole baskets), and so do the
+    workers; with float64 weights, whose sums depend on the blocks, the specs are equal."""
+    path = write_tth(tmp_path / "small-baskets.root", 45_000, signal=True, seed=3, batch=3_000)
+    data = {"files": [str(path)], "labels": [1]}
+    weighted = {"weight": {"expr": "sqrt(event + 0.5)"}}  # its sum here changes with blocks of 10,000
+    with _dataset(data, **weighted) as one, _dataset(data, dask=dask_client, **weighted) as spread:
+        expected, got = one.specs(rows=False), spread.specs(rows=False)
+    assert got["events"]["weighted"]["total"] > 0
+    assert _without_key(got) == _without_key(expected)

@@ -37,7 +37,7 @@ from .features import FeatureSelection
 from .mix import Chunk, ChunkMixer, StoreStream, StreamPosition
 from .plan import Plan
 from .read import RootFile, is_remote
-from .specs import Progress, Sink, _RangeStats, block_entries, entry_ranges, range_stats, window
+from .specs import Progress, Sink, _RangeStats, aligned_step, block_entries, entry_ranges, range_stats, window
 from .store import JAGGED, RowStore
 from .tensorize import FeatureLayout, Jagged, Tensorizer, packed
 
@@ -279,10 +279,14 @@ def read_pass(client: Any, files: Sequence[RootFile], selection: FeatureSelectio
     totals = [_RangeStats(selection) for _ in files]
     ahead = ahead or (2 if sink is not None else 8) * n_workers(client)
 
+    steps = [step] * len(files)
+
     def units() -> Iterator[tuple[int, int, int]]:
-        for i, rfile in enumerate(files):
+        for i, rfile in enumerate(files):  # the ranges and blocks of the one-process pass
             stop = window(rfile.num_entries, params.nevts)
-            ranges = entry_ranges(rfile.cluster_starts(selection.read), stop, 2 * step) if stop else []
+            clusters = rfile.cluster_starts(selection.read) if stop else []
+            ranges = entry_ranges(clusters, stop, 2 * step) if stop else []
+            steps[i] = aligned_step(clusters, step)
             rfile.release()
             yield from ((i, a, b) for a, b in ranges)
 
@@ -300,7 +304,7 @@ def read_pass(client: Any, files: Sequence[RootFile], selection: FeatureSelectio
             i, a, b = unit
             if i not in descriptions:
                 descriptions[i] = file_description(files[i], params)
-            future = client.submit(run_range, blob, descriptions[i], a, b, step, columns, stats, pure=False)
+            future = client.submit(run_range, blob, descriptions[i], a, b, steps[i], columns, stats, pure=False)
             running[future] = (place, unit)
             done.add(future)
 
