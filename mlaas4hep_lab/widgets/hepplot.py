@@ -85,7 +85,8 @@ class HepPlotter:
         # per figure: what its frame looked like (limits, scales, labels) and its pixels without
         # the data, so that a redraw with the same frame draws only the data over them
         self._frames: dict[tuple, tuple[tuple, Any]] = {}
-        self.frame_reused = 0  # redraws that reused the frame (for tests and the bench)
+        self.frame_reused = 0  # drawings that reused the frame (for tests and the bench)
+        self.drawings = 0
 
     def _rc(self, opts: PlotOptions) -> dict:
         rc = _style(opts.style)
@@ -140,6 +141,7 @@ class HepPlotter:
         figure; else its pixels are restored and the data (curves, error bars, cut lines) drawn
         over them. Both ways draw the data after the frame, so they give the same pixels."""
         canvas = fig.canvas
+        self.drawings += 1
         data = sorted((a for target in axes for a in _data_artists(target, keep)), key=lambda a: a.get_zorder())
         frame = _frame_signature(fig, axes)
         known = self._frames.get(key)
