@@ -373,3 +373,6 @@ def test_the_workbench_takes_units_per_branch(tth):
     wb = Workbench(files=[str(tth["signal"])], sample_size=500, units={"HT": "GeV"})
     assert wb.state.units == {"HT": "GeV"} and wb.explorer.unit_of("HT") == "GeV"
     assert wb.explorer.unit_of("MET") == ""  # uproot wrote the demo files: no titles, no unit
+    from mlaas4hep.datagen import UNITS
+
+    assert set(UNITS) <= set(wb.state.sample().kinds)  # the demo's units name its branches

@@ -87,7 +87,8 @@ class BranchExplorer(w.VBox):
         self.theme.observe(lambda _: self.schedule(), "dark")
         self.branch.observe(self._branch_picked, "value")
         self.unit.observe(self._unit_typed, "value")
-        self._showing_unit = False  # while the explorer itself puts a branch's unit in the field
+        self._showing_unit: set[int] = set()  # threads putting a branch's unit in the field (not the user)
+        self._unit_branch: str | None = None  # the branch whose unit the field shows
         self.sample_size.observe(self._resize, "value")
         state.observe(lambda _: self.schedule(), ["preproc", "preproc_error", "preproc_draft"])
         state.observe(lambda _: self.schedule(options=True), ["files", "labels", "params", "sample_size"])
@@ -139,7 +140,7 @@ class BranchExplorer(w.VBox):
         branch back."""
         if threading.get_ident() != self._updating:
             self._wanted = change["new"]
-        self._show_unit(self.unit_of(change["new"]))
+        self._show_unit(change["new"])
 
     def unit_of(self, branch: str | None) -> str:
         """The unit shown for ``branch``: the user's, else the one in its title, else none."""
@@ -154,18 +155,21 @@ class BranchExplorer(w.VBox):
         info = sample.branches.get(branch) if sample is not None else None
         return unit_from_title(info.title) if info is not None else ""
 
-    def _show_unit(self, unit: str) -> None:
-        self._showing_unit = True
+    def _show_unit(self, branch: str | None) -> None:
+        """Put ``branch``'s unit in the field: what the user types next is this branch's."""
+        thread = threading.get_ident()
+        self._showing_unit.add(thread)
         try:
-            self.unit.value = unit
+            self._unit_branch = branch
+            self.unit.value = self.unit_of(branch)
         finally:
-            self._showing_unit = False
+            self._showing_unit.discard(thread)
 
     def _unit_typed(self, change: dict) -> None:
         """The user's unit for the branch shown, kept in the state (a cleared field goes back to
         the title's unit)."""
-        branch = self.branch.value
-        if self._showing_unit or not branch:
+        branch = self._unit_branch  # the branch whose unit the field shows
+        if threading.get_ident() in self._showing_unit or not branch:
             return
         units = dict(self.state.units)
         if change["new"].strip():
@@ -219,7 +223,7 @@ class BranchExplorer(w.VBox):
             self.image.value = self._plotter.draw(histogram, PlotOptions(
                 colours=colours, signal=signal, style=self.style.value, normalise=self.normalise.value,
                 per_width=self.per_width.value, log_y=self.log_y.value, lower=self.lower.value,
-                unit=self.unit.value.strip(), dark=self.theme.dark, roles=roles,
+                unit=self.unit_of(name), dark=self.theme.dark, roles=roles,
                 label=f"{name} = {definition}" if definition else ""))
             self.histogram = histogram
             self.classes.value = classes_html(mapping, colours, sample.weight_text)

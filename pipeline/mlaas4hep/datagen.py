@@ -38,6 +38,11 @@ def _within(rng: np.random.Generator, draw, limit: float, n: int) -> np.ndarray:
         values[outside] = draw(int(outside.sum()))
     return np.clip(values, -np.nextafter(limit, 0), np.nextafter(limit, 0))
 
+#: The units of the generated branches, for axis labels (``Workbench(units=UNITS)``): uproot
+#: writes no branch titles, so the files cannot carry them.
+UNITS = {"HT": "GeV", "MET": "GeV", "MET_phi": "rad", "lep1Pt": "GeV", "lep1Phi": "rad", "jetPt": "GeV",
+         "jetM": "GeV", "jetPhi": "rad", "partonE": "GeV", "partonPt": "GeV", "partonPhi": "rad"}
+
 #: The paper's Figure 4 preproc.json, as published.
 FIGURE4_PREPROC = {
     "new_branch": {

@@ -88,6 +88,21 @@ def test_explore_like_a_physicist(lab, page):
     page.wait_for_timeout(2500)
     shot(page, "explore-n-1-ratio")
 
+    # a unit typed for HT (uproot wrote the demo files: no branch titles) labels its axes and is
+    # kept for HT while another branch is shown
+    unit = page.locator(".mlaas4hep-explorer input[placeholder='unit (from the title)']").first
+    assert unit.input_value() == ""
+    drawn = page.locator(".widget-image").first.get_attribute("src")
+    unit.fill("GeV")
+    unit.press("Enter")
+    page.wait_for_function("b => document.querySelector('.widget-image').src !== b", arg=drawn, timeout=60_000)
+    page.wait_for_timeout(1500)
+    shot(page, "explore-unit-typed")
+    select_branch(page, "MET")
+    page.wait_for_function("u => u.value === ''", arg=unit.element_handle(), timeout=30_000)
+    select_branch(page, "HT")
+    page.wait_for_function("u => u.value === 'GeV'", arg=unit.element_handle(), timeout=30_000)
+
     # §5: jets inside the detector
     page.get_by_text("N−1 (every cut except those on this branch)").click()
     select_branch(page, "jetEta")
