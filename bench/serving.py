@@ -21,6 +21,7 @@ the rows/s of one call per request; p99 <= 50 ms at 8 clients. Prints figures; a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -91,6 +92,77 @@ def load(url: str, token: str, bodies: Path, clients: int, seconds: float) -> di
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def call_cpu(call, rows: np.ndarray, seconds: float = 1.0) -> float:
+    """CPU microseconds of one model call on ``rows`` (mean over about ``seconds``), with PyTorch's
+    threads as the service sets them (one)."""
+    try:
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+    except ImportError:
+        torch = None
+    try:
+        call(rows)
+        n, start, cpu = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - start < seconds:
+            call(rows)
+            n += 1
+        return (time.process_time() - cpu) / n * 1e6
+    finally:
+        if torch is not None:
+            torch.set_num_threads(threads)
+
+
+def asgi_cpu(issuer: str, models: Path, data: Path, token: str, path: str, body: bytes, clients: int, n: int,
+             max_batch: int) -> dict:
+    """CPU microseconds per request of the service's ASGI app called in this process (no sockets,
+    no HTTP parsing): ``n`` requests from ``clients`` concurrent tasks; the model's thread included."""
+    from mlaas4hep.service.app import create_app
+    from mlaas4hep.service.config import ServeConfig
+
+    app = create_app(ServeConfig(issuer=issuer, audience="mlaas4hep", data_dir=str(data), models_dir=str(models),
+                                 no_jobs=True, batch_max_size=max_batch))
+    headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {token}".encode()),
+               (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+
+    async def one() -> int:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80)}
+        sent = {"status": 0}
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                sent["status"] = message["status"]
+
+        await app(scope, receive, send)
+        return sent["status"]
+
+    async def run() -> dict:
+        async with app.router.lifespan_context(app):
+            statuses = [await one() for _ in range(clients)]  # the model loaded, the token remembered
+            registry = app.state.service.serving.registry
+            before = registry.loaded_model(registry.resolve(registry.owner_of("mlp"), "mlp")).batcher.stats()
+
+            async def client(k: int) -> None:
+                for _ in range(k, n, clients):
+                    statuses.append(await one())
+
+            cpu = time.process_time()
+            await asyncio.gather(*(client(k) for k in range(clients)))
+            cpu = time.process_time() - cpu
+            after = registry.loaded_model(registry.resolve(registry.owner_of("mlp"), "mlp")).batcher.stats()
+        if set(statuses) != {200}:
+            raise RuntimeError(f"in-process requests answered {sorted(set(statuses))}")
+        return {"cpu_us": cpu / n * 1e6, "calls_per_request": (after["calls"] - before["calls"]) / n}
+
+    return asyncio.run(run())
+
+
 def stats(url: str, token: str, model: str) -> dict:
     import requests
 
@@ -132,6 +204,7 @@ def main() -> int:
     call(rows[:n])
     one_call = n / (time.perf_counter() - start)
     print(f"in-process predict: {per_row:,.0f} rows/s one row per call, {one_call:,.0f} rows/s in one call")
+    model_cpu = {k: call_cpu(call, rows[:k]) for k in (1, 64)}
 
     issuer = OIDCIssuer()
     models = work / "models"
@@ -194,6 +267,22 @@ def main() -> int:
         if (8, "batched") in results:
             p99 = results[8, "batched"]["p99"]
             print(f"target p99 <= 50 ms at 8 clients (batched): {'met' if p99 <= 50 else 'NOT met'} ({p99:.1f} ms)")
+        print()
+        print("where a request's time goes (CPU microseconds per request; one row each):")
+        print(f"  the model call, in process ({args.framework}, 1 thread as served): {model_cpu[1]:,.0f} for 1 row, "
+              f"{model_cpu[64]:,.0f} for 64 rows ({model_cpu[64] / 64:,.1f} per row)")
+        body = (work / "bodies.txt").read_bytes().split(b"\n", 1)[0]
+        for mode, size in (("unbatched", 1), ("batched", 256)):
+            app_cpu = asgi_cpu(issuer.url, models, work / f"asgi-{mode}", token, path, body, 64, 3000, size)
+            print(f"  the service's ASGI app in process, 64 concurrent requests, no sockets, {mode}: "
+                  f"{app_cpu['cpu_us']:,.0f} (model calls per request {app_cpu['calls_per_request']:.3f})")
+        for clients in sorted({c for c, _ in results}):
+            print(f"  the service over HTTP at {clients} clients (server process, table above): "
+                  f"{results[clients, 'unbatched']['server_cpu_s'] / results[clients, 'unbatched']['requests'] * 1e6:,.0f}"
+                  f" unbatched, {results[clients, 'batched']['server_cpu_s'] / results[clients, 'batched']['requests'] * 1e6:,.0f}"
+                  " batched")
+        print("  batching can save at most the model call's share of a request's CPU time; the rest (HTTP, JSON,\n"
+              "  token lookup, routing, validation, the response) is paid per request in both modes")
         print(f"load average after the run: {os.getloadavg()[0]:.1f} (2-core machine shared with other work)")
     finally:
         for svc in services.values():
