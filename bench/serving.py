@@ -260,7 +260,10 @@ def main() -> int:
         print()
         for clients in sorted({c for c, _ in results}):
             ratio = results[clients, "batched"]["rows_s"] / results[clients, "unbatched"]["rows_s"]
-            print(f"{clients:>3} clients: batched / one call per request = {ratio:.2f}x rows/s")
+            cpu = [results[clients, m]["server_cpu_s"] / max(results[clients, m]["requests"], 1)
+                   for m in ("unbatched", "batched")]
+            print(f"{clients:>3} clients: batched / one call per request = {ratio:.2f}x rows/s; server CPU per "
+                  f"request {cpu[0] / cpu[1]:.2f}x less")
         if (64, "batched") in results:
             ratio = results[64, "batched"]["rows_s"] / results[64, "unbatched"]["rows_s"]
             print(f"target at 64 clients >= 5x: {'met' if ratio >= 5 else 'NOT met'} ({ratio:.2f}x)")
@@ -269,7 +272,8 @@ def main() -> int:
             print(f"target p99 <= 50 ms at 8 clients (batched): {'met' if p99 <= 50 else 'NOT met'} ({p99:.1f} ms)")
         print()
         print("where a request's time goes (CPU microseconds per request; one row each):")
-        print(f"  the model call, in process ({args.framework}, 1 thread as served): {model_cpu[1]:,.0f} for 1 row, "
+        threads = ", 1 thread as served" if args.framework == "torch" else ""
+        print(f"  the model call, in process ({args.framework}{threads}): {model_cpu[1]:,.0f} for 1 row, "
               f"{model_cpu[64]:,.0f} for 64 rows ({model_cpu[64] / 64:,.1f} per row)")
         body = (work / "bodies.txt").read_bytes().split(b"\n", 1)[0]
         for mode, size in (("unbatched", 1), ("batched", 256)):
