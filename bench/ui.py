@@ -12,14 +12,23 @@ image, end to end (debounce included), and the explorer's own work. Target: <= 3
 Two setups in one run, side by side: the plainest plot (no weights, no experiment style, no lower
 panel) as the baseline, and the physicist's (params weight with a per-file scale, √Σw² error
 bars, CMS style, signal/background ratio panel, weighted cut flow with S/√B).
+With ``--against REV`` (a git revision, e.g. the commit before a change) it also runs the second
+setup on the code of REV and on this tree, each in a fresh process, alternating for ``--rounds``
+rounds, and prints both side by side with their ratio.
 Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,25 +75,82 @@ def measure(files: list[str], events: int, edits: int, params: dict, style: str,
             time.sleep(0.001)
         end_to_end.append((time.perf_counter() - t0) * 1000)
         work.append(explorer.last_update_ms)
-        cpu.append(explorer.last_update_cpu_ms)
+        cpu.append(getattr(explorer, "last_update_cpu_ms", None))  # (None from older explorers)
     weighted = explorer.histogram.weighted
-    reused = (explorer._plotter.frame_reused, explorer._plotter.drawings)
+    plotter = explorer._plotter  # (older explorers count no frames: 0 of 0)
+    reused = (getattr(plotter, "frame_reused", 0), getattr(plotter, "drawings", 0))
     state.files = []
-    return {"first": first, "end_to_end": sorted(end_to_end), "work": sorted(work), "cpu": sorted(cpu),
+    return {"first": first, "end_to_end": sorted(end_to_end), "work": sorted(work),
+            "cpu": sorted(c for c in cpu if c is not None),
             "weighted": weighted,
             "reused": reused}
+
+
+HEP_PARAMS = {"weight": {"expr": "weight * 0.5", "scale": [0.02, 1.3]}}
+
+
+def child(files: list[str], events: int, edits: int) -> None:
+    """The second setup on whatever code is first on the path, as one JSON line; the explorer
+    thread's CPU time is taken around ``_update`` (older explorers do not record it)."""
+    cpu: list[float] = []
+    update = BranchExplorer._update
+
+    def timed(self, options):
+        start = time.thread_time()
+        update(self, options)
+        cpu.append((time.thread_time() - start) * 1000)
+
+    BranchExplorer._update = timed
+    run = measure(files, events, edits, HEP_PARAMS, "CMS", "signal / background")
+    run["cpu"] = sorted(cpu[-edits:])
+    print(json.dumps({k: run[k] for k in ("end_to_end", "work", "cpu")}))
+
+
+def against(rev: str, files: list[str], events: int, edits: int, rounds: int) -> None:
+    """REV's code and this tree's, alternating, each round a fresh process per side."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="ui-bench-") as tmp:
+        archive = subprocess.run(["git", "-C", str(root), "archive", rev, "pipeline", "mlaas4hep_lab"],
+                                 check=True, capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        sides = {rev: Path(tmp), "this tree": root}
+        runs: dict[str, list[dict]] = {name: [] for name in sides}
+        for r in range(rounds):
+            for name, tree in sides.items():
+                env = {**os.environ, "PYTHONPATH": f"{tree / 'pipeline'}{os.pathsep}{tree}"}
+                load = os.getloadavg()[0]
+                done = subprocess.run([sys.executable, __file__, "--child", "--events", str(events), "--edits",
+                                       str(edits)], env=env, capture_output=True, text=True)
+                if done.returncode:
+                    sys.exit(f"the {name} run failed:\n{done.stderr[-3000:]}")
+                runs[name].append({**json.loads(done.stdout.strip().splitlines()[-1]), "load": load})
+    print(f"\n{rev} against this tree, weights+errors+CMS+ratio, {rounds} rounds alternating (median of each "
+          "round's median):")
+    for key, label in (("end_to_end", "edit -> new histogram (end to end)"), ("work", "explorer work"),
+                       ("cpu", "  its CPU time")):
+        medians = {name: statistics.median(statistics.median(r[key]) for r in rs) for name, rs in runs.items()}
+        a, b = medians[rev], medians["this tree"]
+        print(f"  {label:36s} {rev}: {a:6.0f} ms   this tree: {b:6.0f} ms   ratio {b / a:5.2f}x")
+    loads = [r["load"] for rs in runs.values() for r in rs]
+    print(f"  load average at the start of each process: {min(loads):.1f} to {max(loads):.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="sample events per file")
     parser.add_argument("--edits", type=int, default=15)
+    parser.add_argument("--against", metavar="REV", help="also compare with the code of this git revision")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of --against")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     files = [str(ensure_file("train-150k-sig.root", 150_000, seed=11, signal=True)),
              str(ensure_file("train-150k-bkg.root", 150_000, seed=11, signal=False))]
+    if args.child:
+        child(files, args.events, args.edits)
+        return
     base = measure(files, args.events, args.edits, {}, "plain", "none")
-    hep = measure(files, args.events, args.edits, {"weight": {"expr": "weight * 0.5", "scale": [0.02, 1.3]}},
-                  "CMS", "signal / background")
+    hep = measure(files, args.events, args.edits, HEP_PARAMS, "CMS", "signal / background")
     print(f"machine: {machine()}")
     print(f"sample: {args.events:,} events per file, 2 files; first preview (reading the sample) "
           f"{base['first']:.2f} s / {hep['first']:.2f} s")
@@ -104,6 +170,8 @@ def main() -> None:
           f"{base['reused'][0]} of {base['reused'][1]} / {hep['reused'][0]} of {hep['reused'][1]} drawings "
           "(the first drawings of a branch or a look draw it)")
     print("target: <= 300 ms end to end with weights and error bars on")
+    if args.against:
+        against(args.against, files, args.events, args.edits, args.rounds)
 
 
 if __name__ == "__main__":
