@@ -42,6 +42,9 @@ PathOrList = str | os.PathLike | Sequence[str]
 log = logging.getLogger("mlaas4hep")
 
 
+MIX_WORKERS = min(2, os.cpu_count() or 1)  # threads assembling chunks at once
+
+
 class WideFeaturesWarning(UserWarning):
     """Rows so wide (a jagged branch padded to a long jdim) that chunks cost gigabytes."""
 
@@ -283,7 +286,9 @@ class Dataset:
                     share = math.ceil(plan.share(i)) + 1
                     piece = int(min(64 << 10, budget / len(self.paths)) / max(store.bytes_per_event(i), 1.0))
                     streams.append(StoreStream(reader, i, max(share, piece), start=starts[i]))
-                yield from ChunkMixer(streams, plan, tensorizer, labels, shuffle, seed, ids, first_chunk, starts)
+                workers = self._mix_workers(plan, layout, max(map(store.bytes_per_event, range(len(self.paths)))))
+                yield from ChunkMixer(streams, plan, tensorizer, labels, shuffle, seed, ids, first_chunk, starts,
+                                      workers=workers)
             finally:
                 reader.close()
                 if self._store_temporary and self._store is store:
@@ -292,6 +297,7 @@ class Dataset:
         def generate() -> Iterator[Chunk]:
             executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlaas4hep-read")
             streams: list[FileStream | None] = []
+            ahead = 2 if self._streaming_fits(specs, ahead=2) else 1  # blocks of each file read at once
             try:
                 for i, rfile in enumerate(self.files):
                     if plan.quotas[i] == 0 or starts[i].taken >= plan.quotas[i]:
@@ -299,8 +305,10 @@ class Dataset:
                         continue
                     stop = window(rfile.num_entries, self.params.nevts)
                     streams.append(FileStream(rfile, selection, stop, self._step(i, plan, specs), executor, ids,
-                                              start=starts[i]))
-                yield from ChunkMixer(streams, plan, tensorizer, labels, shuffle, seed, ids, first_chunk, starts)
+                                              start=starts[i], ahead=ahead))
+                per_event = max(f.bytes_per_entry(selection.read) for f in self.files)
+                yield from ChunkMixer(streams, plan, tensorizer, labels, shuffle, seed, ids, first_chunk, starts,
+                                      workers=self._mix_workers(plan, layout, per_event))
             finally:
                 for stream in streams:
                     if stream is not None:
@@ -344,6 +352,14 @@ class Dataset:
     def clipped(self) -> dict[str, int]:
         """Jagged elements beyond ``jdim`` dropped during the last pass, per branch."""
         return dict(self._tensorizer.clipped) if self._tensorizer else {}
+
+    def _mix_workers(self, plan: Plan, layout: FeatureLayout, bytes_per_event: float) -> int:
+        """Threads assembling chunks at once: ``MIX_WORKERS`` where what the extra chunks in flight
+        hold (a row buffer, and the source values of each chunk being assembled) fits in a quarter
+        of ``memory_mb``; else one, which tensorizes each piece as soon as it is read."""
+        rows = max(1, min(plan.chunk_size, plan.total))
+        extra = rows * (layout.n_features * 4 + MIX_WORKERS * bytes_per_event)
+        return MIX_WORKERS if extra <= self.params.memory_mb * (1 << 20) / 4 else 1
 
     def _step(self, i: int, plan: Plan, specs: dict[str, Any]) -> int:
         """Entries to read per block from file i: about one chunk's share of its events."""
@@ -448,15 +464,18 @@ class Dataset:
             self._adopt_store(writer, key)
         return self._store
 
-    def _streaming_fits(self, specs: dict[str, Any]) -> bool:
-        """Whether reading every file at once straight from ROOT fits in half of ``memory_mb``
-        (each file being read holds its partly-used baskets; with many files it would not)."""
+    def _streaming_fits(self, specs: dict[str, Any], ahead: int = 1) -> bool:
+        """Whether reading every file at once straight from ROOT, ``ahead`` blocks of each read
+        ahead, fits in half of ``memory_mb`` (each file being read holds its partly-used baskets;
+        with many files it would not)."""
         plan = self.plan()
         budget = self.params.memory_mb * (1 << 20) / 2
         total = 0.0
         for i, rfile in enumerate(self.files):
             if plan.quotas[i]:
-                total += rfile.stream_bytes(self.selection.read, self._step(i, plan, specs))
+                step = self._step(i, plan, specs)
+                total += rfile.stream_bytes(self.selection.read, step)
+                total += (ahead - 1) * step * rfile.bytes_per_entry(self.selection.read)
                 if total > budget:
                     return False
         return True

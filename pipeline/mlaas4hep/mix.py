@@ -13,8 +13,9 @@ from __future__ import annotations
 import queue
 import sys
 import threading
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Executor, Future
+from collections.abc import Iterable, Iterator, Sequence
+from collections import deque
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from .errors import DataError
 from .features import FeatureSelection
 from .plan import Plan
 from .read import RootFile
+from .specs import _selected
 from .store import RowStore
 from .tensorize import Jagged, Tensorizer, packed
 from .weights import WEIGHT
@@ -138,48 +140,60 @@ class FillGroups:
 
 
 class FileStream:
-    """The selected events of one file, in entry order, one block read ahead."""
+    """The selected events of one file, in entry order, ``ahead`` blocks read ahead (at once,
+    each a range of about ``step`` entries cut where the file's baskets start, where it can)."""
 
     def __init__(self, rfile: RootFile, selection: FeatureSelection, stop: int, step: int,
-                 executor: Executor, identifiers: Sequence[str] = (), start: StreamPosition = StreamPosition()):
+                 executor: Executor, identifiers: Sequence[str] = (), start: StreamPosition = StreamPosition(),
+                 ahead: int = 1):
         self.rfile = rfile
         self.selection = selection
         self.keep = selection.features + [n for n in identifiers if n not in selection.features]
-        read = selection.read + [n for n in identifiers if n not in selection.read and n != WEIGHT]
+        self._jagged = set(selection.jagged)  # features; taken as Jagged, as the row store gives them
+        self._read = selection.read + [n for n in identifiers if n not in selection.read and n != WEIGHT]
         self.position = start
-        self._blocks = rfile.iterate(read, start.next_entry, stop, step)
+        self.ahead = max(1, ahead)
+        self._ranges = stream_ranges(rfile.cluster_starts(self._read) if stop > start.next_entry else [],
+                                     start.next_entry, stop, step)
         self._executor = executor
-        self._pending: Future | None = None
+        self._pending: deque[Future] = deque()
         self._current: Block | None = None
         self._pos = 0
         self._schedule()
 
     def _schedule(self) -> None:
-        self._pending = self._executor.submit(self._read_next)
+        while len(self._pending) < self.ahead:
+            entries = next(self._ranges, None)
+            if entries is None:
+                return
+            self._pending.append(self._executor.submit(self._read_range, *entries))
 
-    def _read_next(self) -> Block | None:
-        item = next(self._blocks, None)
-        if item is None:
-            return None
-        start, _, arrays = item
+    def _read_range(self, a: int, b: int) -> Block:
+        blocks = [self._select(first, arrays) for first, _, arrays in self.rfile.iterate(self._read, a, b, b - a)]
+        return blocks[0] if len(blocks) == 1 else concat_blocks(blocks, self._jagged)
+
+    def _select(self, start: int, arrays: dict[str, Any]) -> Block:
         pre = self.selection.preprocessor
         env, mask = pre.apply(arrays) if pre else (arrays, None)
+        jagged = self._jagged
+        structures: list = []  # the branches of one collection share their selected offsets
+        arrays = {k: _selected(env[k], mask, True, structures) if k in jagged else
+                  (env[k] if mask is None else env[k][mask]) for k in self.keep}
         if mask is None:
             n = len(next(iter(env.values())))
-            return Block({k: env[k] for k in self.keep}, np.arange(start, start + n, dtype=np.int64))
-        return Block({k: env[k][mask] for k in self.keep}, start + np.flatnonzero(mask).astype(np.int64))
+            return Block(arrays, np.arange(start, start + n, dtype=np.int64))
+        return Block(arrays, start + np.flatnonzero(mask).astype(np.int64))
 
     def take(self, k: int) -> list[Block]:
         """The next ``k`` selected events, as one or more blocks."""
         out = []
         while k > 0:
             while self._current is None or self._pos >= len(self._current):  # skips blocks where nothing passed
-                block = self._pending.result() if self._pending else None
-                if block is None:
+                if not self._pending:
                     raise DataError(
                         f"ran out of selected events ({k} more were expected from the specs pass); "
                         "did the file change while it was being read?", where=self.rfile.where)
-                self._current, self._pos = block, 0
+                self._current, self._pos = self._pending.popleft().result(), 0
                 self._schedule()
             n = min(k, len(self._current) - self._pos)
             piece = self._current.slice(self._pos, self._pos + n)
@@ -190,14 +204,31 @@ class FileStream:
         return out
 
     def close(self) -> None:
-        """Stop reading ahead; waits for a block already being read, then closes the file's reader."""
-        if self._pending is not None and not self._pending.cancel():
-            try:
-                self._pending.result()
-            except Exception:  # noqa: BLE001 - the stream is being abandoned; its error no longer matters
-                pass
-        self._pending = None
-        self._blocks.close()
+        """Stop reading ahead; waits for blocks already being read."""
+        while self._pending:
+            future = self._pending.popleft()
+            if not future.cancel():
+                try:
+                    future.result()
+                except Exception:  # noqa: BLE001 - the stream is being abandoned; its error no longer matters
+                    pass
+        self._ranges = iter(())
+
+
+def stream_ranges(clusters: Sequence[int], start: int, stop: int, step: int) -> Iterator[tuple[int, int]]:
+    """Consecutive ranges of about ``step`` entries covering [start, stop), each cut where every
+    branch starts a basket (``clusters``) when one lies in its second half, so that no basket is
+    decompressed by two ranges."""
+    starts = np.unique(np.asarray(clusters, dtype=np.int64))
+    a = start
+    while a < stop:
+        b = min(a + step, stop)
+        if b < stop:
+            i = int(np.searchsorted(starts, b, side="right")) - 1
+            if i >= 0 and starts[i] >= a + max(1, step // 2):
+                b = int(starts[i])
+        yield a, b
+        a = b
 
 
 def _packed_piece(array: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -281,8 +312,9 @@ class ChunkMixer:
 
     def __init__(self, streams: Sequence[FileStream | StoreStream | None], plan: Plan, tensorizer: Tensorizer,
                  labels: Sequence[int] | None, shuffle: bool, seed: int, identifiers: Sequence[str] = (),
-                 first_chunk: int = 0, starts: Sequence[StreamPosition] | None = None):
+                 first_chunk: int = 0, starts: Sequence[StreamPosition] | None = None, workers: int = 1):
         self.streams = streams
+        self.workers = workers  # threads assembling chunks at once
         self.plan = plan
         self.tensorizer = tensorizer
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
@@ -292,16 +324,53 @@ class ChunkMixer:
         self.first_chunk = first_chunk
         self.starts = list(starts) if starts is not None else [StreamPosition()] * len(streams)
         size = max(1, min(plan.chunk_size, plan.total))  # a 10-event pass needs 10 rows, not chunk_size
-        self._x = BufferPool((size, tensorizer.layout.n_features), np.float32)
+        # chunks being assembled, the one waiting in prefetch's queue and the consumer's
+        self._x = BufferPool((size, tensorizer.layout.n_features), np.float32, keep=workers + 3)
 
     def __iter__(self) -> Iterator[Chunk]:
-        for index, takes in enumerate(self.plan.takes()):
-            if index >= self.first_chunk:
+        chunks = ((index, takes) for index, takes in enumerate(self.plan.takes()) if index >= self.first_chunk)
+        if self.workers <= 1:
+            for index, takes in chunks:
                 yield self._build(index, takes)
+            return
+        # each chunk's pieces are taken here, in order (reads); chunks are assembled by
+        # ``workers`` threads at once (numpy releases the GIL) and handed out in order
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="mlaas4hep-mix")
+        pending: deque[Future] = deque()
+        try:
+            for index, takes in chunks:
+                X = self._x.get()[:sum(takes)]
+                pieces = list(self._pieces(takes))
+                pending.append(pool.submit(self._assemble, index, X, pieces, self._positions()))
+                del X, pieces
+                if len(pending) >= self.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+            pool.shutdown(wait=True)
 
     def _build(self, index: int, takes: list[int]) -> Chunk:
-        n = sum(takes)
-        X = self._x.get()[:n]
+        """Chunk ``index`` in this thread, each piece tensorized as soon as it is read (a chunk
+        holds one group of source values at a time)."""
+        return self._assemble(index, self._x.get()[:sum(takes)], self._pieces(takes), None)
+
+    def _pieces(self, takes: list[int]) -> Iterator[tuple[int, Block]]:
+        for i, (stream, k) in enumerate(zip(self.streams, takes)):
+            if k:
+                for block in stream.take(k):
+                    yield i, block
+
+    def _positions(self) -> list[StreamPosition]:
+        return [s.position if s is not None else start for s, start in zip(self.streams, self.starts)]
+
+    def _assemble(self, index: int, X: np.ndarray, pieces: Iterable[tuple[int, Block]],
+                  positions: list[StreamPosition] | None) -> Chunk:
+        """The rows of ``pieces`` written into ``X`` at shuffled positions; ``positions``: where
+        the streams stand after them (None: where they stand once ``pieces`` is consumed)."""
+        n = len(X)
         X.fill(0.0)  # padding: the tensorizer writes only real values
         y = None if self.labels is None else np.empty(n, np.int64)
         file_index = np.empty(n, np.int32)
@@ -322,20 +391,18 @@ class ChunkMixer:
                 self.tensorizer.fill(X, order[pos:pos + m] if order is not None else slice(pos, pos + m), block.arrays)
                 pos += m
 
-        for i, (stream, k) in enumerate(zip(self.streams, takes)):
-            if not k:
-                continue
-            for block in stream.take(k):
-                sizes.append((i, len(block)))
-                entries.append(block.entry)
-                for name in self.identifiers:
-                    id_parts[name].append(np.asarray(block.arrays[name]))
-                fill(groups.add(block))
-                del block  # a large piece is released as soon as it is tensorized
+        for i, block in pieces:
+            sizes.append((i, len(block)))
+            entries.append(block.entry)
+            for name in self.identifiers:
+                id_parts[name].append(np.asarray(block.arrays[name]))
+            fill(groups.add(block))
+            del block  # a large piece is released as soon as it is tensorized
         fill(groups.flush())
+        if positions is None:
+            positions = self._positions()
         if not sizes:
-            return Chunk(X, y, file_index, entry, index, ids if self.identifiers else None,
-                         [s.position if s is not None else start for s, start in zip(self.streams, self.starts)])
+            return Chunk(X, y, file_index, entry, index, ids if self.identifiers else None, positions)
         source = np.repeat(np.array([i for i, _ in sizes], np.int32), [m for _, m in sizes])
         rows = order if order is not None else slice(0, n)
         file_index[rows] = source
@@ -346,7 +413,6 @@ class ChunkMixer:
             values = np.concatenate(id_parts[name])
             ids[name] = np.empty(n, values.dtype)
             ids[name][rows] = values
-        positions = [s.position if s is not None else start for s, start in zip(self.streams, self.starts)]
         return Chunk(X, y, file_index, entry, index, ids if self.identifiers else None, positions)
 
 

@@ -121,7 +121,8 @@ def range_stats(rfile: RootFile, selection: FeatureSelection, start: int, stop: 
         out.events += (end - first) if mask is None else int(np.count_nonzero(mask))
         if WEIGHT in env:
             out.weighted += float(np.sum(env[WEIGHT] if mask is None else env[WEIGHT][mask]))
-        selected = {name: _selected(env[name], mask, name in jagged) for name in keep}
+        structures: list = []  # the branches of one collection share their selected offsets
+        selected = {name: _selected(env[name], mask, name in jagged, structures) for name in keep}
         if stats:
             for name, st in out.stats.items():
                 values = selected[name]
@@ -139,21 +140,28 @@ def range_stats(rfile: RootFile, selection: FeatureSelection, start: int, stop: 
     return out
 
 
-def _selected(value: Any, mask: np.ndarray | None, jagged: bool) -> Any:
+def _selected(value: Any, mask: np.ndarray | None, jagged: bool, structures: list | None = None) -> Any:
     """The events of a block that pass the cuts: numpy for a flat value, :class:`Jagged` (offsets
     from 0, values contiguous) for a jagged one; what the statistics, the row store and the
-    tensorizer all take, made once."""
+    tensorizer all take, made once. ``structures``: the list structures seen in this block
+    (offsets, which elements pass, selected offsets), shared by the branches of one collection."""
     if not jagged:
         values = ak.to_numpy(value) if isinstance(value, ak.Array) else np.asarray(value)
         return values if mask is None else values[mask]
     offsets, values = packed(value)
-    if mask is not None:
-        counts = np.diff(offsets)
-        values = values[np.repeat(mask, counts)]
-        counts = counts[mask]
-        offsets = np.zeros(len(counts) + 1, np.int64)
-        np.cumsum(counts, out=offsets[1:])
-    return Jagged(offsets, values)
+    if mask is None:
+        return Jagged(offsets, values)
+    for seen, elements, kept in structures if structures is not None else ():
+        if seen is offsets or np.array_equal(seen, offsets):
+            return Jagged(kept, values[elements])
+    counts = np.diff(offsets)
+    elements = np.repeat(mask, counts)
+    counts = counts[mask]
+    kept = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=kept[1:])
+    if structures is not None:
+        structures.append((offsets, elements, kept))
+    return Jagged(kept, values[elements])
 
 
 def file_specs(rfile: RootFile, selection: FeatureSelection, total: _RangeStats) -> dict[str, Any]:

@@ -13,6 +13,7 @@ and shuffling cost no extra copy. No per-event Python loop.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -139,6 +140,7 @@ class Tensorizer:
     def __init__(self, layout: FeatureLayout):
         self.layout = layout
         self.clipped: dict[str, int] = {n: 0 for n in layout.jagged}  # elements beyond jdim, dropped
+        self._lock = threading.Lock()  # fill may run in several threads at once
 
     def fill(self, out: np.ndarray, rows: slice | np.ndarray, arrays: Mapping[str, Any]) -> None:
         """Write the features of ``arrays`` (n events) into ``out[rows]`` (n rows), which must
@@ -173,7 +175,9 @@ class Tensorizer:
             if scatter is None:
                 scatter = _Scatter(starts, counts, jdim, row_index, width)
                 cache.append((starts, counts, scatter))
-            self.clipped[name] += scatter.clipped
+            if scatter.clipped:
+                with self._lock:
+                    self.clipped[name] += scatter.clipped
             if scatter.target.size == 0:
                 continue
             lo, scale = layout.scale(name)
@@ -190,17 +194,21 @@ class _Scatter:
     def __init__(self, starts: np.ndarray, counts: np.ndarray, jdim: int, row_index: np.ndarray, width: int):
         self.jdim = jdim
         total = int(counts.sum())
-        event = np.repeat(np.arange(len(counts)), counts)
-        local = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-        contiguous = len(starts) == 0 or (starts[0] + np.cumsum(counts) - counts == starts).all()
-        source = None if contiguous else np.repeat(starts, counts) + local
-        keep = local < jdim
-        self.clipped = total - int(np.count_nonzero(keep))
-        if self.clipped:
-            event, local = event[keep], local[keep]
-            source = (np.arange(total)[keep] + starts[0]) if source is None else source[keep]
+        firsts = np.cumsum(counts) - counts  # each event's first element, counted from 0
+        contiguous = len(starts) == 0 or (starts[0] + firsts == starts).all()
+        clipping = total > 0 and int(counts.max()) > jdim
+        # element i of event e lands at row_index[e] * width + (i - firsts[e]): one repeat
+        target = np.repeat(row_index * width - firsts, counts)
+        target += np.arange(total)
+        source = None if contiguous else np.repeat(starts - firsts, counts) + np.arange(total)
+        self.clipped = 0
+        if clipping:
+            keep = np.arange(total) - np.repeat(firsts, counts) < jdim
+            self.clipped = total - int(np.count_nonzero(keep))
+            target = target[keep]
+            source = (np.flatnonzero(keep) + starts[0]) if source is None else source[keep]
         self.source = source
-        self.target = row_index[event] * width + local
+        self.target = target
 
 
 def _normalise(values: np.ndarray, lo: float, scale: float, nan_value: float = 0.0) -> np.ndarray:
