@@ -105,17 +105,22 @@ class _RangeStats:
 
 def range_stats(rfile: RootFile, selection: FeatureSelection, start: int, stop: int, step: int,
                 progress: Progress | None = None, sink: Sink | None = None, stats: bool = True,
-                file_index: int = 0) -> _RangeStats:
-    """Statistics of the selected events in entries [start, stop) of one file; with ``sink``,
-    each block's selected events are also handed to it (``sink.add``), so that the pass that
-    computes the specs also yields the training rows."""
+                file_index: int = 0, read_step: int = 0) -> _RangeStats:
+    """Statistics of the selected events in entries [start, stop) of one file, in blocks of
+    ``step`` entries; with ``sink``, each block's selected events are also handed to it
+    (``sink.add``), so that the pass that computes the specs also yields the training rows.
+
+    ``read_step``: entries read from the file at once (then cut into blocks). uproot
+    decompresses and interprets a whole basket for every read that touches it, so reading a
+    range whose baskets hold 100k entries in reads of 10k would interpret each basket ten times.
+    """
     out = _RangeStats(selection)
     pre = selection.preprocessor
     jagged = set(selection.jagged) | {n for n, kind in (sink.columns.items() if sink else ()) if kind == JAGGED}
     keep = list(sink.columns) if sink is not None else list(out.stats)
     new = (set(pre.new_names) if pre else set()) | {WEIGHT}  # computed, never read
     read = selection.read + [n for n in keep if n not in selection.read and n not in new]
-    for first, end, arrays in rfile.iterate(read, start, stop, step):
+    for first, end, arrays in _cut(rfile.iterate(read, start, stop, max(step, read_step)), step):
         env, mask = pre.apply(arrays) if pre else (arrays, None)
         out.events_read += end - first
         out.events += (end - first) if mask is None else int(np.count_nonzero(mask))
@@ -138,6 +143,17 @@ def range_stats(rfile: RootFile, selection: FeatureSelection, start: int, stop: 
         if progress:
             progress(rfile.path, end - first)
     return out
+
+
+def _cut(blocks: Iterator[tuple[int, int, dict[str, Any]]], step: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """Blocks of at most ``step`` entries (views) out of larger ones."""
+    for first, end, arrays in blocks:
+        if end - first <= step:
+            yield first, end, arrays
+            continue
+        for a in range(first, end, step):
+            b = min(a + step, end)
+            yield a, b, {k: v[a - first:b - first] for k, v in arrays.items()}
 
 
 def _selected(value: Any, mask: np.ndarray | None, jagged: bool, structures: list | None = None) -> Any:
@@ -225,9 +241,10 @@ def read_pass(files: Sequence[RootFile], selection: FeatureSelection, params: Pa
     """One read of every file: ranges of entries (of one file or several) in parallel threads
     (uproot's decompression and numpy release the GIL); the statistics of each file.
 
-    Blocks are small (at most 10k entries, fewer for wide events within ``memory_mb``), the
-    number of workers is fixed and files are opened in turn, so memory is the same for one
-    file or many.
+    Blocks are small (at most 10k entries, fewer for wide events within ``memory_mb``; each
+    range is read from the file in pieces of up to a sixteenth of ``memory_mb`` and cut into
+    blocks), the number of workers is fixed and files are opened in turn, so memory is the same
+    for one file or many.
     """
     step = block_entries(files, selection, params)
     totals = [_RangeStats(selection) for _ in files]
@@ -245,9 +262,11 @@ def read_pass(files: Sequence[RootFile], selection: FeatureSelection, params: Pa
             remaining[i] = max(1, len(ranges))
             yield from ((i, a, b) for a, b in ranges or [(0, 0)])
 
+    whole = read_entries(files, selection, params)
+
     def run(unit: tuple[int, int, int]) -> _RangeStats:
         i, a, b = unit
-        return range_stats(files[i], selection, a, b, steps[i], progress, sink, stats, i)
+        return range_stats(files[i], selection, a, b, steps[i], progress, sink, stats, i, whole)
 
     pending: deque = deque()
     planned = units()
@@ -273,7 +292,9 @@ def read_pass(files: Sequence[RootFile], selection: FeatureSelection, params: Pa
 def entry_ranges(clusters: Sequence[int], stop: int, span: int) -> list[tuple[int, int]]:
     """Split [0, stop) into ranges of about ``span`` entries (the work of one thread), cut
     where every branch starts a basket, so that no basket is decompressed twice; where those
-    places are further than 8 spans apart, cut every ``4 * span`` entries anyway."""
+    places are further than 16 spans apart, cut every ``4 * span`` entries anyway. (ROOT's own
+    clusters, where its baskets grow to 100k+ entries, are often 8 to 16 spans apart: cutting
+    them would decompress their baskets in two or three threads.)"""
     cuts = [0]
     for c in sorted(set(clusters)):
         if c >= stop:
@@ -283,7 +304,7 @@ def entry_ranges(clusters: Sequence[int], stop: int, span: int) -> list[tuple[in
     cuts.append(stop)
     ranges = []
     for a, b in zip(cuts, cuts[1:]):
-        if b - a > 8 * span:
+        if b - a > 16 * span:
             ranges += [(x, min(x + 4 * span, b)) for x in range(a, b, 4 * span)]
         elif b > a:
             ranges.append((a, b))
@@ -312,6 +333,14 @@ def block_entries(files: Sequence[RootFile], selection: FeatureSelection, params
     per_entry = max((f.bytes_per_entry(selection.read) for f in files[:1]), default=0.0)
     budget = params.memory_mb * (1 << 20) / 16
     return int(min(10_000, max(1_000, budget / per_entry))) if per_entry > 0 else 10_000
+
+
+def read_entries(files: Sequence[RootFile], selection: FeatureSelection, params: Params) -> int:
+    """Entries of a range read from the file at once: as many as fit in a sixteenth of
+    ``memory_mb`` (at least one block)."""
+    per_entry = max((f.bytes_per_entry(selection.read) for f in files[:1]), default=0.0)
+    step = block_entries(files, selection, params)
+    return max(step, int(params.memory_mb * (1 << 20) / 16 / per_entry)) if per_entry > 0 else step
 
 
 def compute_specs(files: Sequence[RootFile], selection: FeatureSelection, params: Params,
