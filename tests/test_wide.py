@@ -140,9 +140,15 @@ def test_packed_reuses_offsets_and_gives_the_lists_of_a_slice():
     assert offsets.tolist() == [0, 1, 3] and values.tolist() == [3, 4, 5]
 
 
+MALLOC_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+
+
 def run_python(code: str, **env: str) -> str:
+    """Run ``code`` in a new interpreter started with ``env`` and none of glibc's malloc
+    settings but those (Dask's nanny puts MALLOC_TRIM_THRESHOLD_ into this process's environment)."""
+    base = {k: v for k, v in os.environ.items() if k not in MALLOC_SETTINGS}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**os.environ, **env})
+                         env={**base, **env})
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
@@ -161,3 +167,6 @@ def test_heap_thresholds_are_set_once_unless_the_user_set_them():
     assert run_python(code) == ("True True" if glibc else "False False")
     assert run_python(code, MALLOC_TRIM_THRESHOLD_="65536") == "False False"
     assert run_python(code, GLIBC_TUNABLES="glibc.malloc.mmap_threshold=65536") == "False False"
+    # set after the start (as Dask's nanny does before spawning workers): glibc never saw it
+    late = "import os; os.environ['MALLOC_TRIM_THRESHOLD_'] = '65536'\n" + code
+    assert run_python(late) == ("True True" if glibc else "False False")

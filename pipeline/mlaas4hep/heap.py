@@ -44,9 +44,22 @@ def _glibc() -> Any:
     return libc
 
 
+def _start_environment() -> dict[str, str]:
+    """The environment this process started with, which is what glibc read its settings from
+    (a variable set later, as Dask's nanny sets MALLOC_TRIM_THRESHOLD_ for the workers it
+    spawns, changed nothing in this process)."""
+    try:
+        raw = open("/proc/self/environ", "rb").read()
+    except OSError:
+        return dict(os.environ)
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
+
+
 def _user_tuned() -> bool:
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    return ("MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ
+    env = _start_environment()
+    tunables = env.get("GLIBC_TUNABLES", "")
+    return ("MALLOC_MMAP_THRESHOLD_" in env or "MALLOC_TRIM_THRESHOLD_" in env
             or "mmap_threshold" in tunables or "trim_threshold" in tunables)
 
 
