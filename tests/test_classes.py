@@ -50,3 +50,12 @@ def test_an_evaluation_carries_the_mapping_and_its_charts_use_those_colours():
     # an evaluation written before it carried the mapping gets the same colours from its names
     old = {k: v for k, v in ev.items() if k not in ("class_info", "score_meaning")}
     assert charts_html(old) == html
+
+
+def test_a_colour_that_is_not_one_is_never_put_into_the_page():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 200)
+    ev = evaluate(y, rng.random(200), n_bootstrap=5)
+    ev["class_info"][1]["colour"] = "red' onmouseover='x"
+    html = charts_html(ev)
+    assert "onmouseover" not in html and f"stroke='{SIGNAL}'" in html

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from typing import Any
 
 import ipywidgets as widgets
@@ -97,10 +98,15 @@ def roc_axis(top: float, log: bool, y0: float, y1: float) -> tuple[list[float], 
     return _ticks(0, 1), _scale(0, 1, y0, y1)
 
 
+_HEX = re.compile(r"^#[0-9a-fA-F]{3,8}$")
+
+
 def class_info(ev: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Each class's view name, role and colour (:mod:`mlaas4hep.classes`), by class index: the
     evaluation's own, or for one written before evaluations carried it, from its class names."""
-    info = ev.get("class_info") or evaluation_classes(ev["classes"])["class_info"]
+    info = ev.get("class_info")
+    if not info or not all(isinstance(c.get("colour"), str) and _HEX.match(c["colour"]) for c in info):
+        info = evaluation_classes(ev["classes"])["class_info"]  # (a colour is put into SVG as it is)
     return {c["class"]: c for c in info}
 
 
