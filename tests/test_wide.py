@@ -69,6 +69,7 @@ def test_read_pass_blocks_end_where_baskets_end(baskets, tmp_path, monkeypatch):
 
     monkeypatch.setattr(RootFile, "iterate", iterate)
     monkeypatch.setattr(specs, "block_entries", lambda *a: 2500)
+    monkeypatch.setattr(specs, "read_entries", lambda *a: 3500)  # reads of a range at once end there too
     params = {"specs_cache": False, "cache_dir": str(tmp_path / "a"), "chunk_size": 2000}
     aligned = mlaas4hep.Dataset([baskets], params=params)
     got = aligned.specs()

@@ -362,6 +362,7 @@ class ChunkMixer:
             if k:
                 for block in stream.take(k):
                     yield i, block
+                    del block  # not held while the next piece is read (one stored block at a time)
 
     def _positions(self) -> list[StreamPosition]:
         return [s.position if s is not None else start for s, start in zip(self.streams, self.starts)]

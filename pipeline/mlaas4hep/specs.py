@@ -250,6 +250,8 @@ def read_pass(files: Sequence[RootFile], selection: FeatureSelection, params: Pa
     totals = [_RangeStats(selection) for _ in files]
     remaining = [0] * len(files)
     steps = [step] * len(files)
+    whole = read_entries(files, selection, params)
+    reads = [whole] * len(files)
 
     def units() -> Iterator[tuple[int, int, int]]:
         # a file is opened when its ranges are planned and released after its last one, so
@@ -259,14 +261,13 @@ def read_pass(files: Sequence[RootFile], selection: FeatureSelection, params: Pa
             clusters = rfile.cluster_starts(selection.read) if stop else []
             ranges = entry_ranges(clusters, stop, 2 * step) if stop else []
             steps[i] = aligned_step(clusters, step)
+            reads[i] = aligned_step(clusters, whole)  # reads too end where baskets end
             remaining[i] = max(1, len(ranges))
             yield from ((i, a, b) for a, b in ranges or [(0, 0)])
 
-    whole = read_entries(files, selection, params)
-
     def run(unit: tuple[int, int, int]) -> _RangeStats:
         i, a, b = unit
-        return range_stats(files[i], selection, a, b, steps[i], progress, sink, stats, i, whole)
+        return range_stats(files[i], selection, a, b, steps[i], progress, sink, stats, i, reads[i])
 
     pending: deque = deque()
     planned = units()
