@@ -37,7 +37,8 @@ from .features import FeatureSelection
 from .mix import Chunk, ChunkMixer, StoreStream, StreamPosition
 from .plan import Plan
 from .read import RootFile, is_remote
-from .specs import Progress, Sink, _RangeStats, aligned_step, block_entries, entry_ranges, range_stats, window
+from .specs import (Progress, Sink, _RangeStats, aligned_step, block_entries, entry_ranges, range_stats,
+                    read_entries, window)
 from .store import JAGGED, RowStore
 from .tensorize import FeatureLayout, Jagged, Tensorizer, packed
 
@@ -201,13 +202,13 @@ class _Rows:
 
 
 def run_range(blob: bytes, file: dict[str, Any], start: int, stop: int, step: int,
-              columns: dict[str, str] | None, stats: bool) -> tuple[_RangeStats, list]:
+              columns: dict[str, str] | None, stats: bool, read_step: int = 0) -> tuple[_RangeStats, list]:
     """On a worker: the statistics of entries [start, stop) of one file, and (with ``columns``)
     its selected rows."""
     selection = _selection(blob)
     rfile = _open(file)
     rows = _Rows(columns) if columns is not None else None
-    out = range_stats(rfile, selection, start, stop, step, sink=rows, stats=stats)
+    out = range_stats(rfile, selection, start, stop, step, sink=rows, stats=stats, read_step=read_step)
     return out, (rows.blocks if rows is not None else [])
 
 
@@ -280,6 +281,8 @@ def read_pass(client: Any, files: Sequence[RootFile], selection: FeatureSelectio
     ahead = ahead or (2 if sink is not None else 8) * n_workers(client)
 
     steps = [step] * len(files)
+    whole = read_entries(files, selection, params)
+    reads = [whole] * len(files)
 
     def units() -> Iterator[tuple[int, int, int]]:
         for i, rfile in enumerate(files):  # the ranges and blocks of the one-process pass
@@ -287,6 +290,7 @@ def read_pass(client: Any, files: Sequence[RootFile], selection: FeatureSelectio
             clusters = rfile.cluster_starts(selection.read) if stop else []
             ranges = entry_ranges(clusters, stop, 2 * step) if stop else []
             steps[i] = aligned_step(clusters, step)
+            reads[i] = aligned_step(clusters, whole)
             rfile.release()
             yield from ((i, a, b) for a, b in ranges)
 
@@ -304,7 +308,8 @@ def read_pass(client: Any, files: Sequence[RootFile], selection: FeatureSelectio
             i, a, b = unit
             if i not in descriptions:
                 descriptions[i] = file_description(files[i], params)
-            future = client.submit(run_range, blob, descriptions[i], a, b, steps[i], columns, stats, pure=False)
+            future = client.submit(run_range, blob, descriptions[i], a, b, steps[i], columns, stats, reads[i],
+                                   pure=False)
             running[future] = (place, unit)
             done.add(future)
 
