@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from common import DATA, machine
+from common import DATA, PEAK_MB, machine
 
 WRITE = r"""
 import sys, ROOT
@@ -40,7 +40,7 @@ for i in range(5):
 df.Snapshot("Events", path, [f"f{i}" for i in range(12)] + [f"v{i}" for i in range(5)])
 """
 
-ROOT_CHILD = r"""
+ROOT_CHILD = PEAK_MB + r"""
 import json, resource, sys, time
 import warnings; warnings.simplefilter("ignore")
 import ROOT
@@ -62,10 +62,10 @@ for epoch in range(2):
     times.append(time.perf_counter() - start)
     start = time.perf_counter()
 print(json.dumps({"first": times[0], "later": times[1], "rows": rows, "columns": width,
-                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss": peak_mb()}))
 """
 
-OURS_CHILD = r"""
+OURS_CHILD = PEAK_MB + r"""
 import json, resource, shutil, sys, tempfile, time
 import mlaas4hep
 path = sys.argv[1]
@@ -86,7 +86,7 @@ for epoch in range(2):
     times.append(time.perf_counter() - start)
     start = time.perf_counter()
 print(json.dumps({"first": times[0], "later": times[1], "rows": rows, "columns": width,
-                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "rss": peak_mb()}))
 ds.close()
 shutil.rmtree(cache, ignore_errors=True)  # the row store kept with cache: true
 """

@@ -4,9 +4,11 @@ to one ``uproot.iterate`` over the same branches, for 40 selected branches and f
     python bench/wide.py [--events 20000] [--repeat 3] [--chunk-size 10000]
 
 Each case runs in its own process; figures are the median of ``--repeat`` runs: seconds, events
-per second and peak resident memory (``ru_maxrss``), with the engine / uproot ratios. Targets of
+per second and peak resident memory (VmHWM, ``common.PEAK_MB``), with the engine / uproot ratios. Targets of
 issue 18: selected branches, engine events/s >= 0.8x uproot's (with the first epoch reading ROOT
-once); all branches, engine peak memory <= 1.5x uproot's. Prints figures; asserts nothing.
+once); all branches, engine peak memory <= 1.5x uproot's. The engine's sources are byte-compiled
+first, as uproot's and awkward's are (pip wrote their bytecode; see ``common.compile_sources``).
+Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from common import DATA, machine
+from common import DATA, PEAK_MB, compile_sources, machine
 
 COLLECTIONS = ("Jet", "Muon", "Electron", "Tau", "Photon", "FatJet", "SubJet", "GenPart")
 MEMBERS = 40  # per collection, plus its counter n<Collection>
@@ -67,7 +69,7 @@ def ensure_wide(n_events: int, seed: int = 1) -> str:
     return str(path)
 
 
-CHILD = r"""
+CHILD = PEAK_MB + r"""
 import json, resource, sys, time, tempfile
 path, tool, names, chunk = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
 start = time.perf_counter()
@@ -88,7 +90,7 @@ else:
         n += len(arrays)
     width = len(names) if names else None
 seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "events": n, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+print(json.dumps({"seconds": seconds, "events": n, "peak_mb": peak_mb(),
                   "width": width}))
 """
 
@@ -117,7 +119,8 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=10_000)
     args = parser.parse_args()
     path = ensure_wide(args.events)
-    print(f"machine: {machine()}; {args.events:,} events; chunk {args.chunk_size:,}; median of {args.repeat}")
+    print(f"machine: {machine()}; {args.events:,} events; chunk {args.chunk_size:,}; median of {args.repeat}; "
+          f"{compile_sources()}")
     cases = {"40 selected branches": selected_branches(path), "all 1,033 branches": []}
     print(f"{'case':24} {'tool':7} {'seconds':>8} {'kev/s':>8} {'peak MB':>8} {'features':>9}")
     for case, names in cases.items():
