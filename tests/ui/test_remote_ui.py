@@ -4,6 +4,9 @@ job up on this Jupyter server). Screenshots: test-artifacts/remote-*.png."""
 
 from __future__ import annotations
 
+import time
+import urllib.request
+
 import pytest
 
 from mlaas4hep.client import Client
@@ -50,6 +53,19 @@ def remote_lab(tmp_path, oidc_issuer, monkeypatch):
         service.stop()
 
 
+def wait_for_saved_layout(lab: Lab, needle: str, timeout: float = 60.0) -> None:
+    """Until the workspace JupyterLab saved on the server mentions ``needle``."""
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{lab.port}/lab/api/workspaces/default?token={lab.token}"
+    while True:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            if needle in response.read().decode():
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"JupyterLab did not save a layout with {needle!r} within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
 def test_a_remote_job_view_is_restored_after_a_reload(remote_lab, page):
     lab, job = remote_lab
     page.goto(lab.url("lab"))
@@ -65,6 +81,8 @@ def test_a_remote_job_view_is_restored_after_a_reload(remote_lab, page):
     assert "remote job" in view.locator(".mlaas4hep-jobview-name").inner_text()
     shot(page, "remote-jobview")
 
+    # JupyterLab saves the layout to the server a moment after it changes: reload once it has
+    wait_for_saved_layout(lab, f"{job.id}")
     page.reload()
     restored = page.locator(f".mlaas4hep-jobview-content[data-job-id='{job.id}']")
     restored.wait_for(timeout=90_000)
