@@ -104,8 +104,18 @@ def ref_nth(values, n: int, fill: float = math.nan) -> float:
 
 
 def ref_argmax(values) -> int:
+    """Index of the first largest element; -1 for an empty event or one with a NaN (as max)."""
     items = [float(v) for v in values]
-    return max(range(len(items)), key=lambda k: (items[k], -k)) if items else -1
+    if not items or any(math.isnan(v) for v in items):
+        return -1
+    return max(range(len(items)), key=lambda k: (items[k], -k))
+
+
+def ref_argmin(values) -> int:
+    items = [float(v) for v in values]
+    if not items or any(math.isnan(v) for v in items):
+        return -1
+    return min(range(len(items)), key=lambda k: (items[k], k))
 
 
 def ref_delta_phi(phi1: float, phi2: float) -> float:

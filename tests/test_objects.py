@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import awkward as ak
 import numpy as np
 import pytest
 import uproot
@@ -13,7 +14,7 @@ from mlaas4hep import ExpressionError
 from mlaas4hep.explore import Sample
 from mlaas4hep.expr import compile_expression
 
-from reference import (ref_argmax, ref_delta_phi, ref_delta_r, ref_nth, ref_pair, ref_total, ref_xyze)
+from reference import (ref_argmax, ref_argmin, ref_delta_phi, ref_delta_r, ref_nth, ref_pair, ref_total, ref_xyze)
 
 N = 1500
 KINDS = {"jetPt": "jagged", "jetEta": "jagged", "jetPhi": "jagged", "partonE": "jagged", "partonPt": "jagged",
@@ -62,6 +63,23 @@ def test_fill_first_last_argmax_and_sort(events):
     check(run("sort_desc(jetPt)[1]", env), [ref_nth(sorted(e["jetPt"], reverse=True), 1) for e in per_event],
           rtol=0, atol=0)
     check(run("sort(jetPt)[0]", env), [ref_nth(sorted(e["jetPt"]), 0) for e in per_event], rtol=0, atol=0)
+
+
+def test_argmax_and_argmin_with_nan_elements_are_missing_wherever_the_nan_sits():
+    # awkward's own argmax answers the NaN's index when it comes first and skips it elsewhere
+    jets = [[1.0, math.nan, 3.0], [math.nan, 2.0], [2.0, 5.0, math.nan], [math.nan], [], [4.0, 1.0, 4.0]]
+    eta = [[0.1, 0.2, 0.3], [0.4, 0.5], [0.6, 0.7, 0.8], [0.9], [], [1.0, 1.1, 1.2]]
+    env = {"jetPt": ak.Array(jets), "jetEta": ak.Array(eta)}
+    kinds = {"jetPt": "jagged", "jetEta": "jagged"}
+    for name, ref in (("argmax", ref_argmax), ("argmin", ref_argmin)):
+        assert compile_expression(f"{name}(jetPt)")(env).tolist() == [ref(e) for e in jets] == (
+            [-1, -1, -1, -1, -1, 0] if name == "argmax" else [-1, -1, -1, -1, -1, 1])
+        picked = compile_expression(f"jetEta[{name}(jetPt)]")
+        assert picked.kind(kinds) == "flat"
+        got = np.asarray(picked(env), dtype=np.float64)
+        assert np.isnan(got[:5]).all() and got[5] == (1.0 if name == "argmax" else 1.1)
+    # max gives NaN for the same events: an index from argmax never picks another object than max
+    assert np.isnan(np.asarray(compile_expression("max(jetPt)")(env), dtype=np.float64)[:5]).all()
 
 
 def test_a_cut_on_a_missing_object_fails(tth):

@@ -78,16 +78,27 @@ def last(x: Any) -> np.ndarray:
     return nth(x, -1)
 
 
+def _arg_extreme(x: Any, what: str, reduce: Any) -> np.ndarray:
+    """Index of an extreme element of each event; -1 (a missing index) for an empty event and
+    for an event with a NaN element, as ``max`` and ``min`` give NaN there (awkward's own
+    ``argmax`` answers the NaN's index or another depending on where the NaN sits)."""
+    x = _jagged(x, what)
+    index = ak.to_numpy(ak.fill_none(reduce(x, axis=1), -1)).astype(np.int64)
+    content = ak.flatten(x, axis=1)
+    if ak.to_numpy(content).dtype.kind == "f":
+        has_nan = ak.to_numpy(ak.any(np.isnan(x), axis=1))
+        index = np.where(has_nan, -1, index)
+    return index
+
+
 def argmax(x: Any) -> np.ndarray:
-    """Index of the largest element of each event; -1 for an empty event (a missing index)."""
-    x = _jagged(x, "argmax()")
-    return ak.to_numpy(ak.fill_none(ak.argmax(x, axis=1), -1)).astype(np.int64)
+    """Index of the largest element of each event; -1 for an empty event or one with a NaN."""
+    return _arg_extreme(x, "argmax()", ak.argmax)
 
 
 def argmin(x: Any) -> np.ndarray:
-    """Index of the smallest element of each event; -1 for an empty event."""
-    x = _jagged(x, "argmin()")
-    return ak.to_numpy(ak.fill_none(ak.argmin(x, axis=1), -1)).astype(np.int64)
+    """Index of the smallest element of each event; -1 for an empty event or one with a NaN."""
+    return _arg_extreme(x, "argmin()", ak.argmin)
 
 
 def sort(x: Any) -> ak.Array:
