@@ -173,6 +173,15 @@ export function cssName(name: string): string {
   return name.replace(/[^A-Za-z0-9_-]/g, '-');
 }
 
-function r1(v: number): number {
+/** A coordinate to one decimal, as SVG paths and attributes take it. */
+export function r1(v: number): number {
   return Math.round(v * 10) / 10;
+}
+
+/** Text made safe to put inside HTML or SVG markup (element text and quoted attributes). */
+export function escape(text: string): string {
+  return String(text).replace(
+    /[&<>"]/g,
+    c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!
+  );
 }

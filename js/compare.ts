@@ -11,7 +11,7 @@ import { refreshIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
 import { IJobSource } from './api';
-import { linearScale, niceTicks, stepTicks } from './chart';
+import { escape, linearScale, niceTicks, r1, stepTicks } from './chart';
 import { compareRows, IRun, summarize } from './comparison';
 import { frame, largestY, rocAxis, rocPoints } from './evaluation';
 import { mlaas4hepIcon } from './icons';
@@ -238,15 +238,4 @@ function rocSvg(runs: ReadonlyArray<IRun>, log: boolean): string {
 
 function svgBox(kind: string, body: string, extra = ''): string {
   return `<svg class="mlaas4hep-eval-chart" data-chart="${kind}" ${extra} width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img">${body}</svg>`;
-}
-
-function r1(v: number): number {
-  return Math.round(v * 10) / 10;
-}
-
-function escape(text: string): string {
-  return String(text).replace(
-    /[&<>"]/g,
-    c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!
-  );
 }

@@ -5,7 +5,7 @@
  * overtraining flag. The geometry functions are pure (jest); `EvaluationPanel` draws SVG.
  */
 
-import { formatTick, gridRows, linearScale, niceTicks } from './chart';
+import { escape, formatTick, gridRows, linearScale, niceTicks, r1 } from './chart';
 
 export interface IRocCurve {
   class: number;
@@ -422,15 +422,4 @@ function classesLine(ev: IEvaluation): string {
 function swatch(paint: { css: string; colour: string | null }): string {
   const style = paint.colour ? ` style="background:${paint.colour}"` : '';
   return `<span class="mlaas4hep-swatch ${paint.css}"${style}></span>`;
-}
-
-function r1(v: number): number {
-  return Math.round(v * 10) / 10;
-}
-
-function escape(text: string): string {
-  return String(text).replace(
-    /[&<>"]/g,
-    c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!
-  );
 }

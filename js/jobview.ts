@@ -16,6 +16,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { errorStatus, IJobSource, saveBlob } from './api';
+import { escape } from './chart';
 import { baseName, JobFold, LogTail, splitCharts } from './fold';
 import {
   canCancel,
@@ -603,11 +604,4 @@ function setText(node: Element, text: string): void {
   if (node.textContent !== text) {
     node.textContent = text;
   }
-}
-
-function escape(text: string): string {
-  return text.replace(
-    /[&<>"]/g,
-    c => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!
-  );
 }
