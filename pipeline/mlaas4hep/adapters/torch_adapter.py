@@ -27,35 +27,9 @@ The model.py contract for PyTorch
     works too). It is created once: its state (momenta, step counts) carries over from one
     chunk to the next and is saved in checkpoints.
 
-Defaults: ``torch.optim.Adam(parameters, lr=1e-3)``; the loss follows the output:
-
-=====================  ==============================  ====================================
-output                 last module                     default loss
-=====================  ==============================  ====================================
-1 unit (binary)        ``nn.Sigmoid``                  ``nn.BCELoss``
-1 unit (binary)        anything else (logits)          ``nn.BCEWithLogitsLoss``
-w units                ``nn.LogSoftmax``               ``nn.NLLLoss``
-w units                ``nn.Softmax``                  ``nn.NLLLoss`` on the log of the output
-w units                anything else (logits)          ``nn.CrossEntropyLoss``
-=====================  ==============================  ====================================
-
-The "last module" is found by walking the last registered child down (the last layer of an
-``nn.Sequential``). A w-unit output ending in ``nn.Sigmoid`` needs a ``loss`` of its own, and
-a 1-unit output cannot end in (Log)Softmax.
-
-What the output means (and so what :meth:`TorchAdapter.predict` does with it):
-
-* the model ends in ``nn.Sigmoid`` or ``nn.Softmax``, or has no such layer but its loss is
-  ``nn.BCELoss``: probabilities, returned as they are;
-* it ends in ``nn.LogSoftmax``, or its loss is ``nn.NLLLoss``: log-probabilities, exponentiated;
-* otherwise (``BCEWithLogitsLoss``, ``CrossEntropyLoss``, the default logits case, or a custom
-  loss function on a model without a final activation): logits, passed through a sigmoid
-  (1 unit) or a softmax (w units).
-
-``predict`` returns shape ``(n,)`` for binary labels (the probability of class 1; the second
-column for a 2-unit output) and ``(n, k)`` for k classes. A model that ends in Sigmoid with
-``BCEWithLogitsLoss``, or in Softmax with ``CrossEntropyLoss``, would apply the activation
-twice; that is reported as a ConfigError.
+Defaults: ``torch.optim.Adam(parameters, lr=1e-3)``; the default loss for each output, and what
+the output means (and so what :meth:`TorchAdapter.predict` does with it): see
+:mod:`mlaas4hep.adapters.torch_loss`.
 
 Training uses the GPU when ``torch.cuda.is_available()`` (hide it with
 ``CUDA_VISIBLE_DEVICES=``), else the CPU. Shuffling and the random numbers used inside the
@@ -73,7 +47,6 @@ Checkpoints: ``checkpoint.pt`` (weights, optimizer state, generator states, epoc
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import platform
@@ -87,18 +60,11 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError
-from . import EpochCallback, ModelAdapter, _user_line, build_model, load_model_module, loss_key, one_hot
+from . import EpochCallback, ModelAdapter, _user_line, build_model, load_model_module, one_hot
+from .torch_files import (CHECKPOINT_FILE, CHECKPOINT_FORMAT, STATE_FILE, TORCHSCRIPT_FILE, atomic_save,
+                          export_torchscript, read_saved)
+from .torch_loss import LOG_PROBABILITIES, LOGITS, resolve_loss
 
-STATE_FILE = "model.pt"
-TORCHSCRIPT_FILE = "model.ts"
-CHECKPOINT_FILE = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
-
-LOGITS = "logits"
-PROBABILITIES = "probabilities"
-LOG_PROBABILITIES = "log_probabilities"
-
-_EPS = 1e-7
 _threads_configured = False
 
 
@@ -173,7 +139,11 @@ class TorchAdapter(ModelAdapter):
                                   where=source)
             return
         self._width = width
-        self._resolve_loss(source)
+        choice = resolve_loss(self.model, self.module, width, source)
+        if isinstance(choice.loss, nn.Module):
+            choice.loss.to(self.device)
+        self._loss, self._loss_name, self._kind = choice.loss, choice.name, choice.kind
+        self._loss_from, self._one_hot = choice.loss_from, choice.one_hot
         if self._trainable:
             self._ensure_optimizer()  # a mistake in model.py's optimizer shows now, not after reading data
 
@@ -200,87 +170,6 @@ class TorchAdapter(ModelAdapter):
                 hint="build the first layer from idim, e.g. nn.Linear(idim, ...)")
         return ConfigError(f"the model fails on a float32 batch of shape (2, {n_features}): {text}",
                            where=_user_line(err, Path(source)))
-
-    def _resolve_loss(self, source: str) -> None:
-        """The loss and what the output means, from model.py's ``loss`` and the last module."""
-        last = _last_module_name(self.model)
-        width = self._width
-        user = getattr(self.module, "loss", None) if self.module is not None else None
-        keras_name = _keras_loss_name(user, source) if isinstance(user, str) else None
-        if keras_name is not None:  # a Keras-style name: the matching torch loss, set below
-            loss, name = None, None
-            self._loss_from = "model.py"
-            self._check_keras_loss(keras_name, width, source)
-        elif user is not None:
-            loss = _user_loss(user, source)
-            name = _loss_name(loss)
-            self._loss_from = "model.py"
-        else:
-            loss, name = None, None
-            self._loss_from = "default"
-
-        if width == 1 and last in ("Softmax", "LogSoftmax"):
-            raise ConfigError(f"the model has 1 output unit and ends in nn.{last}, which makes it always "
-                              f"{'1' if last == 'Softmax' else '0'}", where=source,
-                              hint="end in nn.Sigmoid(), or in no activation (logits)")
-        if last == "Sigmoid":
-            kind = PROBABILITIES
-        elif last == "Softmax":
-            kind = PROBABILITIES
-        elif last == "LogSoftmax":
-            kind = LOG_PROBABILITIES
-        elif isinstance(loss, nn.BCELoss):
-            kind = PROBABILITIES
-        elif isinstance(loss, nn.NLLLoss):
-            kind = LOG_PROBABILITIES
-        else:
-            kind = LOGITS
-
-        if isinstance(loss, nn.BCEWithLogitsLoss) and last == "Sigmoid":
-            raise ConfigError("the model ends in nn.Sigmoid but its loss is BCEWithLogitsLoss, which applies "
-                              "a sigmoid itself", where=source,
-                              hint="remove the final nn.Sigmoid() (predictions still are probabilities), "
-                                   "or use nn.BCELoss()")
-        if isinstance(loss, nn.CrossEntropyLoss) and last == "Softmax":
-            raise ConfigError("the model ends in nn.Softmax but its loss is CrossEntropyLoss, which applies "
-                              "a softmax itself", where=source,
-                              hint="remove the final nn.Softmax() (predictions still are probabilities)")
-
-        self._one_hot = keras_name == "categorical_crossentropy"
-        if self._one_hot:
-            if last == "Sigmoid":
-                raise ConfigError(f"the model has {width} output units and ends in nn.Sigmoid; categorical "
-                                  "cross-entropy needs softmax probabilities or logits", where=source,
-                                  hint="end in nn.Softmax(dim=1) or in no activation (logits)")
-            loss = _SoftTargetCrossEntropy(kind)
-            name = "categorical_crossentropy"
-        if loss is None:
-            if width == 1:
-                loss = nn.BCELoss() if kind == PROBABILITIES else nn.BCEWithLogitsLoss()
-            elif last == "Sigmoid":
-                raise ConfigError(f"the model has {width} output units and ends in nn.Sigmoid; no default "
-                                  "loss fits that", where=source,
-                                  hint="end in nn.Softmax(dim=1) or in no activation (logits), or define loss "
-                                       "in model.py")
-            elif kind == LOG_PROBABILITIES:
-                loss = nn.NLLLoss()
-            elif kind == PROBABILITIES:
-                loss = _NLLOfProbabilities()
-            else:
-                loss = nn.CrossEntropyLoss()
-            name = _loss_name(loss)
-        if isinstance(loss, nn.Module):
-            loss.to(self.device)
-        self._loss, self._loss_name, self._kind = loss, name, kind
-
-    @staticmethod
-    def _check_keras_loss(name: str, width: int, source: str) -> None:
-        if name == "binary_crossentropy" and width != 1:
-            raise ConfigError(f"loss 'binary_crossentropy' needs 1 output unit; the model has {width}", where=source,
-                              hint="use loss = 'categorical_crossentropy' for one unit per class")
-        if name != "binary_crossentropy" and width == 1:
-            raise ConfigError(f"loss {name!r} needs one output unit per class; the model has 1", where=source,
-                              hint="end the model in nn.Linear(..., 2) for two classes, or use 'binary_crossentropy'")
 
     def _ensure_checked(self, n_features: int) -> None:
         if self._width is None or self._idim != n_features:
@@ -513,8 +402,9 @@ class TorchAdapter(ModelAdapter):
         if self._width is None:
             raise ValueError("save() before the model has seen any data (call check_input or fit first)")
         state = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-        _atomic_save(state, folder / STATE_FILE)
-        method, error = self._export_torchscript(folder / TORCHSCRIPT_FILE)
+        atomic_save(state, folder / STATE_FILE)
+        method, error = export_torchscript(self.model, self._idim, folder / TORCHSCRIPT_FILE, self.device,
+                                           self._saved_method)
         files = [STATE_FILE] + ([TORCHSCRIPT_FILE] if method else [])
         return {
             "framework": self.framework,
@@ -535,53 +425,6 @@ class TorchAdapter(ModelAdapter):
             "seed": self.seed,
         }
 
-    def _export_torchscript(self, path: Path) -> tuple[str | None, str | None]:
-        """``model.ts`` by scripting, else by tracing; a candidate counts only if it gives the
-        model's outputs on a batch of a size other than the traced one. Returns (method, error)."""
-        if path.exists():
-            path.unlink()  # never leave a stale export beside a new state dict
-        if isinstance(self.model, torch.jit.ScriptModule):
-            candidates = [(self._saved_method or "script", lambda m, x: m)]
-            reference = self.model
-        else:
-            candidates = [("script", lambda m, x: torch.jit.script(m)),
-                          ("trace", lambda m, x: torch.jit.trace(m, x[:2]))]
-            try:
-                reference = copy.deepcopy(self.model)
-            except Exception:  # noqa: BLE001 - an uncopyable module: export the model itself
-                reference = self.model
-        was_training = reference.training
-        device = next((p.device for p in reference.parameters()), self.device)
-        if reference is not self.model:
-            reference = reference.cpu()
-            device = torch.device("cpu")
-        reference.eval()
-        example = torch.randn((5, self._idim), generator=torch.Generator().manual_seed(12345)).to(device)
-        errors = []
-        try:
-            with torch.no_grad():
-                expected = reference(example)
-            for method, make in candidates:
-                try:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
-                        exported = make(reference, example)
-                        with torch.no_grad():
-                            got = exported(example)
-                        if (not isinstance(got, torch.Tensor) or got.shape != expected.shape
-                                or not torch.allclose(got, expected, rtol=1e-4, atol=1e-5)):
-                            raise RuntimeError("the exported module does not reproduce the model's outputs")
-                        tmp = path.with_name(path.name + ".tmp")
-                        torch.jit.save(exported, str(tmp))
-                    os.replace(tmp, path)
-                    return method, None
-                except Exception as err:  # noqa: BLE001 - any failure only means no TorchScript file
-                    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-                    errors.append(f"{method}: {type(err).__name__}: {first}")
-        finally:
-            reference.train(was_training)
-        return None, "; ".join(errors)
-
     _saved_method: str | None = None
 
     @classmethod
@@ -600,7 +443,7 @@ class TorchAdapter(ModelAdapter):
             state_path = folder / info.get("state_dict", STATE_FILE)
             if not state_path.exists():
                 raise ConfigError("the saved state dict is missing", where=str(state_path))
-            state = _read_saved(lambda: torch.load(state_path, map_location="cpu", weights_only=True), state_path)
+            state = read_saved(lambda: torch.load(state_path, map_location="cpu", weights_only=True), state_path)
             obj = build_model(module, idim, source)
             if not isinstance(obj, nn.Module):
                 raise ConfigError(f"model({idim}) returned {type(obj).__name__}, not a torch.nn.Module", where=source)
@@ -618,7 +461,7 @@ class TorchAdapter(ModelAdapter):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 device = "cuda" if torch.cuda.is_available() else "cpu"
-                scripted = _read_saved(lambda: torch.jit.load(str(ts_path), map_location=device), ts_path)
+                scripted = read_saved(lambda: torch.jit.load(str(ts_path), map_location=device), ts_path)
             adapter = cls(scripted, n_classes, module=None, seed=seed)
             adapter.source = str(ts_path)
             adapter._kind_fixed = True
@@ -653,13 +496,13 @@ class TorchAdapter(ModelAdapter):
             "epochs_done": self.epochs_done,
             "seed": self.seed,
         }
-        _atomic_save(state, folder / CHECKPOINT_FILE)
+        atomic_save(state, folder / CHECKPOINT_FILE)
 
     def load_checkpoint(self, folder: Path) -> None:
         path = Path(folder) / CHECKPOINT_FILE
         if not path.exists():
             raise ConfigError("no PyTorch checkpoint here", where=str(path))
-        state = _read_saved(lambda: torch.load(path, map_location="cpu", weights_only=True), path)
+        state = read_saved(lambda: torch.load(path, map_location="cpu", weights_only=True), path)
         if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ConfigError("not a checkpoint written by mlaas4hep", where=str(path))
         try:
@@ -684,95 +527,6 @@ class TorchAdapter(ModelAdapter):
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-class _NLLOfProbabilities(nn.Module):
-    """Negative log-likelihood of a model that outputs probabilities (ends in Softmax)."""
-
-    def forward(self, p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return nn.functional.nll_loss(torch.log(p.clamp_min(_EPS)), target)
-
-
-class _SoftTargetCrossEntropy(nn.Module):
-    """Categorical cross-entropy on one-hot (or soft) targets, from logits, probabilities or
-    log-probabilities: the torch side of ``loss = "categorical_crossentropy"``."""
-
-    def __init__(self, kind: str, reduction: str = "mean"):
-        super().__init__()
-        self.kind = kind
-        self.reduction = reduction  # "none" gives one value per event (event weights use it)
-
-    def forward(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        if self.kind == LOGITS:
-            log_p = nn.functional.log_softmax(out, dim=1)
-        elif self.kind == PROBABILITIES:
-            log_p = torch.log(out.clamp_min(_EPS))
-        else:
-            log_p = out
-        per_event = -(target * log_p).sum(dim=1)
-        if self.reduction == "none":
-            return per_event
-        return per_event.sum() if self.reduction == "sum" else per_event.mean()
-
-
-#: Keras loss names accepted in a PyTorch model.py (``loss = "categorical_crossentropy"``)
-_KERAS_LOSSES = ("binary_crossentropy", "sparse_categorical_crossentropy", "categorical_crossentropy")
-
-
-def _keras_loss_name(user: str, source: str) -> str:
-    for name in _KERAS_LOSSES:
-        if loss_key(user) == loss_key(name):
-            return name
-    raise ConfigError(f"loss is the string {user!r}; it must be a torch loss module, a loss class, a function "
-                      "loss(output, target), or one of " + ", ".join(repr(n) for n in _KERAS_LOSSES), where=source,
-                      hint="for PyTorch write e.g. loss = nn.BCEWithLogitsLoss()")
-
-
-def _read_saved(read: Any, path: Path) -> Any:
-    """Read a saved model, weights or checkpoint; a damaged or foreign file is one clear error."""
-    try:
-        return read()
-    except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise ConfigError(f"cannot read this saved PyTorch file (damaged, or not written by mlaas4hep): "
-                          f"{type(err).__name__}: {first}", where=str(path)) from None
-
-
-def _loss_name(loss: Any) -> str:
-    if isinstance(loss, _NLLOfProbabilities):
-        return "NLLLoss(log(probabilities))"
-    if isinstance(loss, nn.Module):
-        return type(loss).__name__
-    return getattr(loss, "__name__", None) or type(loss).__name__
-
-
-def _user_loss(user: Any, source: str) -> Any:
-    """model.py's ``loss``: an instance, a class (instantiated without arguments), or a function."""
-    if isinstance(user, type):
-        if not issubclass(user, nn.Module):
-            raise ConfigError(f"loss is the class {user.__name__}, which is not a torch.nn.Module", where=source)
-        try:
-            return user()
-        except Exception as err:  # noqa: BLE001 - user code
-            raise ConfigError(f"loss class {user.__name__}() cannot be created without arguments: {err}",
-                              where=source, hint=f"write loss = {user.__name__}(...) with its arguments") from None
-    if callable(user):
-        return user
-    raise ConfigError(f"loss is {type(user).__name__}; it must be a torch loss module, a loss class, or a "
-                      "function loss(output, target)", where=source)
-
-
-def _last_module_name(model: nn.Module) -> str:
-    """Class name of the innermost last child (``original_name`` for TorchScript modules)."""
-    m = model
-    while True:
-        children = list(m.children())
-        if not children:
-            break
-        m = children[-1]
-    if m is model and not isinstance(m, (nn.Sigmoid, nn.Softmax, nn.LogSoftmax)):
-        return ""
-    return getattr(m, "original_name", None) or type(m).__name__
 
 
 def _first_in_features(model: nn.Module) -> int | None:
@@ -810,12 +564,6 @@ def _batches(n: int, size: int, merge_single: bool = True) -> list[tuple[int, in
     if merge_single and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
         bounds[-2:] = [(bounds[-2][0], n)]
     return bounds
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _available_cpus() -> int:
