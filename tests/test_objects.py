@@ -78,6 +78,11 @@ def test_argmax_and_argmin_with_nan_elements_are_missing_wherever_the_nan_sits()
         assert picked.kind(kinds) == "flat"
         got = np.asarray(picked(env), dtype=np.float64)
         assert np.isnan(got[:5]).all() and got[5] == (1.0 if name == "argmax" else 1.1)
+    # sort puts NaN elements first both ways: the leading object is NaN where max / min are
+    for name in ("sort", "sort_desc"):
+        got = np.asarray(compile_expression(f"{name}(jetPt)[0]")(env), dtype=np.float64)
+        assert np.isnan(got[:4]).all() and got[5] == (4.0 if name == "sort_desc" else 1.0)
+    assert compile_expression("sort_desc(jetPt)")(env).tolist()[0][1:] == [3.0, 1.0]
     # max gives NaN for the same events: an index from argmax never picks another object than max
     assert np.isnan(np.asarray(compile_expression("max(jetPt)")(env), dtype=np.float64)[:5]).all()
 
