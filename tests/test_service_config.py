@@ -85,3 +85,21 @@ def test_the_engine_and_the_command_line_do_not_import_fastapi():
             "print(sorted(m for m in ('fastapi', 'starlette', 'uvicorn', 'jwt') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_access_log_is_off_unless_asked_for(monkeypatch):
+    """A log line per request costs CPU time on the prediction routes: uvicorn's access log is off
+    by default, on with --access-log or MLAAS4HEP_SERVE_ACCESS_LOG; errors are logged either way."""
+    import uvicorn
+
+    runs = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: runs.append(options))
+    monkeypatch.delenv("MLAAS4HEP_SERVE_ACCESS_LOG", raising=False)
+    base = ["serve", "--issuer", ISSUER, "--audience", "mlaas", "--no-jobs"]
+    assert main(base) == 0
+    monkeypatch.setenv("MLAAS4HEP_SERVE_ACCESS_LOG", "1")
+    assert main(base) == 0
+    monkeypatch.delenv("MLAAS4HEP_SERVE_ACCESS_LOG")
+    assert main(base + ["--access-log"]) == 0
+    assert [r["access_log"] for r in runs] == [False, True, True]
+    assert {r["log_level"] for r in runs} == {"info"}

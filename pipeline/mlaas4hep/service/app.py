@@ -163,20 +163,65 @@ def validation_message(err: ValidationError | RequestValidationError) -> str:
 
 async def json_body(request: Request, limit: int = MAX_JSON_BODY) -> Any:
     """The request's JSON body, whatever its Content-Type (``curl -d @input.json`` sends a form type)."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise LimitExceeded(f"the request body has {length} bytes; at most {limit} are accepted", 413)
+    check_length(request.headers.get("content-length"), limit)
     data = bytearray()
     async for chunk in request.stream():
         data += chunk
         if len(data) > limit:
             raise LimitExceeded(f"the request body is larger than {limit} bytes", 413)
+    return parse_json(data)
+
+
+def check_length(length: str | None, limit: int = MAX_JSON_BODY) -> None:
+    """413 before reading a body whose Content-Length is over ``limit``."""
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise LimitExceeded(f"the request body has {length} bytes; at most {limit} are accepted", 413)
+
+
+def parse_json(data: bytes | bytearray) -> Any:
+    """A request body's JSON value (an empty body is null); 400 with the parser's reason if it is not JSON."""
     try:
         return json_codec.loads(data or b"null")
     except ValueError as err:
         raise MLaaS4HEPError(f"the request body is not valid JSON: {err}") from None
     except RecursionError:
         raise MLaaS4HEPError("the request body is nested too deeply") from None
+
+
+def error_response(err: Exception, path: str, method: str, service: Service | None,
+                   user: User | None) -> JSONResponse:
+    """The JSON answer ``{"message", "reason"}`` (the Open Inference Protocol's ``{"error"}`` too
+    under /v2) to an error raised while serving ``path``, never a traceback: the service's
+    exception handlers and the prediction fast path (:mod:`mlaas4hep.serving.fastpath`) both
+    answer with it. Starlette's HTTP exceptions (404 / 405 of routing) are not handled here."""
+    v2 = path.startswith("/v2")
+    if isinstance(err, AuthError):
+        body = auth_error_body(err)
+        if v2:
+            body = {"error": body.get("message", "not authenticated"), **body}
+        return JSONResponse(body, status_code=err.status, headers={"WWW-Authenticate": err.www_authenticate()})
+    headers = None
+    if isinstance(err, IssuerUnavailable):
+        log.error("token issuer unavailable: %s", err)
+        status, message, reason = 503, f"tokens cannot be checked now: {err}", "issuer_unavailable"
+        headers = {"Retry-After": "10"}
+    elif isinstance(err, MLaaS4HEPError):
+        status, message = error_status(err), str(err)
+        reason = {404: "not_found", 409: "conflict", 413: "too_large", 429: "too_many_jobs"}.get(status, "bad_request")
+        if isinstance(err, UnsafeArchive):
+            reason = "unsafe_archive"
+    elif isinstance(err, (RequestValidationError, ValidationError)):
+        status, message, reason = 400, validation_message(err), "bad_request"
+    else:
+        log.exception("internal error on %s %s", method, path, exc_info=err)
+        status, message = 500, f"internal error: {type(err).__name__} (reported in the service's log)"
+        reason = "internal_error"
+    if service is not None:
+        message = service.public(user, message)
+    body = {"message": message, "reason": reason}
+    if v2:
+        body = {"error": message, **body}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def get_service(request: Request) -> Service:
@@ -207,7 +252,9 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
         yield
         service.close()
 
-    app = FastAPI(title="MLaaS4HEP service", version=__version__, lifespan=lifespan, openapi_url=None,
+    from ..serving.fastpath import ServiceApp  # FastAPI, with the prediction routes on a fast path
+
+    app = ServiceApp(title="MLaaS4HEP service", version=__version__, lifespan=lifespan, openapi_url=None,
                   docs_url=None, redoc_url=None)
 
     # -- errors: always JSON {"message", "reason"}, never a traceback ---------------------------
@@ -221,35 +268,12 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
             body = {"error": message, **body}
         return JSONResponse(body, status_code=status, headers=headers)
 
-    @app.exception_handler(AuthError)
-    async def _auth_error(request: Request, err: AuthError):
-        headers = {"WWW-Authenticate": err.www_authenticate()}
-        body = auth_error_body(err)
-        if request.url.path.startswith("/v2"):  # the Open Inference Protocol's error body
-            body = {"error": body.get("message", "not authenticated"), **body}
-        return JSONResponse(body, status_code=err.status, headers=headers)
+    async def _handled(request: Request, err: Exception) -> JSONResponse:
+        return error_response(err, request.url.path, request.method, getattr(request.app.state, "service", None),
+                              getattr(request.state, "user", None))
 
-    @app.exception_handler(IssuerUnavailable)
-    async def _issuer_error(request: Request, err: IssuerUnavailable):
-        log.error("token issuer unavailable: %s", err)
-        return _error(request, 503, f"tokens cannot be checked now: {err}", "issuer_unavailable",
-                      {"Retry-After": "10"})
-
-    @app.exception_handler(MLaaS4HEPError)
-    async def _user_error(request: Request, err: MLaaS4HEPError):
-        status = error_status(err)
-        reason = {404: "not_found", 409: "conflict", 413: "too_large", 429: "too_many_jobs"}.get(status, "bad_request")
-        if isinstance(err, UnsafeArchive):
-            reason = "unsafe_archive"
-        return _error(request, status, str(err), reason)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, err: RequestValidationError):
-        return _error(request, 400, validation_message(err), "bad_request")
-
-    @app.exception_handler(ValidationError)
-    async def _invalid_body(request: Request, err: ValidationError):
-        return _error(request, 400, validation_message(err), "bad_request")
+    for kind in (AuthError, IssuerUnavailable, MLaaS4HEPError, RequestValidationError, ValidationError, Exception):
+        app.add_exception_handler(kind, _handled)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException):
@@ -261,12 +285,6 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
             if methods:
                 headers["Allow"] = ", ".join(sorted(methods))
         return _error(request, err.status_code, str(err.detail), reason, headers)
-
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, err: Exception):
-        log.exception("internal error on %s %s", request.method, request.url.path)
-        return _error(request, 500, f"internal error: {type(err).__name__} (reported in the service's log)",
-                      "internal_error")
 
     # -- the jobs API ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from fastapi import Request
 
 from .tokens import AuthError, TokenValidator, User, unauthenticated
 
+_HEADERS_KEPT = 4096  # headers whose bearer token is remembered (all forgotten when more come)
 _BEARER = re.compile(r"Bearer ([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
 
 
@@ -23,6 +24,7 @@ class Authenticator:
     def __init__(self, validator: TokenValidator, trusted_proxies: tuple[str, ...] = ()):
         self.validator = validator
         self.proxies = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+        self._tokens: dict[str, str] = {}  # Authorization header -> its well-formed bearer token
 
     def from_proxy(self, request: Request) -> bool:
         if not self.proxies or request.client is None:
@@ -35,9 +37,25 @@ class Authenticator:
 
     def cached(self, request: Request) -> User | None:
         """The user of a bearer token validated before (no I/O, no crypto), else None."""
-        header = request.headers.get("authorization")
-        match = _BEARER.fullmatch(header.strip()) if header else None
-        return self.validator.cached(match.group(1)) if match else None
+        return self.cached_header(request.headers.get("authorization"))
+
+    def cached_header(self, header: str | None) -> User | None:
+        """The user of the bearer token in this ``Authorization`` header value if it was validated
+        before, else None (then the request goes through :meth:`__call__`)."""
+        if not header:
+            return None
+        token = self._tokens.get(header)  # a header seen before: its token without the regex again
+        if token is not None:
+            return self.validator.cached(token)  # the token's validity (expiry included) is checked there
+        match = _BEARER.fullmatch(header.strip())
+        if not match:
+            return None
+        user = self.validator.cached(match.group(1))
+        if user is not None:  # only headers of valid tokens are remembered
+            if len(self._tokens) >= _HEADERS_KEPT:
+                self._tokens.clear()
+            self._tokens[header] = match.group(1)
+        return user
 
     def __call__(self, request: Request) -> User:
         header = request.headers.get("authorization")

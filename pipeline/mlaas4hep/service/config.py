@@ -52,6 +52,9 @@ class ServeConfig:
     max_archive_members: int = _setting(10_000, "files in one archive (default 10000)")
     max_unpacked_bytes: int = _setting(4 * GiB, "bytes one archive may unpack to (default 4 GiB)")
     log_level: str = _setting("info", "uvicorn's log level (default info)")
+    access_log: bool = _setting(False, "log a line per request at INFO (uvicorn's access log; default off: on the "
+                                       "prediction routes it costs CPU time per request; errors are logged "
+                                       "either way)")
     dask: str = _setting("", "run jobs on the workers of this Dask scheduler (tcp://host:8786, or 'local'); "
                              "the data folder must be shared with them (default: jobs run on this machine)")
     dask_resources: str = _setting("", "resource tags a job needs on a Dask worker, e.g. GPU=1 (default none)")
@@ -78,7 +81,7 @@ _INT = {"port", "concurrency", "max_active_jobs", "max_upload_bytes", "max_disk_
         "max_unpacked_bytes", "batch_max_size", "max_loaded_models", "max_predict_rows",
         "max_loaded_bytes", "model_threads"}
 _FLOAT = {"leeway", "jwks_refresh_interval", "batch_max_delay"}
-_BOOL = {"no_jobs"}
+_BOOL = {"no_jobs", "access_log"}
 _LIST = {"allowed_groups", "trusted_proxies"}
 _NAMES = [f.name for f in fields(ServeConfig) if f.name != "source"]
 

@@ -19,5 +19,6 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(config)
     # uvicorn must not replace the peer address by X-Forwarded-For: the peer address is what
     # decides whether a proxy's X-Forwarded-User is believed (--trusted-proxies)
-    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level, proxy_headers=False)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level, proxy_headers=False,
+                access_log=config.access_log)
     return 0

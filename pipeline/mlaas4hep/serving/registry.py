@@ -225,6 +225,9 @@ def _numbers(values: Any, where: str) -> np.ndarray:
     if X.dtype == object or X.size == 0:
         raise BadInput("expected numbers", where=where)
     _only_numbers(values, X.ndim, where)
+    # one pass for the usual case (every value finite and within float32): NaN fails the comparison
+    if _largest(np.abs(X), axis=None) <= _FLOAT32_MAX:
+        return X.astype(np.float32)
     bad = ~np.isfinite(X)
     if bad.any():
         at = np.argwhere(bad)[0]
@@ -236,6 +239,8 @@ def _numbers(values: Any, where: str) -> np.ndarray:
 
 
 _NUMBER_TYPES = {int, float}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_largest = np.maximum.reduce
 
 
 def _only_numbers(values: list, ndim: int, where: str) -> None:

@@ -10,6 +10,7 @@ import logging
 import shutil
 import tempfile
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from starlette.formparsers import MultiPartException
 from .._version import __version__
 from ..service import json_codec
 from ..service.app import CurrentUser, json_body, upload_limits
+from ..service.tokens import User
 from ..errors import MLaaS4HEPError
 from .batcher import BatcherClosed
 from .protocol import (EventScores, EventsRequest, InferenceRequest, InferenceResponse, LiveResponse, ModelInfo,
@@ -296,18 +298,9 @@ def tfaas_router() -> APIRouter:
 
     @router.post("/json")
     async def tfaas_json(request: Request, user: CurrentUser) -> Response:
-        """TFaaS's predictions: already normalised rows in, per row a list of {label, probability}
-        (a flat list for one row)."""
-        body = TFaaSRequest.model_validate(await json_body(request))
-        models = _models(request)
-        entry = models.registry.resolve(user.id, body.model, body.version)
-        served = await loaded(models.registry, entry)
-        X = served.rows(body.values, body.keys)
-        scores = await models.scores(served, X)
-        rows = [_labelled(served.classes, s) for s in scores.tolist()]
-        single = not isinstance(body.values[0], list)
-        # encoded here (the hottest route): FastAPI's generic encoder walks every value again
-        return Response(json_codec.dumps(rows[0] if single else rows), media_type="application/json")
+        """TFaaS's predictions (answered by :mod:`.fastpath` when the service runs in ServiceApp)."""
+        answer = await tfaas_predict(_models(request), user, await json_body(request))
+        return Response(answer, media_type="application/json")
 
     @router.get("/models")
     def tfaas_models(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
@@ -327,6 +320,20 @@ def tfaas_router() -> APIRouter:
         return await receive_model(request, user)
 
     return router
+
+
+async def tfaas_predict(models: ModelService, user: User, body: Any) -> bytes:
+    """TFaaS's predictions: already normalised rows in (``body``, the request's JSON value), per
+    row a list of {label, probability} out (a flat list for one row), as JSON bytes."""
+    request = TFaaSRequest.model_validate(body)
+    entry = models.registry.resolve(user.id, request.model, request.version)
+    served = await loaded(models.registry, entry)
+    X = served.rows(request.values, request.keys)
+    scores = await models.scores(served, X)
+    rows = [_labelled(served.classes, s) for s in scores.tolist()]
+    single = not isinstance(request.values[0], list)
+    # encoded here (the hottest route): FastAPI's generic encoder walks every value again
+    return json_codec.dumps(rows[0] if single else rows)
 
 
 def _labelled(classes: list[str], score: float | list[float]) -> list[dict[str, Any]]:
@@ -398,24 +405,10 @@ def v2_router() -> APIRouter:
         return await model_ready(request, user, name, version)
 
     async def infer(request: Request, user, name: str, version: str | None) -> Response:
-        if request.headers.get("inference-header-content-length"):
-            raise MLaaS4HEPError("binary tensor data is not accepted; send the tensors as JSON "
-                                 "(tritonclient: binary_data=False)", where="Inference-Header-Content-Length")
-        models = _models(request)
-        entry = models.registry.resolve(user.id, name, version)
-        body = InferenceRequest.model_validate(await json_body(request))
-        served = await loaded(models.registry, entry)
-        X = _tensor(body, served)
-        if body.outputs:
-            unknown = [o.name for o in body.outputs if o.name != OUTPUT]
-            if unknown:
-                raise BadInput(f"no output {unknown[0]!r}; the model's output is {OUTPUT!r}", where="outputs")
-        scores = await models.scores(served, X)
-        answer = InferenceResponse(model_name=name, model_version=str(entry.version), id=body.id, outputs=[
-            ResponseOutput(name=OUTPUT, shape=list(scores.shape), datatype="FP32",
-                           data=scores.reshape(-1).tolist())])
-        # serialised once by pydantic, not dumped, validated and encoded again by FastAPI
-        return Response(answer.model_dump_json(), media_type="application/json")
+        answer = await v2_infer(_models(request), user, name, version,
+                                bool(request.headers.get("inference-header-content-length")),
+                                lambda: json_body(request))
+        return Response(answer, media_type="application/json")
 
     @router.post("/models/{name}/infer", response_model=InferenceResponse)
     async def infer_latest(name: str, request: Request, user: CurrentUser) -> Response:
@@ -426,6 +419,29 @@ def v2_router() -> APIRouter:
         return await infer(request, user, name, version)
 
     return router
+
+
+async def v2_infer(models: ModelService, user: User, name: str, version: str | None, binary: bool,
+                   read_body: Callable[[], Awaitable[Any]]) -> bytes:
+    """The Open Inference Protocol's ``infer``: the JSON answer. ``binary``: the request has an
+    Inference-Header-Content-Length (binary tensors, refused); ``read_body`` gives the request's
+    JSON value, read only once the model is known (an unknown model answers 404 first)."""
+    if binary:
+        raise MLaaS4HEPError("binary tensor data is not accepted; send the tensors as JSON "
+                             "(tritonclient: binary_data=False)", where="Inference-Header-Content-Length")
+    entry = models.registry.resolve(user.id, name, version)
+    body = InferenceRequest.model_validate(await read_body())
+    served = await loaded(models.registry, entry)
+    X = _tensor(body, served)
+    if body.outputs:
+        unknown = [o.name for o in body.outputs if o.name != OUTPUT]
+        if unknown:
+            raise BadInput(f"no output {unknown[0]!r}; the model's output is {OUTPUT!r}", where="outputs")
+    scores = await models.scores(served, X)
+    answer = InferenceResponse(model_name=name, model_version=str(entry.version), id=body.id, outputs=[
+        ResponseOutput(name=OUTPUT, shape=list(scores.shape), datatype="FP32", data=scores.reshape(-1).tolist())])
+    # serialised once by pydantic, not dumped, validated and encoded again by FastAPI
+    return answer.model_dump_json().encode()
 
 
 def _tensor(body: InferenceRequest, served: ServedModel) -> np.ndarray:
