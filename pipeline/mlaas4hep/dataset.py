@@ -115,8 +115,9 @@ class Dataset:
                                            read_threads=self.params.read_threads))
                     if len(self.paths) > 1:
                         # keep what is known of it, not its open file: reads reopen it in turn, so
-                        # memory does not grow with the number of files
-                        opened[-1].branches
+                        # memory does not grow with the number of files (every branch's kind: the
+                        # branches not in every file, or of another kind, are listed as skipped)
+                        opened[-1].branches.classify_all()
                         opened[-1].release()
             except BaseException:
                 for f in opened:

@@ -29,8 +29,10 @@ class FeatureSelection:
     jagged: list[str]  # feature branches with a list per event, sorted
     read: list[str]  # source branches to read
     identifiers: list[str]
-    kinds: dict[str, str]  # every usable branch (source and new) -> flat | jagged
-    dtypes: dict[str, str]  # source branches -> numpy dtype name
+    # every usable branch (source and new) -> flat | jagged; of a single file with selected_branches
+    # and neither preproc nor weight, only the selected and identifier branches
+    kinds: dict[str, str]
+    dtypes: dict[str, str]  # source branches -> numpy dtype name (as kinds)
     skipped: dict[str, str] = field(default_factory=dict)  # branch -> why it is not a feature
     preprocessor: Preprocessor | None = None
     notes: list[tuple[str, str]] = field(default_factory=list)  # (level "info" | "warning", message)
@@ -53,26 +55,19 @@ def select_features(files: Sequence[RootFile], params: Params, preproc: Preproc,
     they are skipped like unsupported ones.
     """
     first = files[0]
-    common: dict[str, str] = {}
-    dtypes: dict[str, str] = {}
-    skipped: dict[str, str] = {}
-    unsupported: dict[str, str] = {}
     unreadable = dict(unreadable or {})
-    for name, info in first.branches.items():
-        if not info.supported or name in unreadable:
-            unsupported[name] = info.reason if not info.supported else f"uproot cannot read it: {unreadable[name]}"
-            continue
-        for other in files[1:]:
-            other_info = other.branches.get(name)
-            if other_info is None:
-                skipped[name] = f"not in every file (missing in {other.path})"
-                break
-            if other_info.kind != info.kind:
-                skipped[name] = f"{info.kind} in {first.path} but {other_info.kind} in {other.path}"
-                break
-        else:
-            common[name] = info.kind
-            dtypes[name] = info.dtype
+    weight = weight_expression(params)
+    # Only the selected branches and the identifiers are classified where nothing else is asked
+    # about (uproot works out each branch's interpretation then: most of opening a wide tree).
+    # Without a selection, with a preproc or weight (whose expressions may name any branch) and
+    # with several files (the branches not in every file are listed as skipped) every one is.
+    everything = not params.selected_branches or bool(preproc) or weight is not None or len(files) > 1
+    if everything:
+        names: Sequence[str] = list(first.branches)
+    else:
+        wanted = set(params.selected_branches) | set(params.identifier or DEFAULT_IDENTIFIERS)
+        names = [n for n in first.branches if n in wanted]
+    common, dtypes, skipped, unsupported = _usable(files, names, unreadable)
 
     source = f"{params.source}"
     for name in params.selected_branches:
@@ -90,7 +85,6 @@ def select_features(files: Sequence[RootFile], params: Params, preproc: Preproc,
             notes.append(("warning", f"{source}: exclude_branches: branch {name!r} is not in the files; ignored"
                                      + (f" ({hint})" if hint else "")))
 
-    weight = weight_expression(params)
     if weight is not None:  # the weight rides with the preproc: env[WEIGHT] in every block
         preprocessor = WeightedPreprocessor(preproc or Preproc(), common, {**unsupported, **skipped}, weight)
     else:
@@ -107,12 +101,43 @@ def select_features(files: Sequence[RootFile], params: Params, preproc: Preproc,
     kinds = dict(preprocessor.kinds if preprocessor else common)
     features = source_features + [n for n in (preprocessor.new_names if preprocessor else []) if n not in dropped]
     if not features:
+        if not everything:  # the message counts every branch that cannot be a feature
+            _, _, skipped, unsupported = _usable(files, list(first.branches), unreadable)
         raise ConfigError(_no_features(first, params, candidates, dropped, {**unsupported, **skipped}),
                           where=first.where)
     read = list(dict.fromkeys(source_features + sorted(preprocessor.inputs if preprocessor else [])))
     flat = sorted(n for n in features if kinds[n] != JAGGED)
     jagged = sorted(n for n in features if kinds[n] == JAGGED)
     return FeatureSelection(flat, jagged, read, identifiers, kinds, dtypes, skipped, preprocessor, notes)
+
+
+def _usable(files: Sequence[RootFile], names: Sequence[str], unreadable: Mapping[str, str]
+            ) -> tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, str]]:
+    """Of the first file's branches ``names``: the kind and dtype of those usable in every file,
+    those skipped (not in every file, or of another kind in one) and those that cannot be
+    features, each with why."""
+    first = files[0]
+    common: dict[str, str] = {}
+    dtypes: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    unsupported: dict[str, str] = {}
+    for name in names:
+        info = first.branches[name]
+        if not info.supported or name in unreadable:
+            unsupported[name] = info.reason if not info.supported else f"uproot cannot read it: {unreadable[name]}"
+            continue
+        for other in files[1:]:
+            other_info = other.branches.get(name)
+            if other_info is None:
+                skipped[name] = f"not in every file (missing in {other.path})"
+                break
+            if other_info.kind != info.kind:
+                skipped[name] = f"{info.kind} in {first.path} but {other_info.kind} in {other.path}"
+                break
+        else:
+            common[name] = info.kind
+            dtypes[name] = info.dtype
+    return common, dtypes, skipped, unsupported
 
 
 #: The original's identifiers when params give none
