@@ -171,3 +171,40 @@ def test_heap_thresholds_are_set_once_unless_the_user_set_them():
     # set after the start (as Dask's nanny does before spawning workers): glibc never saw it
     late = "import os; os.environ['MALLOC_TRIM_THRESHOLD_'] = '65536'\n" + code
     assert run_python(late) == ("True True" if glibc else "False False")
+
+
+def test_a_selection_classifies_only_its_branches_and_the_listing_still_has_every_one(baskets, tmp_path,
+                                                                                      monkeypatch):
+    """With selected_branches, one file and no preproc, only the selected branches (and the
+    identifiers, none here) are classified: uproot working out each branch's interpretation is
+    most of opening a tree of a thousand branches. The listing and a second file's skipped list
+    still see every branch."""
+    from mlaas4hep import read
+
+    seen: list[str] = []
+    classify = read.branch_info
+    monkeypatch.setattr(read, "branch_info", lambda b, key=None, *a, **k: seen.append(key) or classify(b, key, *a, **k))
+    params = {"branch": "Events", "chunk_size": 2000, "specs_cache": False, "cache_dir": str(tmp_path / "c"),
+              "selected_branches": ["x03", "a_v1"]}
+    ds = mlaas4hep.Dataset([baskets], params=params)
+    spec = ds.specs()
+    X = np.concatenate([x for x, _ in ds.chunks()])
+    assert sorted(seen) == ["a_v1", "x03"]
+    assert spec["skipped"] == {} and ds.feature_names[0] == "x03" and X.shape[0] == 6000
+    with uproot.open(baskets) as f:
+        x03 = f["Events"]["x03"].array(library="np")
+    assert np.allclose(np.sort(X[:, 0]), np.sort((x03 - x03.min()) / (x03.max() - x03.min())), atol=1e-6)  # mixed rows
+    listing = ds.branches()
+    assert len(listing) == 20 and listing["b_v0"]["kind"] == "jagged" and listing["x00"]["dtype"] == "int32"
+    assert listing["na_v0"]["kind"] == "flat"  # the counters uproot wrote
+
+    # a second file without x00: x00 is listed as skipped though not selected, as before
+    other = tmp_path / "other.root"
+    with uproot.open(baskets) as f:
+        names = [k for k in f["Events"].keys() if k != "x00" and not k.startswith("n")]
+        arrays = f["Events"].arrays(names, library="ak")
+    with uproot.recreate(other) as out:  # as the fixture writes: the same counter branches
+        tree = out.mktree("Events", {k: arrays[k].type if arrays[k].ndim > 1 else arrays[k].type.content for k in names})
+        tree.extend({k: arrays[k] for k in names})
+    two = mlaas4hep.Dataset([baskets, str(other)], params={**params, "cache_dir": str(tmp_path / "d")})
+    assert two.specs()["skipped"] == {"x00": f"not in every file (missing in {other})"}
