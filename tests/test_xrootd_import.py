@@ -1,4 +1,5 @@
-"""The XRootD bindings crash a process that loaded TensorFlow first: mlaas4hep loads them early,
+"""The XRootD bindings crash a process that loaded TensorFlow first: mlaas4hep loads them just
+before TensorFlow is imported (or when a root:// URL is read, in a process without TensorFlow),
 and refuses root:// clearly (no segmentation fault) where TensorFlow came first."""
 
 import subprocess
@@ -23,6 +24,20 @@ def test_import_mlaas4hep_then_tensorflow_then_reading_root_urls_works():
                    "print(xrootd.client('root://host//f.root').__name__)")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("XRootD.client")
+
+
+def test_the_bindings_load_only_when_needed_and_before_keras_brings_tensorflow():
+    _bindings_and_tensorflow()
+    alone = _python("import sys, mlaas4hep\nprint('XRootD.client' in sys.modules)\n"
+                    "from mlaas4hep import xrootd\nprint(xrootd.client('root://host//f.root').__name__)")
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    assert alone.stdout.split() == ["False", "XRootD.client"]
+    # keras 3 with its TensorFlow backend imports tensorflow: the bindings come just before it
+    keras = _python("import os; os.environ.setdefault('KERAS_BACKEND', 'tensorflow')\n"
+                    "import sys, mlaas4hep, keras\nprint(keras.backend.backend(), 'tensorflow' in sys.modules)\n"
+                    "from mlaas4hep import xrootd\nprint(xrootd.client('root://host//f.root').__name__)")
+    assert keras.returncode == 0, f"exit {keras.returncode}: {keras.stderr[-2000:]}"
+    assert keras.stdout.split() == ["tensorflow", "True", "XRootD.client"]
 
 
 def test_tensorflow_first_gives_a_clear_error_not_a_crash():

@@ -12,7 +12,7 @@ The public API::
 
 from . import xrootd as _xrootd
 
-_xrootd.preload()  # before anything imports TensorFlow: see mlaas4hep/xrootd.py
+_xrootd.preload_before_tensorflow()  # the bindings load before TensorFlow if ever: see mlaas4hep/xrootd.py
 
 from ._version import __version__
 from .artifact import Artifact
