@@ -1,12 +1,13 @@
 """A wide NanoAOD-like file (1,033 branches): the engine's first pass (specs + every chunk) next
 to one ``uproot.iterate`` over the same branches, for 40 selected branches and for all of them.
 
-    python bench/wide.py [--events 20000] [--repeat 3] [--chunk-size 10000]
+    python bench/wide.py [--events 20000] [--repeat 3] [--chunk-size 10000] [--case both|selected|all]
 
-Each case runs in its own process; figures are the median of ``--repeat`` runs: seconds, events
-per second and peak resident memory (VmHWM, ``common.PEAK_MB``), with the engine / uproot ratios. Targets of
-issue 18: selected branches, engine events/s >= 0.8x uproot's (with the first epoch reading ROOT
-once); all branches, engine peak memory <= 1.5x uproot's. The engine's sources are byte-compiled
+Each case runs in its own process, uproot and the engine alternating; figures are the median of
+``--repeat`` rounds: seconds, events per second, CPU seconds (all threads) and peak resident
+memory (VmHWM, ``common.PEAK_MB``), with the engine / uproot ratios. Targets of issue 18:
+selected branches, engine events/s >= 0.8x uproot's (with the first epoch reading ROOT once); all
+branches, engine peak memory <= 1.5x uproot's. The engine's sources are byte-compiled
 first, as uproot's and awkward's are (pip wrote their bytecode; see ``common.compile_sources``).
 Prints figures; asserts nothing.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -72,7 +74,7 @@ def ensure_wide(n_events: int, seed: int = 1) -> str:
 CHILD = PEAK_MB + r"""
 import json, resource, sys, time, tempfile
 path, tool, names, chunk = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 n = 0
 if tool == "engine":
     import mlaas4hep
@@ -89,8 +91,8 @@ else:
     for arrays in uproot.iterate(path + ":Events", names or None, step_size=chunk, library="ak"):
         n += len(arrays)
     width = len(names) if names else None
-seconds = time.perf_counter() - start
-print(json.dumps({"seconds": seconds, "events": n, "peak_mb": peak_mb(),
+seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+print(json.dumps({"seconds": seconds, "cpu": cpu, "events": n, "peak_mb": peak_mb(),
                   "width": width}))
 """
 
@@ -117,25 +119,33 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--chunk-size", type=int, default=10_000)
+    parser.add_argument("--case", choices=("both", "selected", "all"), default="both")
     args = parser.parse_args()
     path = ensure_wide(args.events)
-    print(f"machine: {machine()}; {args.events:,} events; chunk {args.chunk_size:,}; median of {args.repeat}; "
-          f"{compile_sources()}")
+    print(f"machine: {machine()}; {args.events:,} events; chunk {args.chunk_size:,}; median of {args.repeat} "
+          f"rounds, uproot and the engine alternating; {compile_sources()}; load average {os.getloadavg()[0]:.1f}")
     cases = {"40 selected branches": selected_branches(path), "all 1,033 branches": []}
-    print(f"{'case':24} {'tool':7} {'seconds':>8} {'kev/s':>8} {'peak MB':>8} {'features':>9}")
+    if args.case != "both":
+        cases = dict([list(cases.items())[args.case == "all"]])
+    print(f"{'case':24} {'tool':7} {'seconds':>8} {'kev/s':>8} {'CPU s':>6} {'peak MB':>8} {'features':>9}")
     for case, names in cases.items():
+        runs: dict[str, list[dict]] = {"uproot": [], "engine": []}
+        for _ in range(args.repeat):  # alternating, so that both see the same load
+            for tool in runs:
+                runs[tool].append(run(path, tool, names, args.chunk_size))
         results = {}
-        for tool in ("uproot", "engine"):
-            runs = [run(path, tool, names, args.chunk_size) for _ in range(args.repeat)]
-            results[tool] = {k: statistics.median(r[k] for r in runs) for k in ("seconds", "peak_mb")}
-            results[tool]["events"] = runs[0]["events"]
-            width = runs[0]["width"]
+        for tool, done in runs.items():
+            results[tool] = {k: statistics.median(r[k] for r in done) for k in ("seconds", "cpu", "peak_mb")}
+            results[tool]["events"] = done[0]["events"]
+            width = done[0]["width"]
             rate = results[tool]["events"] / results[tool]["seconds"] / 1e3
-            print(f"{case:24} {tool:7} {results[tool]['seconds']:8.2f} {rate:8.1f} {results[tool]['peak_mb']:8.0f} "
-                  f"{width if width is not None else '':>9}")
+            print(f"{case:24} {tool:7} {results[tool]['seconds']:8.2f} {rate:8.1f} {results[tool]['cpu']:6.2f} "
+                  f"{results[tool]['peak_mb']:8.0f} {width if width is not None else '':>9}")
         speed = results["uproot"]["seconds"] / results["engine"]["seconds"]
+        cpu = results["uproot"]["cpu"] / results["engine"]["cpu"]
         memory = results["engine"]["peak_mb"] / results["uproot"]["peak_mb"]
-        print(f"{case:24} engine/uproot: events/s {speed:.2f}x, peak memory {memory:.2f}x")
+        print(f"{case:24} engine/uproot: events/s {speed:.2f}x (per CPU second {cpu:.2f}x), peak memory {memory:.2f}x")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
