@@ -187,12 +187,43 @@ def test_served_pytorch_models_use_the_configured_cpu_threads(served_artifacts, 
         entry = registry.publish("alice", "t", served_artifacts["torch"].path)
         served = registry.model(entry)
         assert torch.get_num_threads() == 1
+        # the model is called in the batcher's thread: it has its one thread there too, even when
+        # the process' setting changed after the model was loaded (the thread sets its own)
+        torch.set_num_threads(2)
+        seen = []
+        call = served.batcher.predict
+
+        def spy(X):
+            seen.append((threading.current_thread().name, torch.get_num_threads()))
+            return call(X)
+
+        served.batcher.predict = spy
         X = np.random.default_rng(4).random((5, served.n_features)).astype(np.float32)
         np.testing.assert_allclose(served.batcher(X, timeout=60), served_artifacts["torch"].adapter.predict(X),
                                    rtol=1e-6, atol=1e-7)
+        assert seen == [(f"batcher-{entry.name}/{entry.version}", 1)]
         registry.close()
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_batcher_sets_up_its_thread_and_serves_even_if_that_fails():
+    seen = []
+
+    def init():
+        seen.append(threading.current_thread().name)
+
+    batcher = DynamicBatcher(lambda X: X.sum(axis=1), max_batch=10, max_delay=0.0, name="m", thread_init=init)
+    assert batcher(np.ones((2, 3), np.float32), timeout=30).tolist() == [3.0, 3.0]
+    batcher.close()
+    assert seen == ["batcher-m"]
+
+    def broken():
+        raise RuntimeError("no such setting")
+
+    batcher = DynamicBatcher(lambda X: X.sum(axis=1), max_batch=10, max_delay=0.0, name="m", thread_init=broken)
+    assert batcher(np.ones((1, 3), np.float32), timeout=30).tolist() == [3.0]
+    batcher.close()
 
 
 def test_a_registry_sees_its_own_changes_at_once_and_another_ones_within_recheck(served_artifacts, tmp_path,

@@ -16,6 +16,7 @@ results by one ``call_soon_threadsafe`` per model call (not one thread hop per r
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 import time
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger("mlaas4hep.serving")
 
 
 @dataclass(slots=True)
@@ -44,12 +47,13 @@ class DynamicBatcher:
     one row per input row, any trailing shape)."""
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], max_batch: int = 256,
-                 max_delay: float = 0.002, name: str = "model"):
+                 max_delay: float = 0.002, name: str = "model", thread_init: Callable[[], Any] | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if max_delay < 0:
             raise ValueError(f"max_delay must not be negative, got {max_delay}")
         self.predict = predict
+        self.thread_init = thread_init  # run first in the worker thread (per-thread settings of the model's library)
         self.max_batch = int(max_batch)
         self.max_delay = float(max_delay)
         self.name = name
@@ -113,6 +117,11 @@ class DynamicBatcher:
     # -- the worker ---------------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self.thread_init is not None:
+            try:
+                self.thread_init()
+            except Exception:  # noqa: BLE001 - a setting that failed must not stop the serving
+                log.exception("the batcher of %s could not set up its thread", self.name)
         carry: _Request | None = None
         while True:
             first = carry if carry is not None else self._queue.get()

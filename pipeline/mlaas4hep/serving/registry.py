@@ -16,6 +16,7 @@ exist. Nothing here imports FastAPI.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -102,6 +103,7 @@ class ServedModel:
     def __init__(self, entry: Entry, max_batch: int, max_delay: float, threads: int | None = None):
         self.entry = entry
         self.artifact = None
+        init = None
         if entry.kind == "artifact":
             from ..artifact import Artifact
 
@@ -114,11 +116,13 @@ class ServedModel:
             self._call = getattr(adapter, "predict_batch", adapter.predict)
             if threads and self.artifact.contract.get("framework") == "torch":
                 _torch_threads(threads)
+                init = functools.partial(_torch_threads, threads)  # and in the batcher's thread, which calls it
         else:
             tf = TFaaSModel(entry.folder)
             self.feature_names, self.n_features, self.classes = tf.features, tf.n_features, tf.classes
             self._call = tf.predict
-        self.batcher = DynamicBatcher(self._call, max_batch, max_delay, name=f"{entry.name}/{entry.version}")
+        self.batcher = DynamicBatcher(self._call, max_batch, max_delay, name=f"{entry.name}/{entry.version}",
+                                      thread_init=init)
         self.size = sum(p.stat().st_size for p in entry.folder.rglob("*") if p.is_file() and not p.is_symlink())
 
     @property
@@ -199,11 +203,11 @@ def _torch_threads(threads: int) -> None:
     """PyTorch's CPU threads in this (serving) process. One is best here: the batcher gives a model
     its rows in large calls, the event loop needs a core of its own, and on small calls several
     threads mostly spin (a 64-row call of the bench's MLP took 10x the CPU time with 2 threads as
-    with 1 on the 2-core development machine)."""
+    with 1 on the 2-core development machine). Set in the thread that calls the model as well:
+    the served model's batcher thread had run with two OpenMP threads, one of them spinning."""
     import torch
 
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
 
 
 def _classes(contract: Mapping[str, Any], n_classes: int) -> list[str]:
