@@ -97,6 +97,7 @@ def concat_blocks(blocks: Sequence[Block], jagged: Sequence[str]) -> Block | Non
 
 
 JOIN_BYTES = 8 << 20  # pieces are joined into groups of about this size before they are tensorized
+JOIN_EVENTS = 4096  # ... unless they hold this many events: then a fill's per-branch work is small beside its values
 
 
 def block_bytes(block: Block) -> int:
@@ -113,9 +114,10 @@ def block_bytes(block: Block) -> int:
 class FillGroups:
     """Gathers the pieces of a chunk, in row order, into the blocks to tensorize one by one:
     small pieces (a piece of each of many files) joined, so that the per-branch work of a fill
-    is done once for many of them, up to ``JOIN_BYTES``; larger pieces as they come (joining them
-    would only copy every value once more: with a thousand branches, as much memory as the
-    chunk's events take). Each group is handed on as soon as it is complete, so a chunk holds
+    is done once for many of them, up to ``JOIN_BYTES``; larger pieces, and pieces of
+    ``JOIN_EVENTS`` events or more, as they come (joining them would only copy every value once
+    more: with a thousand branches, as much memory as the chunk's events take; with one file,
+    every stored block of it). Each group is handed on as soon as it is complete, so a chunk holds
     one group of source values at a time, not all of them."""
 
     def __init__(self, jagged: Sequence[str]):
@@ -125,7 +127,7 @@ class FillGroups:
 
     def add(self, block: Block) -> list[Block]:
         size = block_bytes(block)
-        if size >= JOIN_BYTES:
+        if size >= JOIN_BYTES or len(block) >= JOIN_EVENTS:
             return [*self.flush(), block]
         self._run.append(block)
         self._bytes += size
@@ -290,21 +292,24 @@ class BufferPool:
 
     A buffer handed out as ``buf[:n]`` is reused only when the caller has dropped every view of
     it (its reference count is back to the pool's own), so keeping a chunk is always safe.
+    A new buffer comes zeroed from the system (``np.zeros``: pages the kernel clears as they are
+    first written), so it needs no zeroing of its own.
     """
 
     def __init__(self, shape: tuple[int, ...], dtype: Any, keep: int = 4):
         self.shape, self.dtype, self.keep = shape, dtype, keep
         self._buffers: list[np.ndarray] = []
 
-    def get(self) -> np.ndarray:
+    def get(self) -> tuple[np.ndarray, bool]:
+        """A free buffer, and whether it is all zeros (new)."""
         for buf in self._buffers:
             # references: the list, the loop variable and getrefcount's argument
             if sys.getrefcount(buf) <= 3:
-                return buf
-        buf = np.empty(self.shape, self.dtype)
+                return buf, False
+        buf = np.zeros(self.shape, self.dtype)
         if len(self._buffers) < self.keep:
             self._buffers.append(buf)
-        return buf
+        return buf, True
 
 
 class ChunkMixer:
@@ -339,9 +344,11 @@ class ChunkMixer:
         pending: deque[Future] = deque()
         try:
             for index, takes in chunks:
-                X = self._x.get()[:sum(takes)]
+                buf, zeroed = self._x.get()
+                X = buf[:sum(takes)]
+                del buf
                 pieces = list(self._pieces(takes))
-                pending.append(pool.submit(self._assemble, index, X, pieces, self._positions()))
+                pending.append(pool.submit(self._assemble, index, X, pieces, self._positions(), zeroed))
                 del X, pieces
                 if len(pending) >= self.workers:
                     yield pending.popleft().result()
@@ -355,7 +362,10 @@ class ChunkMixer:
     def _build(self, index: int, takes: list[int]) -> Chunk:
         """Chunk ``index`` in this thread, each piece tensorized as soon as it is read (a chunk
         holds one group of source values at a time)."""
-        return self._assemble(index, self._x.get()[:sum(takes)], self._pieces(takes), None)
+        buf, zeroed = self._x.get()
+        X = buf[:sum(takes)]
+        del buf
+        return self._assemble(index, X, self._pieces(takes), None, zeroed)
 
     def _pieces(self, takes: list[int]) -> Iterator[tuple[int, Block]]:
         for i, (stream, k) in enumerate(zip(self.streams, takes)):
@@ -368,11 +378,13 @@ class ChunkMixer:
         return [s.position if s is not None else start for s, start in zip(self.streams, self.starts)]
 
     def _assemble(self, index: int, X: np.ndarray, pieces: Iterable[tuple[int, Block]],
-                  positions: list[StreamPosition] | None) -> Chunk:
+                  positions: list[StreamPosition] | None, zeroed: bool = False) -> Chunk:
         """The rows of ``pieces`` written into ``X`` at shuffled positions; ``positions``: where
-        the streams stand after them (None: where they stand once ``pieces`` is consumed)."""
+        the streams stand after them (None: where they stand once ``pieces`` is consumed).
+        ``zeroed``: X is all zeros already (a new buffer)."""
         n = len(X)
-        X.fill(0.0)  # padding: the tensorizer writes only real values
+        if not zeroed:
+            X.fill(0.0)  # padding: the tensorizer writes only real values
         y = None if self.labels is None else np.empty(n, np.int64)
         file_index = np.empty(n, np.int32)
         entry = np.empty(n, np.int64)

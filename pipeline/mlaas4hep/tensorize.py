@@ -151,6 +151,8 @@ class Tensorizer:
         ``jetEta``, ... sharing ``nJets``) share it.
         """
         layout = self.layout
+        if not out.flags.c_contiguous:  # written through a flat view of it
+            raise ValueError("Tensorizer.fill needs a C-contiguous output buffer")
         if layout.flat:
             n = len(arrays[layout.flat[0]])
         elif layout.jagged:
@@ -158,11 +160,18 @@ class Tensorizer:
         else:
             return
         row_index = np.arange(rows.start, rows.start + n) if isinstance(rows, slice) else rows
-        for name in layout.flat:
-            lo, scale = layout.scale(name)
-            out[rows, layout.column[name]] = _normalise(np.asarray(arrays[name]), lo, scale, layout.nan_value)
         flat_out = out.reshape(-1)
         width = out.shape[1]
+        # at shuffled rows, each value's flat position in a view that starts at its column: one
+        # plain index array for every column (out[rows, column] takes numpy's slower mixed path)
+        firsts = None if isinstance(rows, slice) else np.multiply(rows, width, dtype=np.int64)
+        for name in layout.flat:
+            lo, scale = layout.scale(name)
+            values = _normalise(np.asarray(arrays[name]), lo, scale, layout.nan_value)
+            if firsts is None:
+                out[rows, layout.column[name]] = values
+            else:
+                flat_out[layout.column[name]:][firsts] = values
         cache: list[tuple[np.ndarray, np.ndarray, _Scatter]] = []
         for name in layout.jagged:
             jdim = layout.jdim[name]
@@ -182,9 +191,10 @@ class Tensorizer:
                 continue
             lo, scale = layout.scale(name)
             values = content[scatter.source] if scatter.source is not None else content[starts[0]:starts[0] + scatter.target.size]
-            flat_out[scatter.target + layout.column[name]] = _normalise(values, lo, scale, layout.nan_value)
+            # the view that starts at the branch's first column: no shifted copy of the targets
+            flat_out[layout.column[name]:][scatter.target] = _normalise(values, lo, scale, layout.nan_value)
             if layout.masks:
-                flat_out[scatter.target + layout.mask_column[name]] = 1.0
+                flat_out[layout.mask_column[name]:][scatter.target] = 1.0
 
 
 class _Scatter:
