@@ -404,11 +404,11 @@ class RootFile:
             for name, fld in self._tree.iteritems(recursive=False):
                 objects[name], paths[name] = fld, name
         else:
-            leaves = [(path, b) for path, b in self._tree.iteritems(recursive=True, full_paths=True)
+            leaves = [(path, b, b.name) for path, b in self._tree.iteritems(recursive=True, full_paths=True)
                       if not b.branches]  # a branch with sub-branches is a container, not a leaf
-            shared = Counter(b.name for _, b in leaves)
-            for path, b in leaves:
-                key = b.name if shared[b.name] == 1 else path
+            shared = Counter(name for _, _, name in leaves)
+            for path, b, name in leaves:
+                key = name if shared[name] == 1 else path
                 if key in objects:  # two parents with one name (a Delphes file with two 'Particle')
                     key = next(f"{key}#{i}" for i in range(2, len(leaves) + 2) if f"{key}#{i}" not in objects)
                 objects[key], paths[key] = b, path
