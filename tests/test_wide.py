@@ -162,6 +162,17 @@ def test_importing_the_engine_leaves_vector_and_sympy_until_a_preproc_needs_them
     assert run_python(code).splitlines() == ["False False", f"{round(6.0 - 2 * np.pi, 6)} True"]
 
 
+def test_importing_the_engine_to_read_data_leaves_training_plotting_and_xrootd_unloaded():
+    heavy = ("matplotlib", "pandas", "sklearn", "ipywidgets", "torch", "tensorflow", "keras", "XRootD",
+             "mlaas4hep.train", "mlaas4hep.artifact", "mlaas4hep.adapters", "mlaas4hep.evaluate")
+    code = ("import sys, mlaas4hep\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+            "import mlaas4hep.train\n"  # the submodule: mlaas4hep.train stays the function
+            "from mlaas4hep.train import train\n"
+            "print(mlaas4hep.train is train, callable(mlaas4hep.train), mlaas4hep.Artifact.__name__)\n")
+    assert run_python(code).splitlines() == ["[]", "True True Artifact"]
+
+
 def test_heap_thresholds_are_set_once_unless_the_user_set_them():
     code = "from mlaas4hep import heap; print(heap.bound_retained_memory(), heap.bound_retained_memory())"
     glibc = heap._glibc() is not None
