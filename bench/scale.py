@@ -3,7 +3,9 @@
     python bench/scale.py [--files 4] [--events 200000] [--rounds 3]
 
 Two ``distributed.LocalCluster`` s (1 worker process and 2 worker processes, one thread each:
-each worker decompresses in its task thread, so it uses one core) run side by side; rounds
+each worker decompresses in its task thread, so it uses one core), both made as
+``Dataset(dask="local")`` makes its cluster (:func:`mlaas4hep.cluster.local_cluster`: the same
+settings for every worker, among them the heap thresholds of ``mlaas4hep.heap``), run side by side; rounds
 alternate between them and two baselines without Dask: one process as the engine runs it by
 default (2 range threads and a pool of 2 decompression threads: up to 2 cores), and one process
 with one thread (``read_threads: 1``, one range at a time: the same core count as 1 worker).
@@ -89,7 +91,9 @@ def main() -> None:
     args = parser.parse_args()
 
     global get_task_stream
-    from distributed import Client, LocalCluster, get_task_stream
+    from distributed import Client, get_task_stream
+
+    from mlaas4hep.cluster import local_cluster
 
     files = [str(ensure_file(f"scale-{i}-{args.events}.root", args.events, seed=100 + i, signal=i % 2 == 0))
              for i in range(args.files)]
@@ -97,8 +101,7 @@ def main() -> None:
     params = {"specs_cache": False, "cache": False, "chunk_size": 50_000}
     clusters = {}
     for workers in (1, 2):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=logging.ERROR)
+        cluster = local_cluster(workers, silence_logs=logging.ERROR)  # as Dataset(dask="local") makes it
         clusters[workers] = (cluster, Client(cluster))
     print(f"machine: {machine()}; load average at the start: {_load()}")
     print(f"data: {args.files} files x {args.events:,} events, {size / 1e6:.0f} MB (ZLIB); "

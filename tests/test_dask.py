@@ -4,6 +4,7 @@ stream and a worker killed mid-pass give exactly what one process gives."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import time
@@ -69,6 +70,46 @@ def test_worker_open_options():
     assert worker_open_options({**file, "read_threads": 4})[1] == 4  # the user's choice stands
     assert "handler" not in worker_open_options({**file, "path": "root://eos//a.root"})[0]
     assert worker_open_options({**file, "open_options": {"handler": int}})[0]["handler"] is int
+
+
+def _malloc_environment() -> dict:
+    return {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}
+
+
+def test_local_cluster_workers_keep_memory_as_one_process(many_ranges, monkeypatch):
+    """Dask's nanny would start the workers with MALLOC_TRIM_THRESHOLD_=65536 (glibc's mmap
+    threshold then stays 128 kB, and heap.py leaves such a process alone): the engine's local
+    cluster starts them with heap.py's thresholds, unless the user's Dask config names them;
+    and its specs are those of one process."""
+    import dask
+    from distributed import Client
+
+    from mlaas4hep import heap
+    from mlaas4hep.cluster import local_cluster
+
+    def fresh_process() -> None:  # a nanny sets the variables in its own process too
+        for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"):
+            monkeypatch.delenv(name, raising=False)
+
+    fresh_process()
+    cluster = local_cluster(1, silence_logs=logging.ERROR)
+    try:
+        with Client(cluster) as client:
+            (env,) = client.run(_malloc_environment).values()
+            with _dataset(many_ranges) as one, _dataset(many_ranges, dask=client) as spread:
+                assert _without_key(spread.specs(rows=False)) == _without_key(one.specs(rows=False))
+    finally:
+        cluster.close()
+    assert env == {"MALLOC_MMAP_THRESHOLD_": str(heap.MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(heap.TRIM_THRESHOLD)}
+    fresh_process()
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": "1234567"}):
+        cluster = local_cluster(1, silence_logs=logging.ERROR)
+    try:
+        with Client(cluster) as client:
+            (env,) = client.run(_malloc_environment).values()
+    finally:
+        cluster.close()
+    assert env == {"MALLOC_TRIM_THRESHOLD_": "1234567"}  # the user's choice stands
 
 
 def test_specs_of_jagged_nan_and_int_branches(kitchen_sink, dask_client):

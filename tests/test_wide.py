@@ -53,6 +53,25 @@ def test_aligned_step_rounds_down_to_whole_clusters_only_where_they_are_regular(
     assert specs.aligned_step([], 700) == 700
 
 
+def test_basket_starts_and_sizes_of_a_released_file_do_not_reopen_it(baskets):
+    """A multi-file Dataset releases each file once it knows its branches; planning a pass
+    (basket starts, bytes per entry) uses what was read when it was opened, without opening
+    it again, and gives what an open file gives."""
+    names = list(RootFile(baskets).branches)
+    open_file = RootFile(baskets)
+    open_file.branches  # noqa: B018
+    expected = (open_file.cluster_starts(names), open_file.bytes_per_entry(names))
+    released = RootFile(baskets)
+    released.branches  # noqa: B018
+    released.release()
+    assert (released.cluster_starts(names), released.bytes_per_entry(names)) == expected
+    assert expected[0] == [0, 1500, 3000, 4500, 6000] and expected[1] > 0
+    assert released._file is None  # not reopened
+    fresh = RootFile(baskets)  # branches not known yet: opened as before
+    fresh.release()
+    assert fresh.cluster_starts(names) == expected[0] and fresh._file is not None
+
+
 def test_read_pass_blocks_end_where_baskets_end(baskets, tmp_path, monkeypatch):
     """With blocks of 2,500 entries asked for, the pass reads blocks of 1,500 (whole baskets),
     so uproot keeps no decompressed basket from one block to the next; the specs are those

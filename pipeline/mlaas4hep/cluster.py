@@ -55,7 +55,7 @@ def connect(target: DaskTarget, timeout: float = 10.0) -> tuple[Any, bool]:
     ``Client``: used as it is.
     """
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError:
         raise ConfigError("dask: the dask.distributed package is not installed", where="dask",
                           hint="pip install 'mlaas4hep-lab[dask]'") from None
@@ -66,8 +66,7 @@ def connect(target: DaskTarget, timeout: float = 10.0) -> tuple[Any, bool]:
                           where="dask")
     target = target.strip()
     if target == "local":
-        cluster = LocalCluster(n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                               dashboard_address=":0")
+        cluster = local_cluster(os.cpu_count() or 1)
         client = Client(cluster)
         client._mlaas4hep_cluster = cluster  # closed with the client
         return client, True
@@ -76,6 +75,54 @@ def connect(target: DaskTarget, timeout: float = 10.0) -> tuple[Any, bool]:
     except (OSError, TimeoutError, ValueError) as err:
         raise ConfigError(f"dask: cannot reach the scheduler at {target}: {err}", where="dask",
                           hint="start one (dask scheduler), or give 'local' for workers on this machine") from None
+
+
+def local_cluster(workers: int, **options: Any) -> Any:
+    """A ``LocalCluster`` of ``workers`` processes on this machine, one thread each, whose
+    workers keep memory as this process does (see :mod:`.heap`).
+
+    Dask's nanny starts each worker with ``MALLOC_TRIM_THRESHOLD_=65536``, and glibc then keeps
+    its default 128 kB mmap threshold: every larger buffer of a read (a basket, a block's
+    jagged values) is mapped and unmapped each time, nearly twice the page faults of a pass
+    in one process (266k against 145k for the 4 x 200k-event pass of ``bench/scale.py``);
+    and :func:`.heap.bound_retained_memory` leaves a process whose environment has a threshold
+    alone. The workers start with the thresholds it sets instead, unless the user chose them
+    (in this process's environment at its start or later, or in Dask's configuration).
+    """
+    import dask
+    from distributed import LocalCluster
+
+    options = {"threads_per_worker": 1, "processes": True, "dashboard_address": ":0", **options}
+    key = "distributed.nanny.pre-spawn-environ"
+    environ = dict(dask.config.get(key, default={}) or {})
+    ours = _worker_heap_environ(environ)
+    if ours:
+        environ.update(ours)
+        # the nanny takes a variable of this process's environment over its configuration
+        # (and sets them there itself before it starts a worker): ours there too
+        os.environ.update(ours)
+    with dask.config.set({key: environ}):  # read by each nanny as it is made
+        return LocalCluster(n_workers=workers, **options)
+
+
+DASK_TRIM_THRESHOLD = "65536"  # what Dask's nanny sets by default
+
+
+def _worker_heap_environ(environ: dict[str, Any]) -> dict[str, str]:
+    """heap.py's thresholds as environment variables for the workers; none where the user chose
+    glibc's thresholds (the nanny's pre-spawn ``environ`` holds what Dask would set)."""
+    from .heap import MMAP_THRESHOLD, TRIM_THRESHOLD, _user_tuned
+
+    ours = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
+    if _user_tuned():
+        return {}
+    allowed = {"MALLOC_MMAP_THRESHOLD_": {None, ours["MALLOC_MMAP_THRESHOLD_"]},
+               "MALLOC_TRIM_THRESHOLD_": {None, ours["MALLOC_TRIM_THRESHOLD_"], DASK_TRIM_THRESHOLD}}
+    for name, values in allowed.items():
+        for value in (os.environ.get(name), environ.get(name)):
+            if (None if value is None else str(value)) not in values:
+                return {}
+    return ours
 
 
 def disconnect(client: Any) -> None:
