@@ -100,7 +100,8 @@ def test_local_cluster_workers_keep_memory_as_one_process(many_ranges, monkeypat
                 assert _without_key(spread.specs(rows=False)) == _without_key(one.specs(rows=False))
     finally:
         cluster.close()
-    assert env == {"MALLOC_MMAP_THRESHOLD_": str(heap.MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(heap.TRIM_THRESHOLD)}
+    assert env == {"MALLOC_MMAP_THRESHOLD_": str(heap.MMAP_THRESHOLD),
+                   "MALLOC_TRIM_THRESHOLD_": str(heap.TRIM_THRESHOLD)}
     fresh_process()
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": "1234567"}):
         cluster = local_cluster(1, silence_logs=logging.ERROR)

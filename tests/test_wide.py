@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import awkward as ak
 import numpy as np
@@ -70,6 +71,50 @@ def test_basket_starts_and_sizes_of_a_released_file_do_not_reopen_it(baskets):
     fresh = RootFile(baskets)  # branches not known yet: opened as before
     fresh.release()
     assert fresh.cluster_starts(names) == expected[0] and fresh._file is not None
+
+
+def test_a_thread_reading_a_file_another_thread_is_reopening_waits_for_it(baskets, monkeypatch):
+    """Two range threads of a pass on a released file: the second comes while the first is
+    reopening it (finding its tree), and waits for the file and its tree (it used to see the
+    file open and its tree not yet, and fail)."""
+    import threading
+
+    names = list(RootFile(baskets).branches)
+    rfile = RootFile(baskets)
+    rfile.branches  # noqa: B018
+
+    def sums() -> list:
+        return [[float(np.sum(ak.flatten(a[n], axis=None))) for n in names]
+                for _, _, a in rfile.iterate(names, 0, 6000, 1500)]
+
+    expected = sums()
+    rfile.release()
+    finding = threading.Event()
+    real = RootFile._find_tree
+
+    def slow_find_tree(self, opened):
+        finding.set()
+        time.sleep(0.3)
+        return real(self, opened)
+
+    monkeypatch.setattr(RootFile, "_find_tree", slow_find_tree)
+    got: dict = {}
+
+    def read(name: str, after: threading.Event | None) -> None:
+        if after is not None:
+            after.wait(10)
+        try:
+            got[name] = sums()
+        except Exception as err:  # noqa: BLE001 - reported by the assert below
+            got[name] = err
+
+    threads = [threading.Thread(target=read, args=("first", None)),
+               threading.Thread(target=read, args=("second", finding))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert got == {"first": expected, "second": expected}
 
 
 def test_read_pass_blocks_end_where_baskets_end(baskets, tmp_path, monkeypatch):

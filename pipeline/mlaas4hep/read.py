@@ -271,10 +271,18 @@ class RootFile:
         return f"{self.path} (from {self.origin})" if self.origin and self.origin not in self.path else self.path
 
     def _open(self) -> None:
-        self._file = self._retrying(self._open_file, "open")
-        self._tree = self._find_tree(self._file)
+        opened = self._retrying(self._open_file, "open")
+        try:
+            tree = self._find_tree(opened)
+        except BaseException:
+            opened.close()
+            raise
         if self._num_entries is None:
-            self._num_entries = int(self._tree.num_entries)
+            self._num_entries = int(tree.num_entries)
+        self._tree = tree
+        # last: _ensure_open looks at it without the lock, and the range threads of a pass that
+        # find it set use the tree at once
+        self._file = opened
 
     def _ensure_open(self) -> None:
         """Reopen a file that :meth:`release` closed."""
