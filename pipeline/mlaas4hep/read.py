@@ -568,8 +568,8 @@ class RootFile:
         thousands of leaves), and two leaves with one short name stay two arrays. A leaf whose
         path does not lead to it (two parents with one name) is read from its branch object.
         """
-        infos = self.branches
         self._bind()
+        paths = self._paths
         if self.is_ntuple:
             wanted = set(names)
             for arrays in self._tree.iterate(filter_name=wanted.__contains__, entry_start=start, entry_stop=stop,
@@ -578,7 +578,7 @@ class RootFile:
             return
         direct = [k for k in names if self._is_resolvable(k)]
         by_object = [k for k in names if not self._is_resolvable(k)]
-        key_of = {infos[k].path: k for k in direct}
+        key_of = {paths[k]: k for k in direct}
 
         def add_objects(a: int, b: int, arrays: dict[str, Any]) -> dict[str, Any]:
             for k in by_object:
@@ -591,7 +591,7 @@ class RootFile:
                 b = min(a + step, stop)
                 yield b - a, add_objects(a, b, {})
             return
-        expressions = [(infos[k].path, self._objects[k].interpretation) for k in direct]
+        expressions = [(paths[k], self._objects[k].interpretation) for k in direct]
         pos = start
         for arrays in self._tree.iterate(expressions, entry_start=start, entry_stop=stop, step_size=step,
                                          library="ak", how=dict, decompression_executor=self.decompression_executor):
