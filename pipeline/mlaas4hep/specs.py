@@ -36,7 +36,7 @@ from .read import JAGGED, RootFile
 from .tensorize import Jagged, packed
 from .weights import WEIGHT, file_scales
 
-BLOCK_ENTRIES = 25_000  # entries per block of the read pass (fewer for wide events: block_entries)
+BLOCK_ENTRIES = 10_000  # entries per block of the read pass (fewer for wide events: block_entries)
 SPECS_VERSION = 2  # 2: an empty identifier excludes run, event, luminosityBlock
 Progress = Callable[[str, int], None]  # (file path, entries just read)
 
@@ -242,7 +242,7 @@ def read_pass(files: Sequence[RootFile], selection: FeatureSelection, params: Pa
     """One read of every file: ranges of entries (of one file or several) in parallel threads
     (uproot's decompression and numpy release the GIL); the statistics of each file.
 
-    Blocks are small (at most 25k entries, fewer for wide events within ``memory_mb``; each
+    Blocks are small (at most 10k entries, fewer for wide events within ``memory_mb``; each
     range is read from the file in pieces of up to a sixteenth of ``memory_mb`` and cut into
     blocks), the number of workers is fixed and files are opened in turn, so memory is the same
     for one file or many.
@@ -333,7 +333,8 @@ def block_entries(files: Sequence[RootFile], selection: FeatureSelection, params
     """Entries per block of the read pass: ``BLOCK_ENTRIES``, or fewer where the branches read are
     so wide that two workers' blocks would take more than an eighth of ``memory_mb``. (Each block
     costs the preproc, the selection and the row store a fixed overhead: in blocks of 10k entries,
-    about 0.4 CPU-s more per million events than in blocks of 25k to 50k.)"""
+    about 0.4 CPU-s more per million events than in blocks of 25k to 50k; but blocks of 20k raised
+    the peak of ``bench/memory.py``'s 100 files from 188 to 213 MB, past its bound.)"""
     per_entry = max((f.bytes_per_entry(selection.read) for f in files[:1]), default=0.0)
     budget = params.memory_mb * (1 << 20) / 16
     return int(min(BLOCK_ENTRIES, max(1_000, budget / per_entry))) if per_entry > 0 else BLOCK_ENTRIES
