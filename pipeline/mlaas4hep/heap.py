@@ -19,7 +19,6 @@ arena now (``malloc_trim``), after a pass.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import sys
@@ -35,7 +34,9 @@ def _glibc() -> Any:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # the C library this process already runs on (ctypes.util.find_library would run
+        # ldconfig in a subprocess to find it again)
+        libc = ctypes.CDLL(None)
         libc.malloc_trim.argtypes, libc.malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
         libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
         libc.gnu_get_libc_version  # noqa: B018 - glibc only (not musl)
