@@ -96,6 +96,8 @@ def test_local_cluster_workers_keep_memory_as_one_process(many_ranges, monkeypat
     try:
         with Client(cluster) as client:
             (env,) = client.run(_malloc_environment).values()
+            (tick,) = client.run(lambda: __import__("dask").config.get("distributed.admin.tick.interval")).values()
+            assert tick == "500ms"  # the servers' periodic work less often (cluster.QUIETER)
             with _dataset(many_ranges) as one, _dataset(many_ranges, dask=client) as spread:
                 assert _without_key(spread.specs(rows=False)) == _without_key(one.specs(rows=False))
     finally:
