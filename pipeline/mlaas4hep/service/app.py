@@ -216,10 +216,17 @@ def error_response(err: Exception, path: str, method: str, service: Service | No
         log.exception("internal error on %s %s", method, path, exc_info=err)
         status, message = 500, f"internal error: {type(err).__name__} (reported in the service's log)"
         reason = "internal_error"
+    return json_error(path, status, message, reason, service, user, headers)
+
+
+def json_error(path: str, status: int, message: str, reason: str, service: Service | None, user: User | None,
+               headers: dict[str, str] | None = None) -> JSONResponse:
+    """``{"message", "reason"}`` (and the Open Inference Protocol's ``{"error"}`` under /v2), the
+    message as this user may see it."""
     if service is not None:
         message = service.public(user, message)
     body = {"message": message, "reason": reason}
-    if v2:
+    if path.startswith("/v2"):
         body = {"error": message, **body}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -259,15 +266,6 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
 
     # -- errors: always JSON {"message", "reason"}, never a traceback ---------------------------
 
-    def _error(request: Request, status: int, message: str, reason: str, headers: dict | None = None) -> JSONResponse:
-        service = getattr(request.app.state, "service", None)
-        if service is not None:
-            message = service.public(getattr(request.state, "user", None), message)
-        body = {"message": message, "reason": reason}
-        if request.url.path.startswith("/v2"):  # the Open Inference Protocol's error body
-            body = {"error": message, **body}
-        return JSONResponse(body, status_code=status, headers=headers)
-
     async def _handled(request: Request, err: Exception) -> JSONResponse:
         return error_response(err, request.url.path, request.method, getattr(request.app.state, "service", None),
                               getattr(request.state, "user", None))
@@ -284,7 +282,8 @@ def create_app(config: ServeConfig, manager: JobManager | None = None) -> FastAP
                        if route.matches(request.scope)[0] != Match.NONE for m in route.methods}
             if methods:
                 headers["Allow"] = ", ".join(sorted(methods))
-        return _error(request, err.status_code, str(err.detail), reason, headers)
+        return json_error(request.url.path, err.status_code, str(err.detail), reason,
+                          getattr(request.app.state, "service", None), getattr(request.state, "user", None), headers)
 
     # -- the jobs API ----------------------------------------------------------------------------
 
