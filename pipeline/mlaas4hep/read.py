@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -21,7 +20,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from . import xrootd
+from . import inflate, xrootd
 from .errors import DataError, did_you_mean
 from .heap import bound_retained_memory
 
@@ -30,6 +29,11 @@ REMOTE_SCHEMES = ("root://", "http://", "https://", "xroot://")
 _NUMERIC_KINDS = "biuf"
 
 T = TypeVar("T")
+
+INFLATE = inflate.configure()  # ISA-L inflates ZLIB baskets where installed: see mlaas4hep/inflate.py
+#: what a damaged file raises while uproot reads its directory or a basket (bytes that do not
+#: inflate, with Python's zlib or ISA-L; bytes that do not deserialise)
+_DAMAGE = (*inflate.ERRORS, uproot.deserialization.DeserializationError)
 
 
 def is_remote(path: str) -> bool:
@@ -315,7 +319,7 @@ class RootFile:
             raise DataError("ROOT file not found", where=self.where) from None
         except ValueError as err:
             raise DataError(f"not a readable ROOT file: {_first_line(err)}", where=self.where) from None
-        except (zlib.error, uproot.deserialization.DeserializationError) as err:
+        except _DAMAGE as err:
             raise DataError(f"corrupt ROOT file: {_first_line(err)}", where=self.where) from None
         except OSError as err:
             if is_remote(self.path) and _transient(err):
@@ -326,7 +330,7 @@ class RootFile:
     def _find_tree(self, rfile):
         try:
             classnames = rfile.classnames(recursive=True)
-        except (OSError, ValueError, zlib.error, uproot.deserialization.DeserializationError) as err:
+        except (OSError, ValueError, *_DAMAGE) as err:
             raise DataError(f"corrupt or truncated ROOT file (cannot read its directory): {_first_line(err)}",
                             where=self.where) from None
         trees = sorted({k.rsplit(";", 1)[0] for k, c in classnames.items() if c in ("TTree", "TNtuple", "TNtupleD")})
@@ -336,7 +340,7 @@ class RootFile:
                 self.is_ntuple = True
                 try:
                     return rfile[self.tree_name]
-                except (OSError, ValueError, zlib.error, uproot.deserialization.DeserializationError) as err:
+                except (OSError, ValueError, *_DAMAGE) as err:
                     raise DataError(f"corrupt RNTuple {self.tree_name!r}: {_first_line(err)}", where=self.where) from None
             if self.tree_name in ntuples:
                 raise DataError(f"'{self.tree_name}' is an RNTuple in ROOT's experimental format "
@@ -352,7 +356,7 @@ class RootFile:
             )
         try:
             return rfile[self.tree_name]
-        except (OSError, ValueError, zlib.error, uproot.deserialization.DeserializationError) as err:
+        except (OSError, ValueError, *_DAMAGE) as err:
             raise DataError(f"corrupt tree {self.tree_name!r}: {_first_line(err)}", where=self.where) from None
 
     def _retrying(self, fn: Callable[[], T], what: str) -> T:
@@ -708,7 +712,7 @@ def _concatenate(parts: list[Any]) -> Any:
 def _file_damage(err: BaseException) -> bool:
     """Bytes missing or not decompressing (a truncated or corrupt file), as opposed to uproot
     misreading the bytes of one branch (a wrong entry count, an unknown streamer)."""
-    if isinstance(err, (OSError, zlib.error, EOFError)):
+    if isinstance(err, (OSError, EOFError, *inflate.ERRORS)):
         return True
     text = str(err).lower()
     return any(s in text for s in ("chunk of length", "decompress", "compression", "truncated", "lz4", "zstd", "lzma"))
