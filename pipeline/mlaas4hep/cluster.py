@@ -34,11 +34,11 @@ import numpy as np
 from .config import Params
 from .errors import ConfigError, DataError
 from .features import FeatureSelection
-from .mix import Chunk, ChunkMixer, StoreStream, StreamPosition
+from .mix import Chunk, ChunkMixer, StoreStream, StreamPosition, store_piece
 from .plan import Plan
 from .read import RootFile, is_remote
 from .specs import (Progress, Sink, _RangeStats, aligned_step, block_entries, entry_ranges, range_stats,
-                    read_entries, window)
+                    read_entries, unit_entries, window)
 from .store import JAGGED, RowStore
 from .tensorize import FeatureLayout, Jagged, Tensorizer, packed
 
@@ -348,7 +348,7 @@ def read_pass(client: Any, files: Sequence[RootFile], selection: FeatureSelectio
         for i, rfile in enumerate(files):  # the ranges and blocks of the one-process pass
             stop = window(rfile.num_entries, params.nevts)
             clusters = rfile.cluster_starts(selection.read) if stop else []
-            ranges = entry_ranges(clusters, stop, 2 * step) if stop else []
+            ranges = entry_ranges(clusters, stop, unit_entries(step)) if stop else []
             steps[i] = aligned_step(clusters, step)
             reads[i] = aligned_step(clusters, whole)
             rfile.release()
@@ -404,8 +404,7 @@ def store_chunks(client: Any, store: RowStore, plan: Plan, layout: FeatureLayout
     jagged elements the chunks dropped."""
     ahead = ahead or n_workers(client) + 1
     n = len(plan.quotas)
-    budget = memory_mb * (1 << 20) / 8
-    piece = [int(min(64 << 10, budget / max(n, 1)) / max(store.bytes_per_event(i), 1.0)) for i in range(n)]
+    piece = [store_piece(store, i, memory_mb) for i in range(n)]
     labels = None if labels is None else [int(v) for v in labels]
     folder, key = str(store.folder), store.meta["key"]
 

@@ -28,7 +28,7 @@ from .config import (Labels, ListEntry, Params, Preproc, load_labels, load_list,
                      load_preproc)
 from .errors import ConfigError, DataError
 from .features import FeatureSelection, select_features
-from .mix import Chunk, ChunkMixer, FileStream, StoreStream, StreamPosition, prefetch
+from .mix import Chunk, ChunkMixer, FileStream, StoreStream, StreamPosition, prefetch, store_piece
 from .plan import Plan
 from .read import FLAT, BranchReadError, RootFile, resolve_path
 from .specs import (Progress, cache_dir, compute_specs, load_cached, read_pass, specs_key, store_cached,
@@ -277,7 +277,6 @@ class Dataset:
 
         def from_store() -> Iterator[Chunk]:
             reader = RowStore(store.folder, store.meta)  # a file descriptor of this pass's own
-            budget = self.params.memory_mb * (1 << 20) / 8  # read buffers of all files together, 64 kB at most each
             streams: list[StoreStream | None] = []
             try:
                 for i in range(len(self.paths)):
@@ -285,7 +284,7 @@ class Dataset:
                         streams.append(None)
                         continue
                     share = math.ceil(plan.share(i)) + 1
-                    piece = int(min(64 << 10, budget / len(self.paths)) / max(store.bytes_per_event(i), 1.0))
+                    piece = store_piece(store, i, self.params.memory_mb)
                     streams.append(StoreStream(reader, i, max(share, piece), start=starts[i]))
                 workers = self._mix_workers(plan, layout, max(map(store.bytes_per_event, range(len(self.paths)))))
                 yield from ChunkMixer(streams, plan, tensorizer, labels, shuffle, seed, ids, first_chunk, starts,

@@ -21,7 +21,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from .config import FLAT, JAGGED, Cut, Labels, Preproc, load_labels, load_list, load_params, load_preproc
+from .config import JAGGED, Cut, Labels, Preproc, load_labels, load_list, load_params, load_preproc
 from .classes import ClassInfo, class_colours, class_table, signal_of
 from .errors import ConfigError, ExpressionError, did_you_mean
 from .expr import compile_expression

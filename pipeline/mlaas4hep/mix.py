@@ -241,6 +241,19 @@ def _packed_piece(array: Any) -> tuple[np.ndarray, np.ndarray]:
     return packed(array)
 
 
+#: The most one file's read buffer holds while chunks are mixed from the row store; all files'
+#: buffers together stay within an eighth of ``memory_mb``. (64 kB made the 100 files of
+#: ``bench/memory.py`` 27k reads of 31 columns each, 7 of the 21 CPU-s of mixing them; 128 kB
+#: halves that for 5 MB more at its peak.)
+STORE_PIECE_BYTES = 128 << 10
+
+
+def store_piece(store: RowStore, i: int, memory_mb: int) -> int:
+    """Events of file i read from the row store at once (see ``STORE_PIECE_BYTES``)."""
+    budget = memory_mb * (1 << 20) / 8 / max(store.n_files, 1)
+    return int(min(STORE_PIECE_BYTES, budget) / max(store.bytes_per_event(i), 1.0))
+
+
 class StoreStream:
     """The selected events of one file, from the row store, read ``piece`` events at a time
     (about the memory budget's share for one file), so memory does not grow with files."""

@@ -36,7 +36,8 @@ from .read import JAGGED, RootFile
 from .tensorize import Jagged, packed
 from .weights import WEIGHT, file_scales
 
-BLOCK_ENTRIES = 10_000  # entries per block of the read pass (fewer for wide events: block_entries)
+BLOCK_ENTRIES = 20_000  # entries per block of the read pass (fewer for wide events: block_entries)
+UNIT_ENTRIES = 20_000  # entries of a range one thread reads (two blocks where blocks are smaller: unit_entries)
 SPECS_VERSION = 2  # 2: an empty identifier excludes run, event, luminosityBlock
 Progress = Callable[[str, int], None]  # (file path, entries just read)
 
@@ -260,7 +261,7 @@ def read_pass(files: Sequence[RootFile], selection: FeatureSelection, params: Pa
         for i, rfile in enumerate(files):
             stop = window(rfile.num_entries, params.nevts)
             clusters = rfile.cluster_starts(selection.read) if stop else []
-            ranges = entry_ranges(clusters, stop, 2 * step) if stop else []
+            ranges = entry_ranges(clusters, stop, unit_entries(step)) if stop else []
             steps[i] = aligned_step(clusters, step)
             reads[i] = aligned_step(clusters, whole)  # reads too end where baskets end
             remaining[i] = max(1, len(ranges))
@@ -332,12 +333,21 @@ def aligned_step(clusters: Sequence[int], step: int) -> int:
 def block_entries(files: Sequence[RootFile], selection: FeatureSelection, params: Params) -> int:
     """Entries per block of the read pass: ``BLOCK_ENTRIES``, or fewer where the branches read are
     so wide that two workers' blocks would take more than an eighth of ``memory_mb``. (Each block
-    costs the preproc, the selection and the row store a fixed overhead: in blocks of 10k entries,
-    about 0.4 CPU-s more per million events than in blocks of 25k to 50k; but blocks of 20k raised
-    the peak of ``bench/memory.py``'s 100 files from 188 to 213 MB, past its bound.)"""
+    costs the preproc, the selection and the row store a fixed overhead: blocks of 20k entries
+    take about 0.1 CPU-s less per million events than blocks of 10k. What a thread holds grows
+    with its range, not its blocks: see :func:`unit_entries`.)"""
     per_entry = max((f.bytes_per_entry(selection.read) for f in files[:1]), default=0.0)
     budget = params.memory_mb * (1 << 20) / 16
     return int(min(BLOCK_ENTRIES, max(1_000, budget / per_entry))) if per_entry > 0 else BLOCK_ENTRIES
+
+
+def unit_entries(step: int) -> int:
+    """Entries of a range one thread reads (a unit of work of the read pass), for blocks of
+    ``step``: ``UNIT_ENTRIES`` (one block), or two blocks where blocks are smaller (wide
+    events). A thread holds its range's arrays while it cuts them into blocks: ranges of 40k
+    entries raised the peak of ``bench/memory.py``'s 100 files past its bound (205 vs 188 MB),
+    and files of 50k entries would be read by one thread."""
+    return min(2 * step, max(step, UNIT_ENTRIES))
 
 
 def read_entries(files: Sequence[RootFile], selection: FeatureSelection, params: Params) -> int:
