@@ -335,6 +335,32 @@ def test_ranges_finishing_out_of_order_are_merged_in_order(many_ranges, dask_cli
     assert any(int(t) < first for f, a, t in done if f == late and a != "0")
 
 
+def test_statistics_alone_go_several_ranges_a_task_and_merge_as_in_one_process(many_ranges, dask_client,
+                                                                              monkeypatch):
+    """A specs pass without rows sends consecutive ranges of a file in one task (fewer, larger
+    tasks); each range's statistics are still merged in the pass's order, so order-sensitive
+    sums of float64 weights equal one process's."""
+    from mlaas4hep import cluster
+
+    weighted = {"weight": {"expr": "weight * 2 + event * 1e-9", "scale": [0.5, 3.0]}}
+    with _dataset(many_ranges, **weighted) as one:
+        expected = one.specs(rows=False)
+    sent = []
+    submit = dask_client.submit
+
+    def counting(fn, *args, **kwargs):
+        sent.append((fn.__name__, len(args[2]) if fn.__name__ == "run_ranges" else 1))
+        return submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(dask_client, "submit", counting)
+    with _dataset(many_ranges, dask=dask_client, **weighted) as spread:
+        got = spread.specs(rows=False)
+    assert _without_key(got) == _without_key(expected)
+    assert got["events"]["weighted"]["total"] > 0
+    ranges = sum(n for _, n in sent)
+    assert ranges >= 6 and len(sent) < ranges and ("run_ranges", cluster.STATS_RANGES_PER_TASK) in sent
+
+
 def test_blocks_follow_the_baskets_as_in_one_process(dask_client, tmp_path):
     """Baskets of 3,000 entries: one process reads blocks of 9,000 (whole baskets), and so do the
     workers; with float64 weights, whose sums depend on the blocks, the specs are equal."""

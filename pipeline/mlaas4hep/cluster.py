@@ -272,6 +272,13 @@ def run_range(blob: bytes, file: dict[str, Any], start: int, stop: int, step: in
     return out, (rows.blocks if rows is not None else [])
 
 
+def run_ranges(blob: bytes, file: dict[str, Any], ranges: Sequence[tuple[int, int]], step: int,
+               stats: bool, read_step: int = 0) -> list[tuple[_RangeStats, list]]:
+    """On a worker: :func:`run_range` (statistics only) for several consecutive ranges of one
+    file, each range's statistics kept apart (merged on the client in the pass's order)."""
+    return [run_range(blob, file, a, b, step, None, stats, read_step) for a, b in ranges]
+
+
 def build_chunk(folder: str, key: str, plan: Plan, layout: FeatureLayout, labels: Sequence[int] | None,
                 shuffle: bool, seed: int, identifiers: Sequence[str], index: int, takes: list[int],
                 taken: list[int], piece: list[int]) -> tuple[Chunk, dict[str, int]]:
@@ -320,16 +327,21 @@ def file_description(rfile: RootFile, params: Params) -> dict[str, Any]:
             "read_threads": params.read_threads, "identity": rfile.identity()}
 
 
+STATS_RANGES_PER_TASK = 4  # consecutive ranges of one file in one task when only statistics come back
+
+
 def read_pass(client: Any, files: Sequence[RootFile], selection: FeatureSelection, params: Params,
               progress: Progress | None = None, sink: Sink | None = None, stats: bool = True,
               ahead: int | None = None) -> list[_RangeStats]:
     """:func:`mlaas4hep.specs.read_pass` on the workers of ``client``: the same ranges, merged in
     the same order (so sums of floats are the same), whatever order the workers finish them in.
 
-    At most ``ahead`` ranges are in flight or finished but not merged yet: by default two per
+    At most ``ahead`` tasks are in flight or finished but not merged yet: by default two per
     worker when their rows come back (so the client holds at most that many ranges' rows),
-    eight per worker for statistics alone (small). A new range is sent as soon as any one
-    finishes, so one slow range does not leave the other workers idle.
+    eight per worker for statistics alone (small). A task is one range when its rows come back,
+    else up to ``STATS_RANGES_PER_TASK`` consecutive ranges of one file (with ISA-L's inflate a
+    range is about 30 ms of work, near Dask's own cost of a task). A new task is sent as soon
+    as any one finishes, so one slow task does not leave the other workers idle.
     """
     import cloudpickle
     from distributed import as_completed
@@ -354,41 +366,59 @@ def read_pass(client: Any, files: Sequence[RootFile], selection: FeatureSelectio
             rfile.release()
             yield from ((i, a, b) for a, b in ranges)
 
+    def tasks() -> Iterator[list[tuple[int, int, int]]]:
+        per_task = 1 if sink is not None else STATS_RANGES_PER_TASK
+        batch: list[tuple[int, int, int]] = []
+        for unit in units():
+            if batch and (unit[0] != batch[0][0] or len(batch) >= per_task):
+                yield batch
+                batch = []
+            batch.append(unit)
+        if batch:
+            yield batch
+
     descriptions: dict[int, dict[str, Any]] = {}
-    running: dict[Any, tuple[int, tuple[int, int, int]]] = {}  # future -> (its place in the pass, unit)
-    finished: dict[int, tuple[tuple[int, int, int], Any]] = {}  # place -> (unit, result), not merged yet
-    planned = enumerate(units())
+    running: dict[Any, tuple[int, list]] = {}  # future -> (its place in the pass, its units)
+    finished: dict[int, tuple[list, list]] = {}  # place -> (units, results), not merged yet
+    planned = enumerate(tasks())
     done = as_completed()
 
     def fill() -> None:
         while len(running) + len(finished) < ahead:
-            place, unit = next(planned, (None, None))
-            if unit is None:
+            place, task = next(planned, (None, None))
+            if task is None:
                 return
-            i, a, b = unit
+            i = task[0][0]
             if i not in descriptions:
                 descriptions[i] = file_description(files[i], params)
-            future = client.submit(run_range, blob, descriptions[i], a, b, steps[i], columns, stats, reads[i],
-                                   pure=False)
-            running[future] = (place, unit)
+            if len(task) == 1:
+                _, a, b = task[0]
+                future = client.submit(run_range, blob, descriptions[i], a, b, steps[i], columns, stats, reads[i],
+                                       pure=False)
+            else:
+                future = client.submit(run_ranges, blob, descriptions[i], [(a, b) for _, a, b in task], steps[i],
+                                       stats, reads[i], pure=False)
+            running[future] = (place, task)
             done.add(future)
 
     merged = 0
     try:
         fill()
         for future in done:
-            place, unit = running.pop(future)
-            finished[place] = (unit, future.result())
+            place, task = running.pop(future)
+            result = future.result()
+            finished[place] = (task, [result] if len(task) == 1 else result)
             future.release()
             while merged in finished:
-                (i, a, b), (part, blocks) = finished.pop(merged)
+                task, results = finished.pop(merged)
                 merged += 1
-                totals[i].merge(part)
-                if sink is not None:
-                    for start, entry, arrays in blocks:
-                        sink.add(i, start, entry, arrays)
-                if progress:
-                    progress(files[i].path, b - a)
+                for (i, a, b), (part, blocks) in zip(task, results):
+                    totals[i].merge(part)
+                    if sink is not None:
+                        for start, entry, arrays in blocks:
+                            sink.add(i, start, entry, arrays)
+                    if progress:
+                        progress(files[i].path, b - a)
             fill()
     finally:
         for future in running:
