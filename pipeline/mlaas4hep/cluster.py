@@ -367,15 +367,20 @@ def read_pass(client: Any, files: Sequence[RootFile], selection: FeatureSelectio
             yield from ((i, a, b) for a, b in ranges)
 
     def tasks() -> Iterator[list[tuple[int, int, int]]]:
-        per_task = 1 if sink is not None else STATS_RANGES_PER_TASK
-        batch: list[tuple[int, int, int]] = []
-        for unit in units():
-            if batch and (unit[0] != batch[0][0] or len(batch) >= per_task):
-                yield batch
-                batch = []
-            batch.append(unit)
-        if batch:
-            yield batch
+        if sink is not None:
+            yield from ([unit] for unit in units())
+            return
+        # a file's ranges in tasks of at most STATS_RANGES_PER_TASK, as even as they can be (10
+        # ranges: 4, 3, 3), so that no worker is left with one large task at the end
+        for _, group in itertools.groupby(units(), key=lambda unit: unit[0]):
+            ranges = list(group)
+            n = -(-len(ranges) // STATS_RANGES_PER_TASK)
+            size, extra = divmod(len(ranges), n)
+            start = 0
+            for k in range(n):
+                stop = start + size + (k < extra)
+                yield ranges[start:stop]
+                start = stop
 
     descriptions: dict[int, dict[str, Any]] = {}
     running: dict[Any, tuple[int, list]] = {}  # future -> (its place in the pass, its units)
