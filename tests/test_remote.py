@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import awkward as ak
 import numpy as np
 import pytest
 
@@ -143,3 +144,21 @@ def test_fault_classification_does_not_read_numbers_in_urls():
     assert _transient(TimeoutError("XRootD error: [ERROR] Operation expired"))
     assert not _transient(FileNotFoundError("file not found"))
     assert not _transient(OSError("[ERROR] Server responded with an error: [3011] no such file or directory"))
+
+
+def test_a_root_file_is_read_through_several_xrootd_handles(xrootd_server, tth):
+    """Baskets are asked for several at a time (uproot's default: one handle, one request after
+    the other, a round trip each), and the values are those of the local file."""
+    from mlaas4hep.read import XROOTD_HANDLES, RootFile
+
+    remote = RootFile(xrootd_server.url("signal.root"))
+    try:
+        assert remote._file.file.source.num_workers == XROOTD_HANDLES > 1
+        names = ["nJets", "jetPt", "HT"]
+        got = remote.arrays(names)
+    finally:
+        remote.close()
+    with RootFile(str(tth["signal"])) as local:
+        expected = local.arrays(names)
+    for name in names:
+        assert ak.array_equal(ak.Array(got[name]), ak.Array(expected[name])), name
