@@ -10,7 +10,8 @@ padding to jdim, min/max normalisation, shuffling, float32 chunks. Per source an
 - raw: ``uproot.iterate`` over the branches the engine reads, same step, nothing done with the
   arrays: with uproot's defaults (Python's ``zlib``; the baseline of the targets), once more with
   the engine's decompression thread pool, and once with the pool and ISA-L's inflate, which the
-  engine uses (``mlaas4hep/inflate.py``): the like-for-like raw pass;
+  engine uses (``mlaas4hep/inflate.py``), over ``root://`` through the engine's XRootD handles:
+  the like-for-like raw pass;
 - first epoch: a new ``Dataset``, specs not cached: ``specs()`` and then every chunk;
 - pass, specs cached: a new ``Dataset`` whose specs come from the cache (``cache: false``);
   every chunk (what each epoch of a run without the cache costs);
@@ -34,7 +35,7 @@ import uproot
 
 import mlaas4hep
 from mlaas4hep import inflate
-from mlaas4hep.read import decompression_executor
+from mlaas4hep.read import XROOTD_HANDLES, decompression_executor
 
 from common import PARAMS, PREPROC, ensure_file, machine
 
@@ -53,16 +54,18 @@ def inflating_with(library: str):
         decompressor.library = before
 
 
-def raw_pass(path, branches, step, executor=None, library="zlib") -> float:
+def raw_pass(path, branches, step, executor=None, library="zlib", handles=1) -> float:
     with inflating_with(library):
-        return _raw_pass(path, branches, step, executor)
+        return _raw_pass(path, branches, step, executor, handles)
 
 
-def _raw_pass(path, branches, step, executor=None) -> float:
+def _raw_pass(path, branches, step, executor=None, handles=1) -> float:
     start = time.perf_counter()
     n = 0
-    # over root://, the handler the engine uses too (uproot's default goes through fsspec-xrootd)
-    options = {"handler": uproot.source.xrootd.MultithreadedXRootDSource} if path.startswith("root://") else {}
+    # over root://, the handler the engine uses too (uproot's default goes through fsspec-xrootd),
+    # with uproot's one XRootD handle, or the engine's several (the like-for-like pass)
+    options = ({"handler": uproot.source.xrootd.MultithreadedXRootDSource, "num_workers": handles}
+               if path.startswith("root://") else {})
     with uproot.open(path, timeout=60, **options) as f:
         for arrays in f["Events"].iterate(filter_name=branches, step_size=step, how=dict,
                                           decompression_executor=executor):
@@ -129,7 +132,8 @@ def main() -> None:
             for r in range(args.rounds):
                 times["raw uproot.iterate"].append(raw_pass(path, branches, step))
                 times["raw + decompression pool"].append(raw_pass(path, branches, step, pool))
-                times[f"raw + pool + {engine_inflate} inflate"].append(raw_pass(path, branches, step, pool, engine_inflate))
+                like = raw_pass(path, branches, step, pool, engine_inflate, XROOTD_HANDLES)
+                times[f"raw + pool + {engine_inflate} inflate"].append(like)
                 fresh = {**PARAMS, "cache_dir": tempfile.mkdtemp(dir=cache), "specs_cache": False, "cache": True}
                 t_first, ds = first_epoch(path, fresh)
                 times["first epoch (specs + chunks)"].append(t_first)
