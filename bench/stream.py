@@ -23,7 +23,6 @@ Events/s counts events read from the file. Prints figures; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import shutil
 import statistics
 import sys
@@ -42,20 +41,8 @@ from common import PARAMS, PREPROC, ensure_file, machine
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 
 
-@contextlib.contextmanager
-def inflating_with(library: str):
-    """uproot's ZLIB decompressor set to ``library`` for a raw pass (importing the engine set it
-    to ISA-L: the baseline is uproot as it comes)."""
-    decompressor = uproot.compression._decompress_ZLIB
-    before, decompressor.library = decompressor.library, library
-    try:
-        yield
-    finally:
-        decompressor.library = before
-
-
 def raw_pass(path, branches, step, executor=None, library="zlib", handles=1) -> float:
-    with inflating_with(library):
+    with inflate.using(library):  # importing the engine set ISA-L: the baseline is uproot as it comes
         return _raw_pass(path, branches, step, executor, handles)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from contextlib import contextmanager
 
 import awkward as ak
 import numpy as np
@@ -25,16 +24,6 @@ def data(name: str) -> str:
     return skhep_testdata.data_path(name)
 
 
-@contextmanager
-def inflating_with(library: str):
-    decompressor = uproot.compression._decompress_ZLIB
-    before, decompressor.library = decompressor.library, library
-    try:
-        yield
-    finally:
-        decompressor.library = before
-
-
 def test_the_engine_inflates_with_isal():
     assert inflate.in_use() == "isal"  # isal is a dependency: the import of the engine switched it on
 
@@ -50,7 +39,7 @@ def test_real_zlib_files_give_the_same_values_with_isal_and_zlib(name, tree):
     assert len(names) >= 5
     values = {}
     for library in ("zlib", "isal"):
-        with inflating_with(library):
+        with inflate.using(library):
             fresh = RootFile(path, tree)  # a new opening: no basket kept from the other library's read
             values[library] = fresh.arrays(names)
             fresh.close()
@@ -92,10 +81,12 @@ def test_a_damaged_basket_is_a_damaged_file_whichever_library_inflates(tmp_path,
     """ISA-L raises its own error class: were it not counted as damage, the reader would blame
     the one branch whose basket failed, skip it and train without it."""
     damaged = damaged_copy(tmp_path)
-    with inflating_with(library):
+    with inflate.using(library):
+        assert inflate.in_use() == library
         ds = mlaas4hep.Dataset([str(damaged)], params={"branch": "Events", "specs_cache": False})
         with pytest.raises(DataError) as err:
             ds.specs()
+    assert inflate.in_use() == "isal"  # as it was before the block
     assert not isinstance(err.value, BranchReadError)
     text = str(err.value)
     assert "corrupt or truncated ROOT file" in text and str(damaged) in text and "\n" not in text

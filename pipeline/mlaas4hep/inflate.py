@@ -23,9 +23,11 @@ damaged file, never as a branch uproot cannot read.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import zlib
+from collections.abc import Iterator
 
 log = logging.getLogger("mlaas4hep")
 
@@ -72,3 +74,19 @@ def in_use() -> str:
     """The library uproot inflates ZLIB baskets with now."""
     decompressor = _decompressor()
     return "zlib" if decompressor is None else str(decompressor.library)
+
+
+@contextlib.contextmanager
+def using(library: str) -> Iterator[None]:
+    """Inflate ZLIB baskets with ``library`` (``"zlib"`` or ``"isal"``) inside the block, in the
+    whole process (to compare the two, or to time uproot as it comes); what was set before comes
+    back after."""
+    decompressor = _decompressor()
+    if decompressor is None:
+        yield
+        return
+    before, decompressor.library = decompressor.library, library
+    try:
+        yield
+    finally:
+        decompressor.library = before
