@@ -243,7 +243,7 @@ def read_pass(files: Sequence[RootFile], selection: FeatureSelection, params: Pa
     """One read of every file: ranges of entries (of one file or several) in parallel threads
     (uproot's decompression and numpy release the GIL); the statistics of each file.
 
-    Blocks are small (at most 10k entries, fewer for wide events within ``memory_mb``; each
+    Blocks are small (at most 20k entries, fewer for wide events within ``memory_mb``; each
     range is read from the file in pieces of up to a sixteenth of ``memory_mb`` and cut into
     blocks), the number of workers is fixed and files are opened in turn, so memory is the same
     for one file or many.
