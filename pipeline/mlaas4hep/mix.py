@@ -313,16 +313,17 @@ class BufferPool:
         self.shape, self.dtype, self.keep = shape, dtype, keep
         self._buffers: list[np.ndarray] = []
 
-    def get(self) -> tuple[np.ndarray, bool]:
-        """A free buffer, and whether it is all zeros (new)."""
+    def take(self, n: int) -> tuple[np.ndarray, bool]:
+        """The first ``n`` rows of a free buffer (a view: the buffer is not reused while it
+        lives), and whether they are all zeros (a new buffer)."""
         for buf in self._buffers:
             # references: the list, the loop variable and getrefcount's argument
             if sys.getrefcount(buf) <= 3:
-                return buf, False
+                return buf[:n], False
         buf = np.zeros(self.shape, self.dtype)
         if len(self._buffers) < self.keep:
             self._buffers.append(buf)
-        return buf, True
+        return buf[:n], True
 
 
 class ChunkMixer:
@@ -357,9 +358,7 @@ class ChunkMixer:
         pending: deque[Future] = deque()
         try:
             for index, takes in chunks:
-                buf, zeroed = self._x.get()
-                X = buf[:sum(takes)]
-                del buf
+                X, zeroed = self._x.take(sum(takes))
                 pieces = list(self._pieces(takes))
                 pending.append(pool.submit(self._assemble, index, X, pieces, self._positions(), zeroed))
                 del X, pieces
@@ -375,9 +374,7 @@ class ChunkMixer:
     def _build(self, index: int, takes: list[int]) -> Chunk:
         """Chunk ``index`` in this thread, each piece tensorized as soon as it is read (a chunk
         holds one group of source values at a time)."""
-        buf, zeroed = self._x.get()
-        X = buf[:sum(takes)]
-        del buf
+        X, zeroed = self._x.take(sum(takes))
         return self._assemble(index, X, self._pieces(takes), None, zeroed)
 
     def _pieces(self, takes: list[int]) -> Iterator[tuple[int, Block]]:

@@ -36,7 +36,7 @@ _NUMERIC_KINDS = "biuf"
 
 T = TypeVar("T")
 
-INFLATE = inflate.configure()  # ISA-L inflates ZLIB baskets where installed: see mlaas4hep/inflate.py
+inflate.configure()  # ISA-L inflates ZLIB baskets where installed: see mlaas4hep/inflate.py
 #: what a damaged file raises while uproot reads its directory or a basket (bytes that do not
 #: inflate, with Python's zlib or ISA-L; bytes that do not deserialise)
 _DAMAGE = (*inflate.ERRORS, uproot.deserialization.DeserializationError)
